@@ -1,0 +1,68 @@
+"""skinseg: dermoscopy lesion segmentation, measurement and classification.
+
+Numpy arrays at the boundary: images are (H, W, 3) uint8 RGB, masks (H, W) bool,
+probability maps (H, W) float32. Torch-backed names are imported lazily, so
+``import skinseg`` and the numpy-only stages (io, preprocess, postprocess, metrics)
+do not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> submodule that defines it (resolved lazily, PEP 562)
+_LAZY: dict[str, str] = {
+    # io
+    "read_image": "io",
+    "read_mask": "io",
+    "write_mask": "io",
+    "write_image": "io",
+    "list_images": "io",
+    "pair_images_and_masks": "io",
+    # preprocess
+    "detect_hair": "preprocess",
+    "remove_hair": "preprocess",
+    "denoise_median": "preprocess",
+    "denoise_wiener": "preprocess",
+    "Preprocess": "preprocess",
+    "PreprocessConfig": "preprocess",
+    # models
+    "create_segmenter": "models",
+    "list_segmenters": "models",
+    "SegmenterConfig": "models",
+    "save_checkpoint": "models",
+    "load_segmenter": "models",
+    # inference
+    "predict_proba": "inference",
+    "predict_proba_batch": "inference",
+    "segment": "inference",
+    # postprocess
+    "threshold": "postprocess",
+    "keep_largest_component": "postprocess",
+    "fill_holes": "postprocess",
+}
+
+_SUBMODULES = {
+    "io", "preprocess", "models", "losses", "data", "training", "inference",
+    "postprocess", "metrics", "testing", "errors", "cli",
+}
+
+__all__ = ["__version__", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'skinseg' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)
