@@ -1,0 +1,229 @@
+"""Write an evaluation (from :func:`skinseg.metrics.evaluate_folders`) to disk and format it as text.
+
+Every file is written atomically (temporary file in the same folder, then ``os.replace``),
+so an interrupted run never leaves a half-written report. Every output names its
+aggregation: the ISIC macro mean over images, or numbers pooled over all pixels.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError
+from .metrics import METRIC_NAMES, POOLED_METRIC_NAMES, EvaluationResult
+
+__all__ = ["write_evaluation_report", "format_summary_table"]
+
+_LABELS = {
+    "dice": "Dice",
+    "iou": "IoU (Jaccard)",
+    "thresholded_jaccard": "Thresholded Jaccard",
+    "sensitivity": "Sensitivity",
+    "specificity": "Specificity",
+    "accuracy": "Accuracy",
+    "hd95": "HD95 (px)",
+}
+_CSV_FIRST = ("id", *METRIC_NAMES, "tp", "fp", "fn", "tn")
+
+
+def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_text(path: Path, text: str) -> None:
+    _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8", newline=""))
+
+
+def _per_image_csv(rows: list[dict[str, Any]]) -> str:
+    columns = [c for c in _CSV_FIRST if any(c in r for r in rows)]
+    columns += sorted({k for r in rows for k in r} - set(columns))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: repr(v) if isinstance(v, float) else v for k, v in r.items()})
+    return buf.getvalue()
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def _load_outline_mask(path: str) -> np.ndarray | None:
+    import cv2
+
+    arr = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    return None if arr is None else arr > 128
+
+
+def _draw_worst(fig: Any, spec: Any, rows: list[dict[str, Any]]) -> None:
+    """Truth (green) and prediction (magenta) outlines of the 4 worst images by Dice."""
+    import cv2
+    from skimage.measure import find_contours
+
+    worst = sorted(rows, key=lambda r: r["dice"])[:4]
+    grid = spec.subgridspec(2, 2)
+    for k in range(4):
+        ax = fig.add_subplot(grid[k // 2, k % 2])
+        ax.set_axis_off()
+        if k >= len(worst):
+            continue
+        row = worst[k]
+        truth = _load_outline_mask(row["truth_path"])
+        pred = _load_outline_mask(row["pred_path"])
+        background = None
+        if row.get("image_path"):
+            img = cv2.imread(str(row["image_path"]), cv2.IMREAD_COLOR)
+            if img is not None:
+                background = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        if background is None and truth is not None:
+            background = np.full(truth.shape, 0.85)
+        if background is not None and background.ndim == 2:
+            ax.imshow(background, cmap="gray", vmin=0, vmax=1)
+        elif background is not None:
+            ax.imshow(background)
+        for mask, colour in ((truth, "#1a9850"), (pred, "#d01c8b")):
+            if mask is None or (background is not None and mask.shape != background.shape[:2]):
+                continue
+            for c in find_contours(np.pad(mask, 1).astype(np.float32), 0.5):
+                ax.plot(c[:, 1] - 1, c[:, 0] - 1, color=colour, linewidth=1.2)
+        ax.set_title(f"{row['id']}  Dice {row['dice']:.3f}", fontsize=8)
+
+
+def _render_png(path: Path, rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 5), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    spec = fig.add_gridspec(1, 2, width_ratios=(1, 1))
+    dice = np.array([r["dice"] for r in rows], dtype=float)
+    ax = fig.add_subplot(spec[0])
+    ax.hist(dice, bins=np.linspace(0, 1, 21).tolist(), color="#4575b4", edgecolor="white")
+    mean = float(dice.mean())
+    ax.axvline(mean, color="#d73027", linewidth=2, label=f"macro mean {mean:.3f}")
+    ax.set_xlabel("Dice per image")
+    ax.set_ylabel("images")
+    ax.set_title(f"Dice: {summary.get('aggregation', f'macro mean over {len(rows)} images')}", fontsize=10)
+    ax.legend(loc="upper left")
+
+    if rows and all(r.get("truth_path") and r.get("pred_path") for r in rows):
+        _draw_worst(fig, spec[1], rows)
+        fig.suptitle(
+            "right: 4 worst images by Dice; outlines: truth (green), prediction (magenta)", fontsize=10
+        )
+    else:
+        worst = sorted(rows, key=lambda r: r["dice"])[:10]
+        ax2 = fig.add_subplot(spec[1])
+        ax2.barh([str(r["id"]) for r in worst][::-1], [r["dice"] for r in worst][::-1], color="#d01c8b")
+        ax2.set_xlim(0, 1)
+        ax2.set_xlabel("Dice")
+        ax2.set_title(f"{len(worst)} worst images by Dice", fontsize=10)
+    fig.savefig(path, format="png")
+
+
+def write_evaluation_report(result: EvaluationResult, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``per_image.csv``, ``summary.json`` and ``evaluation.png`` into ``out_dir``.
+
+    Parameters
+    ----------
+    result : EvaluationResult
+        From :func:`skinseg.metrics.evaluate_folders` (any object with ``rows``, ``summary``,
+        ``unmatched_predictions`` and ``unmatched_truths`` works).
+    out_dir : str or Path
+        Created if missing; existing report files in it are replaced atomically.
+
+    Returns
+    -------
+    dict
+        ``{"per_image": path, "summary": path, "figure": path}``.
+
+    Notes
+    -----
+    The figure shows the per-image Dice histogram with the macro mean marked, and the
+    truth/prediction outlines of the 4 worst images by Dice when the rows carry
+    ``truth_path`` and ``pred_path`` (drawn over ``image_path`` when a row has one); without
+    paths it shows a bar chart of the 10 worst images.
+
+    Raises
+    ------
+    ConfigError
+        If ``result`` has no rows.
+    """
+    rows = list(result.rows)
+    if not rows:
+        raise ConfigError("`result` must hold at least one scored image; got none.")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "per_image": out / "per_image.csv",
+        "summary": out / "summary.json",
+        "figure": out / "evaluation.png",
+    }
+    _write_text(paths["per_image"], _per_image_csv(rows))
+    payload = dict(result.summary)
+    payload["unmatched_predictions"] = [str(p) for p in result.unmatched_predictions]
+    payload["unmatched_truths"] = [str(p) for p in result.unmatched_truths]
+    text = json.dumps(_jsonable(payload), indent=2, allow_nan=False) + "\n"
+    _write_text(paths["summary"], text)
+    _atomic_write(paths["figure"], lambda tmp: _render_png(tmp, rows, result.summary))
+    return paths
+
+
+def _fmt(value: Any, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def format_summary_table(summary: dict[str, Any]) -> str:
+    """A plain-text table of a :func:`skinseg.metrics.summarize` result that names its aggregation.
+
+    Columns: the macro mean over images (ISIC) with its bootstrap CI, and the numbers
+    pooled over all pixels. A last line gives the image counts, empty masks included.
+    """
+    macro = summary["macro"]
+    pooled = summary.get("pooled", {})
+    n = summary["n_images"]
+    pct = round(100 * summary.get("ci", 0.95))
+    head_macro = f"macro mean over {n} images (ISIC)"
+    head_ci = f"{pct} % CI (bootstrap, {summary.get('n_boot', 0)})"
+    lines = [
+        f"{'metric':<21}  {head_macro:>{max(len(head_macro), 10)}}  {head_ci:<25}  pooled over all pixels"
+    ]
+    width = max(len(head_macro), 10)
+    for name in METRIC_NAMES:
+        if name not in macro:
+            continue
+        d = 2 if name == "hd95" else 4
+        m = macro[name]
+        ci = "-" if m.get("ci_low") is None else f"[{_fmt(m['ci_low'], d)}, {_fmt(m['ci_high'], d)}]"
+        pooled_val = _fmt(pooled.get(name), 4) if name in POOLED_METRIC_NAMES else "-"
+        lines.append(f"{_LABELS[name]:<21}  {_fmt(m['mean'], d):>{width}}  {ci:<25}  {pooled_val}")
+    lines.append(
+        f"images: {n} (empty truth {summary['n_empty_truth']}, empty prediction {summary['n_empty_pred']}, "
+        f"both empty {summary['n_both_empty']}; HD95 = image diagonal for {summary.get('n_one_empty', 0)})"
+    )
+    return "\n".join(lines)
