@@ -1,0 +1,89 @@
+"""Segmentation losses on logits: Dice, IoU (Jaccard) and Dice + BCE.
+
+All take ``(N, 1, H, W)`` logits and a ``(N, 1, H, W)`` target in {0, 1} and return
+a scalar tensor (lower is better). ``reduction="image"`` computes the soft score
+per image then averages (every image counts the same, like the ISIC metric);
+``reduction="batch"`` pools all pixels of the batch (as smp does). ``smooth``
+keeps both stable on empty masks: an empty target with an empty prediction
+gives a loss near 0.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ConfigError
+
+__all__ = ["DiceLoss", "IoULoss", "DiceBCELoss", "create_loss", "LOSSES"]
+
+Reduction = Literal["image", "batch"]
+
+
+def _soft_counts(logits: torch.Tensor, target: torch.Tensor, reduction: str) -> tuple[torch.Tensor, torch.Tensor]:
+    if logits.shape != target.shape:
+        raise ConfigError(f"`logits` and `target` must have the same shape; got {tuple(logits.shape)} and {tuple(target.shape)}.")
+    prob = torch.sigmoid(logits.float())
+    target = target.float()
+    dims = tuple(range(1, prob.ndim)) if reduction == "image" else tuple(range(prob.ndim))
+    inter = (prob * target).sum(dims)
+    total = prob.sum(dims) + target.sum(dims)
+    return inter, total
+
+
+class _SoftLoss(nn.Module):
+    def __init__(self, *, reduction: Reduction = "image", smooth: float = 1.0) -> None:
+        super().__init__()
+        if reduction not in ("image", "batch"):
+            raise ConfigError(f"`reduction` must be 'image' or 'batch'; got {reduction!r}.")
+        if smooth < 0:
+            raise ConfigError(f"`smooth` must be >= 0; got {smooth!r}.")
+        self.reduction = reduction
+        self.smooth = float(smooth)
+
+
+class DiceLoss(_SoftLoss):
+    """1 - soft Dice = 1 - (2 |P.T| + s) / (|P| + |T| + s)."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        inter, total = _soft_counts(logits, target, self.reduction)
+        return (1 - (2 * inter + self.smooth) / (total + self.smooth).clamp_min(1e-7)).mean()
+
+
+class IoULoss(_SoftLoss):
+    """1 - soft Jaccard = 1 - (|P.T| + s) / (|P| + |T| - |P.T| + s)."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        inter, total = _soft_counts(logits, target, self.reduction)
+        return (1 - (inter + self.smooth) / (total - inter + self.smooth).clamp_min(1e-7)).mean()
+
+
+class DiceBCELoss(nn.Module):
+    """``dice_weight * DiceLoss + bce_weight * BCEWithLogits`` (BCE averaged over pixels)."""
+
+    def __init__(self, *, reduction: Reduction = "image", smooth: float = 1.0, dice_weight: float = 1.0,
+                 bce_weight: float = 1.0) -> None:
+        super().__init__()
+        self.dice = DiceLoss(reduction=reduction, smooth=smooth)
+        self.dice_weight = float(dice_weight)
+        self.bce_weight = float(bce_weight)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        bce = F.binary_cross_entropy_with_logits(logits.float(), target.float())
+        return self.dice_weight * self.dice(logits, target) + self.bce_weight * bce
+
+
+LOSSES = {"dice": DiceLoss, "iou": IoULoss, "dice_bce": DiceBCELoss}
+
+
+def create_loss(name: str, **kwargs: object) -> nn.Module:
+    """Create a loss by name: ``"dice"``, ``"iou"`` or ``"dice_bce"``."""
+    key = str(name).lower()
+    if key not in LOSSES:
+        from .models.registry import closest_name_error
+
+        raise closest_name_error("loss", name, sorted(LOSSES))
+    return LOSSES[key](**kwargs)

@@ -1,0 +1,142 @@
+"""Checkpoints: a directory with ``weights.safetensors`` and ``config.json``.
+
+Loading never executes code from a file: weights are safetensors, the config is
+JSON, and the model is rebuilt from the config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..errors import CheckpointError, ConfigError
+
+__all__ = ["save_checkpoint", "load_segmenter", "bundled_model_dir", "list_bundled_models", "read_checkpoint_config"]
+
+WEIGHTS_FILE = "weights.safetensors"
+CONFIG_FILE = "config.json"
+_BUNDLED_ROOT = Path(__file__).resolve().parent.parent / "weights"
+_BUNDLED = {"default": "unet_lite0"}
+
+
+def list_bundled_models() -> list[str]:
+    """Names accepted by :func:`load_segmenter` besides paths."""
+    return sorted(set(_BUNDLED) | {p.name for p in _BUNDLED_ROOT.glob("*") if (p / CONFIG_FILE).is_file()})
+
+
+def bundled_model_dir(name: str) -> Path:
+    """Directory of a model shipped inside the package."""
+    d = _BUNDLED_ROOT / _BUNDLED.get(name, name)
+    if not (d / CONFIG_FILE).is_file():
+        raise CheckpointError(
+            f"The bundled model {name!r} is not installed (looked in '{d}'). Available: "
+            f"{', '.join(list_bundled_models()) or 'none'}. Pass a checkpoint directory instead."
+        )
+    return d
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(model: Any, path: str | os.PathLike, *, metadata: dict[str, Any] | None = None) -> Path:
+    """Save ``model`` (a :class:`Segmenter`) as ``path/weights.safetensors`` + ``path/config.json``.
+
+    ``metadata`` (JSON-serialisable: training data, scores, ...) is stored beside
+    the config. Both files are written atomically. Returns the directory.
+    """
+    from safetensors.torch import save as save_bytes
+
+    from .. import __version__
+
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "to_dict"):
+        raise ConfigError("`model` must be a skinseg Segmenter (made by create_segmenter or load_segmenter).")
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.network.state_dict().items()}
+    payload = {
+        "format": "skinseg-segmenter",
+        "skinseg_version": __version__,
+        "config": config.to_dict(),
+        "metadata": metadata or {},
+    }
+    try:
+        text = json.dumps(payload, indent=2, sort_keys=False)
+    except TypeError as exc:
+        raise ConfigError(f"`metadata` must be JSON-serialisable: {exc}") from exc
+    _atomic_write_bytes(out / WEIGHTS_FILE, save_bytes(state))
+    _atomic_write_bytes(out / CONFIG_FILE, text.encode())
+    return out
+
+
+def read_checkpoint_config(path_or_name: str | os.PathLike) -> dict[str, Any]:
+    """Return the parsed ``config.json`` of a checkpoint directory or bundled name."""
+    d = _resolve(path_or_name)
+    try:
+        payload = json.loads((d / CONFIG_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"Cannot read '{d / CONFIG_FILE}': {exc}. Re-save the checkpoint.") from exc
+    if not isinstance(payload, dict) or "config" not in payload:
+        raise CheckpointError(f"'{d / CONFIG_FILE}' is not a skinseg checkpoint config (no 'config' entry).")
+    return payload
+
+
+def _resolve(path_or_name: str | os.PathLike) -> Path:
+    p = Path(path_or_name)
+    if p.is_dir():
+        if not (p / CONFIG_FILE).is_file() or not (p / WEIGHTS_FILE).is_file():
+            raise CheckpointError(
+                f"'{p}' is not a complete checkpoint: it needs {WEIGHTS_FILE} and {CONFIG_FILE}. "
+                "Save one with skinseg.save_checkpoint(model, dir)."
+            )
+        return p
+    if isinstance(path_or_name, str) and os.sep not in path_or_name and not p.exists():
+        return bundled_model_dir(path_or_name)
+    raise CheckpointError(
+        f"Checkpoint '{p}' not found. Pass a directory holding {WEIGHTS_FILE} and {CONFIG_FILE}, "
+        f"or a bundled name: {', '.join(list_bundled_models()) or 'none'}."
+    )
+
+
+def load_segmenter(path_or_name: str | os.PathLike = "default", *, device: str = "cpu") -> Any:
+    """Load a segmenter from a checkpoint directory or a bundled name (``"default"``).
+
+    Returns the model in eval mode on ``device``; its ``metadata`` attribute holds
+    the stored training data and scores.
+    """
+    from safetensors.torch import load_file
+
+    from .segmenters import Segmenter, SegmenterConfig, build_network, checked_load_state_dict
+
+    d = _resolve(path_or_name)
+    payload = read_checkpoint_config(d)
+    try:
+        config = SegmenterConfig.from_dict(payload["config"])
+    except (TypeError, ConfigError) as exc:
+        raise CheckpointError(f"Invalid config in '{d / CONFIG_FILE}': {exc}") from exc
+    network = build_network(config)
+    try:
+        state = load_file(str(d / WEIGHTS_FILE))
+    except Exception as exc:  # safetensors raises its own error types
+        raise CheckpointError(f"Cannot read weights '{d / WEIGHTS_FILE}': {exc}. The file may be truncated.") from exc
+    try:
+        checked_load_state_dict(network, state, what=f"Weights in '{d / WEIGHTS_FILE}'")
+    except ConfigError as exc:
+        raise CheckpointError(f"{exc} The architecture in its config.json does not match the weights.") from exc
+    model = Segmenter(network, config)
+    model.metadata = payload.get("metadata", {})
+    return model.to(device).eval()

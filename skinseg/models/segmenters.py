@@ -1,0 +1,271 @@
+"""Segmentation architectures over segmentation-models-pytorch (smp).
+
+Every model is a :class:`Segmenter`: the smp network plus the
+:class:`SegmenterConfig` that rebuilds it and says how to feed it (input size,
+normalisation, decision threshold, preprocessing). The network outputs one
+logit channel; the sigmoid lives in :mod:`skinseg.inference`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError, UnknownNameError
+from .pretrained import LITE0_ENCODERS, load_lite0_imagenet_state_dict
+from .registry import get_builder, list_segmenters, register_segmenter
+
+__all__ = ["SegmenterConfig", "Segmenter", "create_segmenter", "build_network", "checked_load_state_dict"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    """Everything needed to rebuild a segmenter and feed it images.
+
+    Parameters
+    ----------
+    arch : str
+        Registered architecture name (see :func:`list_segmenters`).
+    encoder_name : str
+        smp encoder name, e.g. ``"tu-efficientnet_lite0"`` or ``"resnet34"``.
+    encoder_depth : int
+        Number of encoder stages used (3 to 5).
+    decoder_channels : list of int or None
+        U-Net decoder widths (None: smp's default). Ignored by DeepLabv3+.
+    input_size : int
+        Images are resized so their longest side is ``input_size`` pixels before
+        the forward pass (and padded to a multiple of 32); probabilities are
+        resized back to the original size.
+    mean, std : tuple of 3 floats
+        Normalisation applied to RGB values scaled to [0, 1].
+    threshold : float
+        Decision threshold on the lesion probability.
+    preprocess : dict
+        A :class:`skinseg.preprocess.PreprocessConfig` as a dict (empty: none).
+    """
+
+    arch: str = "unet"
+    encoder_name: str = "tu-efficientnet_lite0"
+    encoder_depth: int = 5
+    decoder_channels: tuple[int, ...] | None = None
+    input_size: int = 256
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    threshold: float = 0.5
+    preprocess: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "arch", str(self.arch).lower())
+        get_builder(self.arch)  # raises UnknownNameError listing valid names
+        if self.decoder_channels is not None:
+            object.__setattr__(self, "decoder_channels", tuple(int(c) for c in self.decoder_channels))
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ConfigError(f"`mean` and `std` must be 3 numbers each, std > 0; got {self.mean}, {self.std}.")
+        if not 3 <= int(self.encoder_depth) <= 5:
+            raise ConfigError(f"`encoder_depth` must be an integer in [3, 5]; got {self.encoder_depth!r}.")
+        if int(self.input_size) < 32 or int(self.input_size) % 32:
+            raise ConfigError(f"`input_size` must be a multiple of 32, >= 32; got {self.input_size!r}.")
+        if not 0.0 < float(self.threshold) < 1.0:
+            raise ConfigError(f"`threshold` must be in (0, 1); got {self.threshold!r}.")
+        if not isinstance(self.preprocess, dict):
+            raise ConfigError(f"`preprocess` must be a dict (PreprocessConfig.to_dict()); got {self.preprocess!r}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict (tuples become lists)."""
+        d = dataclasses.asdict(self)
+        for k in ("decoder_channels", "mean", "std"):
+            if d[k] is not None:
+                d[k] = list(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SegmenterConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"Unknown SegmenterConfig keys {unknown}; valid keys: {sorted(names)}.")
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> SegmenterConfig:
+        """Return a copy with ``changes`` applied (validated)."""
+        return dataclasses.replace(self, **changes)
+
+
+class Segmenter(nn.Module):
+    """An smp network with its :class:`SegmenterConfig`. ``forward`` returns (N, 1, H, W) logits."""
+
+    def __init__(self, network: nn.Module, config: SegmenterConfig) -> None:
+        super().__init__()
+        self.network = network
+        self.config = config
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x)
+
+    def extra_repr(self) -> str:
+        return f"arch={self.config.arch!r}, encoder={self.config.encoder_name!r}, input_size={self.config.input_size}"
+
+
+def _smp():
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    import segmentation_models_pytorch as smp
+
+    return smp
+
+
+@register_segmenter("unet")
+def _build_unet(config: SegmenterConfig) -> nn.Module:
+    kwargs: dict[str, Any] = {}
+    if config.decoder_channels is not None:
+        kwargs["decoder_channels"] = config.decoder_channels
+    elif config.encoder_depth != 5:
+        kwargs["decoder_channels"] = (256, 128, 64, 32, 16)[5 - config.encoder_depth :]
+    return _smp().Unet(
+        encoder_name=config.encoder_name,
+        encoder_depth=config.encoder_depth,
+        encoder_weights=None,
+        classes=1,
+        **kwargs,
+    )
+
+
+@register_segmenter("deeplabv3plus")
+def _build_deeplabv3plus(config: SegmenterConfig) -> nn.Module:
+    return _smp().DeepLabV3Plus(
+        encoder_name=config.encoder_name,
+        encoder_depth=config.encoder_depth,
+        encoder_weights=None,
+        classes=1,
+    )
+
+
+def build_network(config: SegmenterConfig) -> nn.Module:
+    """Build the randomly initialised smp network that ``config`` describes."""
+    try:
+        return get_builder(config.arch)(config)
+    except KeyError as exc:  # smp raises KeyError for unknown encoders
+        raise UnknownNameError(
+            f"Unknown encoder {config.encoder_name!r} for {config.arch!r}: {exc}. "
+            "See segmentation_models_pytorch.encoders.get_encoder_names(), or use 'tu-<timm name>'."
+        ) from exc
+
+
+def checked_load_state_dict(module: nn.Module, state: dict[str, torch.Tensor], *, allow_unexpected: bool = False,
+                            what: str = "weights") -> None:
+    """Load ``state`` into ``module`` after checking names and shapes; raises ConfigError with details.
+
+    Calls ``torch.nn.Module.load_state_dict`` directly (smp's override only warns on mismatches).
+    """
+    own = module.state_dict()
+    missing = sorted(k for k in own if k not in state and not k.endswith("num_batches_tracked"))
+    unexpected = sorted(k for k in state if k not in own)
+    wrong = sorted(k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape))
+    if missing or wrong or (unexpected and not allow_unexpected):
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected and not allow_unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if wrong:
+            parts.append(f"{len(wrong)} with other shapes (e.g. {wrong[0]}: {tuple(state[wrong[0]].shape)} vs "
+                         f"{tuple(own[wrong[0]].shape)})")
+        raise ConfigError(f"{what} do not match the model: " + "; ".join(parts) + ".")
+    nn.Module.load_state_dict(module, {k: v for k, v in state.items() if k in own}, strict=False)
+
+
+def _load_encoder_weights(network: nn.Module, config: SegmenterConfig, encoder_weights: str) -> None:
+    if encoder_weights == "imagenet":
+        if config.encoder_name not in LITE0_ENCODERS:
+            raise ConfigError(
+                f"encoder_weights='imagenet' is available offline only for {', '.join(LITE0_ENCODERS)}; "
+                f"got encoder {config.encoder_name!r}. Use encoder_weights=None, a local weights file "
+                "(.safetensors or .pth state dict of the encoder), or encoder_weights='download:imagenet' "
+                "to let smp fetch them from the network."
+            )
+        state = load_lite0_imagenet_state_dict(include_head=False)
+        checked_load_state_dict(network.encoder.model, state, allow_unexpected=True,
+                                what="Lite0 ImageNet weights")
+        return
+    path = os.fspath(encoder_weights)
+    if not os.path.isfile(path):
+        raise ConfigError(
+            f"`encoder_weights` must be None, 'imagenet' (offline for Lite0), 'download:<name>' or a path to a "
+            f"weights file; got {encoder_weights!r}, which is not a file."
+        )
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        state = load_file(path)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    checked_load_state_dict(network.encoder, state, allow_unexpected=True,
+                            what=f"Encoder weights '{path}' for {config.encoder_name!r}")
+
+
+def create_segmenter(
+    arch: str = "unet",
+    *,
+    encoder_name: str = "tu-efficientnet_lite0",
+    encoder_weights: str | os.PathLike | None = None,
+    **config_kwargs: Any,
+) -> Segmenter:
+    """Create a segmentation model.
+
+    Parameters
+    ----------
+    arch : {"unet", "deeplabv3plus"}
+        Architecture, case-insensitive (see :func:`list_segmenters`).
+    encoder_name : str
+        smp encoder name. ``"tu-efficientnet_lite0"`` (default) has ImageNet
+        weights available offline.
+    encoder_weights : None, "imagenet", "download:<name>" or path
+        ``None``: random initialisation. ``"imagenet"``: offline ImageNet weights
+        (EfficientNet-Lite0 only). ``"download:imagenet"``: let smp download
+        weights (needs network; fails fast offline). A path: a local state dict
+        of the encoder (``.safetensors`` or ``.pth``, loaded without running code).
+    **config_kwargs
+        Further :class:`SegmenterConfig` fields (``encoder_depth``, ``input_size``,
+        ``decoder_channels``, ``threshold``, ``preprocess``, ...).
+
+    Returns
+    -------
+    Segmenter
+        A ``torch.nn.Module`` producing (N, 1, H, W) logits, in eval mode.
+    """
+    if not isinstance(arch, str) or arch.lower() not in list_segmenters():
+        get_builder(str(arch))  # raises with suggestions
+    config = SegmenterConfig(arch=arch, encoder_name=encoder_name, **config_kwargs)
+    if isinstance(encoder_weights, str) and encoder_weights.startswith("download:"):
+        network = _download_network(config, encoder_weights.split(":", 1)[1])
+    else:
+        network = build_network(config)
+        if encoder_weights is not None:
+            _load_encoder_weights(network, config, encoder_weights)
+    return Segmenter(network, config).eval()
+
+
+def _download_network(config: SegmenterConfig, weights: str) -> nn.Module:
+    """Build with smp's own download; fails fast with a clear message when offline."""
+    import socket
+
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=3).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"Downloading {weights!r} weights for {config.encoder_name!r} needs network access, which is not "
+            f"available ({exc}). Use encoder_weights=None, 'imagenet' with tu-efficientnet_lite0, or a local file."
+        ) from exc
+    smp = _smp()
+    cls = {"unet": smp.Unet, "deeplabv3plus": smp.DeepLabV3Plus}[config.arch]
+    return cls(encoder_name=config.encoder_name, encoder_depth=config.encoder_depth, encoder_weights=weights, classes=1)
