@@ -1,0 +1,197 @@
+"""Datasets and augmentation for training segmenters.
+
+Items are (image path, mask path) pairs, from a folder pair or from a manifest CSV
+(the layout of the shared ISIC dev sets: ``images/<id>.jpg``, ``masks/<id>.png``
+and a ``manifest.csv`` with ``id`` and ``split`` columns). Images are read once,
+preprocessed with the model's :class:`~skinseg.preprocess.Preprocess`, scaled to
+the model's box (:func:`skinseg._geometry.fit_size`) and cached in memory; the
+augmentation (albumentations) then runs per epoch on the small cached copies.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._geometry import box_hw, fit_size, resize_image, resize_mask
+from .errors import ConfigError
+
+__all__ = [
+    "read_manifest",
+    "collect_items",
+    "train_augmentation",
+    "val_transform",
+    "LesionSegDataset",
+    "AUGMENTATIONS",
+]
+
+AUGMENTATIONS = (
+    "rotation", "horizontal flip", "vertical flip", "translation", "scaling", "shear",
+    "brightness/contrast", "colour jitter", "hue shift", "gaussian noise", "coarse dropout",
+    "random resized crop",
+)
+"""What :func:`train_augmentation` applies (jointly to image and mask; nearest for masks)."""
+
+
+def read_manifest(path: str | os.PathLike, splits: str | Sequence[str] | None = None) -> list[tuple[Path, Path]]:
+    """(image, mask) pairs listed in a dev-set ``manifest.csv``, optionally only some splits.
+
+    The manifest needs an ``id`` column (and ``split`` when ``splits`` is given);
+    images are ``images/<id>.jpg`` and masks ``masks/<id>.png`` beside it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Manifest '{path}' not found. Pass a manifest.csv or an image folder.")
+    wanted = {splits} if isinstance(splits, str) else (set(splits) if splits is not None else None)
+    root = path.parent
+    items = []
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is None or "id" not in reader.fieldnames:
+            raise ConfigError(f"Manifest '{path}' must have an 'id' column; got columns {reader.fieldnames}.")
+        if wanted is not None and "split" not in reader.fieldnames:
+            raise ConfigError(f"Manifest '{path}' has no 'split' column, so splits={sorted(wanted)} cannot be chosen.")
+        for row in reader:
+            if wanted is not None and row["split"] not in wanted:
+                continue
+            items.append((root / "images" / f"{row['id']}.jpg", root / "masks" / f"{row['id']}.png"))
+    if not items:
+        raise ConfigError(f"Manifest '{path}' lists no images for splits {sorted(wanted or [])}.")
+    return items
+
+
+def collect_items(
+    source: str | os.PathLike, *, splits: str | Sequence[str] | None = None, mask_suffix: str = "_segmentation"
+) -> list[tuple[Path, Path]]:
+    """(image, mask) pairs from a manifest CSV, a folder with ``manifest.csv``, or an image folder.
+
+    An image folder is paired with masks by stem (``<stem><mask_suffix>``), looking in
+    a ``masks/`` subfolder if present, else beside the images.
+    """
+    src = Path(source)
+    if src.is_file():
+        return read_manifest(src, splits)
+    if (src / "manifest.csv").is_file():
+        return read_manifest(src / "manifest.csv", splits)
+    if splits is not None:
+        raise ConfigError(f"splits={splits!r} needs a manifest.csv, and '{src}' has none.")
+    from .io import pair_images_and_masks
+
+    image_dir = src / "images" if (src / "images").is_dir() else src
+    mask_dir = src / "masks" if (src / "masks").is_dir() else None
+    pairs, unmatched, _ = pair_images_and_masks(image_dir, mask_dir, mask_suffix=mask_suffix)
+    if not pairs:
+        raise ConfigError(
+            f"No image/mask pairs found in '{src}' (masks named <stem>{mask_suffix}.png). "
+            f"{len(unmatched)} images had no mask. Set mask_suffix to your masks' naming."
+        )
+    return pairs
+
+
+def train_augmentation(input_size: int, *, strength: float = 1.0, seed: int | None = None) -> Callable[..., dict[str, Any]]:
+    """The albumentations training pipeline for images already scaled to the model box."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    import albumentations as A
+    import cv2
+
+    h, w = box_hw(input_size)
+    s = float(strength)
+    return A.Compose([
+        A.PadIfNeeded(min_height=h, min_width=w, border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0),
+        A.RandomResizedCrop(size=(h, w), scale=(0.6, 1.0), ratio=(w / h * 0.85, w / h * 1.15), p=0.3 * s),
+        A.HorizontalFlip(p=0.5),
+        A.VerticalFlip(p=0.5),
+        A.Affine(
+            rotate=(-180 * s, 180 * s), translate_percent=(-0.08 * s, 0.08 * s), scale=(1 - 0.2 * s, 1 + 0.2 * s),
+            shear=(-8 * s, 8 * s), border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0, p=0.7,
+        ),
+        A.RandomBrightnessContrast(brightness_limit=0.2 * s, contrast_limit=0.2 * s, p=0.5),
+        A.ColorJitter(brightness=0.0, contrast=0.0, saturation=(1 - 0.2 * s, 1 + 0.2 * s), hue=(-0.04 * s, 0.04 * s), p=0.5),
+        A.HueSaturationValue(hue_shift_limit=int(8 * s), sat_shift_limit=int(15 * s), val_shift_limit=0, p=0.3),
+        A.GaussNoise(std_range=(0.01, 0.05 * s), p=0.2),
+        A.CoarseDropout(num_holes_range=(1, 4), hole_height_range=(0.05, 0.15), hole_width_range=(0.05, 0.15),
+                        fill=0, fill_mask=None, p=0.2),
+        A.PadIfNeeded(min_height=h, min_width=w, border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0),
+        A.CenterCrop(height=h, width=w),
+    ], seed=seed)
+
+
+def val_transform(input_size: int) -> Callable[..., dict[str, Any]]:
+    """Deterministic transform: pad the scaled image to the model box (no randomness)."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    import albumentations as A
+    import cv2
+
+    h, w = box_hw(input_size)
+    return A.Compose([A.PadIfNeeded(min_height=h, min_width=w, border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0)])
+
+
+class LesionSegDataset:
+    """A torch-style dataset of (image tensor, mask tensor) for segmentation training.
+
+    Parameters
+    ----------
+    items : sequence of (image path, mask path)
+    input_size : int
+        The model's ``input_size``; images are scaled into its landscape box
+        (portrait images are transposed first).
+    transform : callable or None
+        An albumentations pipeline taking ``image=`` and ``mask=``
+        (:func:`train_augmentation` or :func:`val_transform`).
+    mean, std : normalisation stored with the model.
+    preprocess : dict or None
+        A PreprocessConfig dict applied to each image once, before caching.
+    """
+
+    def __init__(self, items: Sequence[tuple[Path, Path]], *, input_size: int, transform: Callable | None,
+                 mean: Sequence[float], std: Sequence[float], preprocess: dict | None = None,
+                 progress: bool = False) -> None:
+        from .io import read_image, read_mask
+
+        self.items = list(items)
+        self.input_size = int(input_size)
+        self.transform = transform
+        self.mean = np.asarray(mean, np.float32) * 255
+        self.std = np.asarray(std, np.float32) * 255
+        pre = None
+        if preprocess:
+            from .preprocess import Preprocess
+
+            pre = Preprocess.from_dict(preprocess)
+        self.images: list[np.ndarray] = []
+        self.masks: list[np.ndarray] = []
+        iterator: Any = self.items
+        if progress:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(self.items, desc="loading", unit="img", leave=False)
+        for image_path, mask_path in iterator:
+            image = read_image(image_path)
+            mask = read_mask(mask_path, shape=image.shape[:2])
+            if pre is not None:
+                image = pre(image)
+            if image.shape[0] > image.shape[1]:
+                image, mask = image.transpose(1, 0, 2), mask.T
+            hw = fit_size(image.shape[0], image.shape[1], self.input_size)
+            self.images.append(np.ascontiguousarray(resize_image(image, hw)))
+            self.masks.append(np.ascontiguousarray(resize_mask(mask.astype(np.uint8), hw)))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        import torch
+
+        image, mask = self.images[index], self.masks[index]
+        if self.transform is not None:
+            out = self.transform(image=image, mask=mask)
+            image, mask = out["image"], out["mask"]
+        x = (image.astype(np.float32) - self.mean) / self.std
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))), torch.from_numpy(
+            (mask > 0).astype(np.float32)[None]
+        )

@@ -1,0 +1,280 @@
+"""Training loop for segmenters: AdamW, cosine schedule, early stopping,
+best-on-validation-Dice checkpoint, resumable from the last epoch.
+
+``fit`` writes into ``out_dir``:
+
+- ``best/``: the best checkpoint so far (weights.safetensors + config.json),
+- ``last.pt``: model, optimiser, scheduler and RNG state after every epoch, for
+  resuming (tensors and plain containers only; read with ``weights_only=True``),
+- ``history.csv`` / ``history.json`` and ``learning_curve.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import ConfigError
+from .losses import create_loss
+from .models.checkpoint import _atomic_write_bytes, save_checkpoint
+
+__all__ = ["TrainConfig", "fit", "evaluate_dice", "plot_history"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training hyper-parameters (all JSON-serialisable)."""
+
+    epochs: int = 12
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    loss: str = "dice_bce"
+    schedule: str = "cosine"  # "cosine" or "plateau"
+    min_lr: float = 1e-5
+    warmup_epochs: int = 0
+    patience: int = 5  # early stopping: epochs without val Dice improvement
+    seed: int = 0
+    augment_strength: float = 1.0
+    num_workers: int = 0
+    max_batches_per_epoch: int | None = None  # for smoke tests
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError(f"`epochs` and `batch_size` must be >= 1; got {self.epochs}, {self.batch_size}.")
+        if self.schedule not in ("cosine", "plateau"):
+            raise ConfigError(f"`schedule` must be 'cosine' or 'plateau'; got {self.schedule!r}.")
+        if not self.lr > 0:
+            raise ConfigError(f"`lr` must be > 0; got {self.lr!r}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - albumentations/torch workers may consult it
+    torch.manual_seed(seed)
+
+
+@torch.no_grad()
+def evaluate_dice(model: torch.nn.Module, loader: Any, device: str = "cpu") -> dict[str, float]:
+    """Mean per-image Dice / IoU (at the model's resolution) and mean loss-free stats."""
+    model.eval()
+    dices, ious = [], []
+    for x, y in loader:
+        logits = model(x.to(device).contiguous(memory_format=torch.channels_last))
+        pred = (logits > 0).float()
+        y = y.to(device)
+        inter = (pred * y).sum((1, 2, 3))
+        total = pred.sum((1, 2, 3)) + y.sum((1, 2, 3))
+        union = total - inter
+        both_empty = total == 0
+        dice = torch.where(both_empty, torch.ones_like(total), 2 * inter / total.clamp_min(1))
+        iou = torch.where(both_empty, torch.ones_like(total), inter / union.clamp_min(1))
+        dices += dice.tolist()
+        ious += iou.tolist()
+    return {"val_dice": float(np.mean(dices)), "val_iou": float(np.mean(ious))}
+
+
+def _lr_factor(epoch: int, config: TrainConfig) -> float:
+    """Multiplier of ``lr`` at the start of ``epoch`` (0-based) for the cosine schedule."""
+    if epoch < config.warmup_epochs:
+        return (epoch + 1) / (config.warmup_epochs + 1)
+    span = max(1, config.epochs - config.warmup_epochs)
+    t = (epoch - config.warmup_epochs) / span
+    floor = config.min_lr / config.lr
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def plot_history(history: list[dict[str, Any]], path: str | os.PathLike) -> None:
+    """Write a learning-curve PNG (loss and validation Dice per epoch)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, ax1 = plt.subplots(figsize=(7, 4), dpi=100)
+    ax1.plot(epochs, [h["train_loss"] for h in history], "o-", color="tab:blue", label="train loss")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("train loss", color="tab:blue")
+    ax2 = ax1.twinx()
+    ax2.plot(epochs, [h["val_dice"] for h in history], "s-", color="tab:red", label="val Dice")
+    ax2.plot(epochs, [h["val_iou"] for h in history], "^--", color="tab:orange", label="val IoU")
+    ax2.set_ylabel("validation score (per-image mean)")
+    best = max(history, key=lambda h: h["val_dice"])
+    ax2.axvline(best["epoch"], color="grey", ls=":", lw=1)
+    ax2.set_title(f"best val Dice {best['val_dice']:.4f} at epoch {best['epoch']}")
+    fig.legend(loc="lower center", ncol=3, fontsize=8)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _write_history(history: list[dict[str, Any]], out: Path) -> None:
+    keys = list(history[0])
+    lines = [",".join(keys)] + [",".join(str(h[k]) for k in keys) for h in history]
+    _atomic_write_bytes(out / "history.csv", ("\n".join(lines) + "\n").encode())
+    _atomic_write_bytes(out / "history.json", json.dumps(history, indent=1).encode())
+    plot_history(history, out / "learning_curve.png")
+
+
+def fit(
+    model: torch.nn.Module,
+    train_set: Any,
+    val_set: Any,
+    *,
+    config: TrainConfig | None = None,
+    out_dir: str | os.PathLike,
+    device: str = "cpu",
+    metadata: dict[str, Any] | None = None,
+    resume: bool = True,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Train ``model`` and keep the best checkpoint on validation Dice.
+
+    Parameters
+    ----------
+    model : Segmenter
+        From :func:`skinseg.create_segmenter`.
+    train_set, val_set : datasets yielding (image tensor, mask tensor)
+        E.g. :class:`skinseg.data.LesionSegDataset`.
+    config : TrainConfig
+    out_dir : path
+        Run directory. If it holds ``last.pt`` and ``resume`` is true, training
+        continues after the last finished epoch with identical state.
+    device : str
+        ``"cpu"`` or ``"cuda"``.
+    metadata : dict
+        Stored in the checkpoint's config.json (training data, command, ...).
+
+    Returns
+    -------
+    list of dict
+        One row per epoch: epoch, lr, train_loss, val_dice, val_iou, seconds.
+    """
+    from torch.utils.data import DataLoader
+
+    config = config or TrainConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _seed_everything(config.seed)
+    model = model.to(device).to(memory_format=torch.channels_last)
+    loss_fn = create_loss(config.loss)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    plateau = (
+        torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=2, min_lr=config.min_lr)
+        if config.schedule == "plateau" else None
+    )
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    best_dice = -1.0
+    last_path = out / "last.pt"
+    if resume and last_path.is_file():
+        state = torch.load(last_path, map_location="cpu", weights_only=True)
+        model.network.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if plateau is not None and state.get("plateau"):
+            plateau.load_state_dict(state["plateau"])
+        torch.set_rng_state(state["torch_rng"])
+        history = json.loads(state["history"])
+        start_epoch = int(state["epoch"]) + 1
+        best_dice = max((h["val_dice"] for h in history), default=-1.0)
+        if progress:
+            print(f"resuming {out} after epoch {start_epoch} (best val Dice so far {best_dice:.4f})", flush=True)
+    generator = torch.Generator().manual_seed(config.seed)
+    if start_epoch:
+        generator.manual_seed(config.seed + 1000 * start_epoch)
+    train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, drop_last=True,
+                              num_workers=config.num_workers, generator=generator)
+    val_loader = DataLoader(val_set, batch_size=config.batch_size, shuffle=False, num_workers=config.num_workers)
+    stale = 0
+    if history:
+        best_epoch = max(history, key=lambda h: h["val_dice"])["epoch"]
+        stale = history[-1]["epoch"] - best_epoch
+    for epoch in range(start_epoch, config.epochs):
+        if stale >= config.patience:
+            if progress:
+                print(f"early stopping: no val Dice gain for {stale} epochs", flush=True)
+            break
+        if hasattr(train_set, "transform") and hasattr(train_set.transform, "set_random_seed"):
+            train_set.transform.set_random_seed(config.seed + epoch)
+        generator.manual_seed(config.seed + 1000 * epoch)
+        if plateau is None:
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * _lr_factor(epoch, config)
+        lr = optimizer.param_groups[0]["lr"]
+        model.train()
+        t0 = time.time()
+        losses = []
+        n_batches = len(train_loader) if config.max_batches_per_epoch is None else min(
+            len(train_loader), config.max_batches_per_epoch)
+        iterator: Any = train_loader
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=True)
+        for i, (x, y) in enumerate(iterator):
+            if i >= n_batches:
+                break
+            x = x.to(device).contiguous(memory_format=torch.channels_last)
+            y = y.to(device)
+            loss = loss_fn(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{np.mean(losses):.4f}", lr=f"{lr:.2e}")
+        if bar is not None:
+            bar.close()
+        scores = evaluate_dice(model, val_loader, device)
+        if plateau is not None:
+            plateau.step(scores["val_dice"])
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": float(np.mean(losses)), **scores,
+               "seconds": round(time.time() - t0, 1)}
+        history.append(row)
+        improved = scores["val_dice"] > best_dice
+        if improved:
+            best_dice = scores["val_dice"]
+            stale = 0
+            meta = dict(metadata or {})
+            meta.update({"train_config": config.to_dict(), "best_epoch": epoch + 1,
+                         "validation": {k: round(v, 6) for k, v in scores.items()}})
+            model.eval()
+            save_checkpoint(model, out / "best", metadata=meta)
+        else:
+            stale += 1
+        state = {
+            "model": model.network.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "plateau": plateau.state_dict() if plateau is not None else {},
+            "torch_rng": torch.get_rng_state(),
+            "epoch": epoch,
+            "history": json.dumps(history),
+        }
+        tmp = last_path.with_name(".last.pt.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, last_path)
+        _write_history(history, out)
+        if progress:
+            print(f"epoch {epoch + 1}: loss {row['train_loss']:.4f} val Dice {scores['val_dice']:.4f} "
+                  f"IoU {scores['val_iou']:.4f} ({row['seconds']} s){' *best*' if improved else ''}", flush=True)
+    return history

@@ -1,0 +1,90 @@
+"""Inference maps back exactly, TTA inverses are exact, batching equals single images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import skinseg as ss
+from skinseg._geometry import box_hw, fit_size
+from skinseg.errors import ConfigError, InvalidImageError
+from skinseg.inference import _forward_proba
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return ss.create_segmenter("unet", encoder_name="resnet18", encoder_depth=3, decoder_channels=(32, 16, 8),
+                               input_size=64)
+
+
+def test_fit_size_keeps_aspect_and_fits_box():
+    assert box_hw(256) == (192, 256)
+    for h, w in [(768, 1024), (1024, 768), (512, 512), (100, 3000), (1, 1)]:
+        fh, fw = fit_size(h, w, 256)
+        assert max(fh, fw) <= 256 and min(fh, fw) <= 192
+        assert abs(fh / fw - h / w) < 0.05 * (h / w) + 2 / min(fw, fh) or (fh, fw) in [(1, 1)] or min(fh, fw) <= 9
+
+
+@pytest.mark.parametrize("hw", [(301, 457), (457, 301), (47, 65)], ids=str)
+def test_predict_proba_exact_size(model, hw):
+    image = np.random.default_rng(0).integers(0, 256, size=(*hw, 3), dtype=np.uint8)
+    before = image.copy()
+    prob = ss.predict_proba(model, image)
+    assert prob.shape == hw and prob.dtype == np.float32
+    assert np.array_equal(image, before)
+
+
+def test_constant_probability_maps_back_unchanged(model):
+    """A model whose output is a known pattern at model resolution maps back by crop + resize only."""
+    from skinseg.inference import probabilities_to_image_size
+
+    small = np.zeros((64, 64), np.float32)
+    small[:48, :64] = 0.25  # valid region (48, 64); padding below is ignored
+    out = probabilities_to_image_size(small, (48, 64), (301, 401))
+    assert out.shape == (301, 401)
+    assert np.allclose(out, 0.25)
+
+
+def test_tta_inverse_is_exact(model):
+    """TTA of a flip-equivariant check: TTA prob of a flipped image equals the flipped TTA prob."""
+    image = np.random.default_rng(2).integers(0, 256, size=(64, 96, 3), dtype=np.uint8)
+    p = ss.predict_proba(model, image, tta=True)
+    pf = ss.predict_proba(model, np.ascontiguousarray(image[:, ::-1]), tta=True)
+    np.testing.assert_allclose(pf, p[:, ::-1], atol=1e-5)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        single = torch.sigmoid(model(x))
+    # an identity-only "TTA" equals the plain forward
+    assert torch.allclose(_forward_proba(model, x, tta=False), single, atol=1e-6)
+
+
+def test_batch_equals_single(model):
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, size=s, dtype=np.uint8) for s in [(60, 80, 3), (80, 60, 3), (60, 80, 3), (33, 33, 3)]]
+    batch = ss.predict_proba_batch(model, images, batch_size=3)
+    for im, p in zip(images, batch):
+        np.testing.assert_allclose(p, ss.predict_proba(model, im), atol=1e-5)
+
+
+def test_segment_returns_bool_mask(model):
+    image = np.random.default_rng(4).integers(0, 256, size=(70, 90, 3), dtype=np.uint8)
+    mask = ss.segment(model, image, threshold=0.5)
+    assert mask.shape == (70, 90) and mask.dtype == bool
+    prob = ss.predict_proba(model, image)
+    loose = ss.segment(model, image, threshold=0.01, largest_component=False, fill_holes=False)
+    assert np.array_equal(loose, prob >= 0.01)
+
+
+def test_bad_inputs(model):
+    with pytest.raises(InvalidImageError, match="alpha"):
+        ss.predict_proba(model, np.zeros((8, 8, 4), np.uint8))
+    with pytest.raises(InvalidImageError, match="uint8"):
+        ss.predict_proba(model, np.zeros((8, 8, 3), np.float32))
+    with pytest.raises(TypeError):
+        ss.predict_proba(model, [[1, 2, 3]])
+    with pytest.raises(ConfigError, match="list"):
+        ss.predict_proba_batch(model, np.zeros((2, 8, 8, 3), np.uint8))
+    with pytest.raises(ConfigError, match="Segmenter"):
+        ss.predict_proba(torch.nn.Conv2d(3, 1, 1), np.zeros((8, 8, 3), np.uint8))
