@@ -1,0 +1,227 @@
+"""The preprocessing pipeline as one serialisable object (stored in model checkpoints)."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._checks import check_rgb_image
+from .._types import RGBImage
+from ..errors import ConfigError, UnknownNameError
+from . import denoise as _denoise
+from . import hair as _hair
+
+__all__ = ["PreprocessConfig", "Preprocess"]
+
+_FIELDS = ("hair_removal", "hair_params", "denoise", "denoise_params")
+
+
+def _method_name(value: object, name: str, valid: tuple[str, ...], what: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.lower() in valid:
+        return value.lower()
+    hint = difflib.get_close_matches(str(value).lower(), valid, n=1)
+    extra = f" Did you mean {hint[0]!r}?" if hint else ""
+    raise UnknownNameError(
+        f"Unknown {what} {value!r} for `{name}`. Available: {', '.join(valid)}, or None to skip.{extra}"
+    )
+
+
+def _params_dict(value: object, name: str) -> dict[str, Any]:
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise ConfigError(f"`{name}` must be a dict with str keys; got {value!r}.")
+    return dict(value)
+
+
+def _unknown_keys(keys: list[str], valid: tuple[str, ...], name: str) -> ConfigError:
+    hint = difflib.get_close_matches(keys[0], valid, n=1)
+    extra = f" Did you mean {hint[0]!r}?" if hint else ""
+    return ConfigError(
+        f"`{name}` must only have the keys {', '.join(valid)}; "
+        f"got unknown {', '.join(map(repr, keys))}.{extra}"
+    )
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Which preprocessing steps run, with which parameters (JSON-serialisable).
+
+    Parameters
+    ----------
+    hair_removal : {"dullrazor", "blackhat"} or None
+        Method of :func:`skinseg.preprocess.remove_hair`; None skips hair removal.
+    hair_params : dict
+        Keyword arguments of :func:`~skinseg.preprocess.remove_hair` for that method
+        (``hair_color``, ``kernel_size``, ``threshold``, ...); None values are dropped
+        (library default, i.e. the scale rule). Must be empty when ``hair_removal`` is None.
+    denoise : {"median", "wiener"} or None
+        :func:`~skinseg.preprocess.denoise_median` or
+        :func:`~skinseg.preprocess.denoise_wiener`; None skips denoising.
+    denoise_params : dict
+        Keyword arguments of that function (``kernel_size``; ``window``, ``noise``).
+
+    Raises
+    ------
+    UnknownNameError
+        For an unknown method name (the message lists the valid ones).
+    ConfigError
+        For an invalid or inapplicable parameter.
+
+    Notes
+    -----
+    Method names are stored in lower case and the parameter dicts are validated copies,
+    so a config compares equal to ``PreprocessConfig.from_dict(config.to_dict())``.
+    """
+
+    hair_removal: str | None = None
+    hair_params: dict[str, Any] = field(default_factory=dict)
+    denoise: str | None = None
+    denoise_params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        hair = _method_name(self.hair_removal, "hair_removal", _hair.HAIR_METHODS, "hair-removal method")
+        hair_params = _params_dict(self.hair_params, "hair_params")
+        if hair is None:
+            if any(v is not None for v in hair_params.values()):
+                raise ConfigError(
+                    f"`hair_params` must be empty when `hair_removal` is None; got {hair_params!r}. "
+                    "Set hair_removal='dullrazor' or drop the parameters."
+                )
+            hair_params = {}
+        else:
+            _, hair_params = _hair._validate_params(hair, hair_params, removing=True)
+        den = _method_name(self.denoise, "denoise", _denoise.DENOISE_METHODS, "denoising method")
+        den_params = _params_dict(self.denoise_params, "denoise_params")
+        if den is None:
+            if any(v is not None for v in den_params.values()):
+                raise ConfigError(
+                    f"`denoise_params` must be empty when `denoise` is None; got {den_params!r}. "
+                    "Set denoise='median' or drop the parameters."
+                )
+            den_params = {}
+        else:
+            den_params = _denoise._validate_params(den, den_params)
+        object.__setattr__(self, "hair_removal", hair)
+        object.__setattr__(self, "hair_params", hair_params)
+        object.__setattr__(self, "denoise", den)
+        object.__setattr__(self, "denoise_params", den_params)
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict (new copies of the parameter dicts)."""
+        return {
+            "hair_removal": self.hair_removal,
+            "hair_params": dict(self.hair_params),
+            "denoise": self.denoise,
+            "denoise_params": dict(self.denoise_params),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PreprocessConfig:
+        """Build a config from :meth:`to_dict` output; missing keys take their defaults.
+
+        Raises
+        ------
+        ConfigError
+            If ``data`` is not a mapping or has unknown keys.
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"`data` must be a dict as written by to_dict(); got {type(data).__name__}.")
+        unknown = sorted(str(k) for k in data if k not in _FIELDS)
+        if unknown:
+            raise _unknown_keys(unknown, _FIELDS, "data")
+        return cls(**dict(data))
+
+
+class Preprocess:
+    """Callable preprocessing pipeline: hair removal, then denoising.
+
+    The order is fixed: hair is removed first, because denoising would blur the thin
+    hairs (lowering their contrast for detection and smearing them into the skin) and a
+    median filter of a hairy image partly keeps the hair. The object is rebuilt from
+    :meth:`to_dict` output, so training, inference and the CLI run the same steps.
+
+    Parameters
+    ----------
+    config : PreprocessConfig or None
+        The steps; None: the default config (identity).
+    **overrides
+        Fields of :class:`PreprocessConfig` replacing those of ``config``.
+
+    Raises
+    ------
+    ConfigError, UnknownNameError
+        For an invalid configuration or an unknown override name.
+
+    Examples
+    --------
+    >>> from skinseg.testing import synthetic_lesion
+    >>> image, _ = synthetic_lesion(rng=0)
+    >>> pre = Preprocess(hair_removal="dullrazor", denoise="median", denoise_params={"kernel_size": 3})
+    >>> pre(image).shape
+    (256, 256, 3)
+    >>> Preprocess.from_dict(pre.to_dict()) == pre
+    True
+    """
+
+    def __init__(self, config: PreprocessConfig | None = None, **overrides: Any) -> None:
+        if config is None:
+            config = PreprocessConfig()
+        elif not isinstance(config, PreprocessConfig):
+            raise TypeError(
+                f"`config` must be a PreprocessConfig or None; got {type(config).__name__}. "
+                "Use Preprocess.from_dict() for a dict."
+            )
+        unknown = sorted(k for k in overrides if k not in _FIELDS)
+        if unknown:
+            raise _unknown_keys(unknown, _FIELDS, "overrides")
+        self._config = dataclasses.replace(config, **overrides) if overrides else config
+
+    @property
+    def config(self) -> PreprocessConfig:
+        """The (frozen) configuration."""
+        return self._config
+
+    def __call__(self, image: RGBImage) -> RGBImage:
+        """Apply the steps to an (H, W, 3) uint8 RGB image; return a new image."""
+        check_rgb_image(image)
+        cfg = self._config
+        out = image
+        if cfg.hair_removal is not None:
+            out = _hair.remove_hair(out, method=cfg.hair_removal, **cfg.hair_params)  # type: ignore[arg-type]
+        if cfg.denoise == "median":
+            out = _denoise.denoise_median(out, **cfg.denoise_params)
+        elif cfg.denoise == "wiener":
+            out = _denoise.denoise_wiener(out, **cfg.denoise_params)
+        return out.copy() if out is image else out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable description (:meth:`PreprocessConfig.to_dict`)."""
+        return self._config.to_dict()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Preprocess:
+        """Rebuild from :meth:`to_dict` output."""
+        return cls(PreprocessConfig.from_dict(data))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Preprocess):
+            return NotImplemented
+        return self._config == other._config
+
+    def __hash__(self) -> int:
+        return hash(self._config)
+
+    def __repr__(self) -> str:
+        c = self._config
+        return (
+            f"Preprocess(hair_removal={c.hair_removal!r}, hair_params={c.hair_params!r}, "
+            f"denoise={c.denoise!r}, denoise_params={c.denoise_params!r})"
+        )
