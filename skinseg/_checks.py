@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import numbers
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -16,6 +18,7 @@ __all__ = [
     "check_odd_int",
     "check_positive_int",
     "check_fraction",
+    "did_you_mean",
 ]
 
 
@@ -127,3 +130,9 @@ def check_fraction(value: object, name: str, low: float = 0.0, high: float = 1.0
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (low <= float(value) <= high):
         raise ConfigError(f"`{name}` must be a number in [{low}, {high}]; got {value!r}.")
     return float(value)
+
+
+def did_you_mean(value: object, valid: Iterable[str]) -> str:
+    """``" Did you mean 'x'?"`` for the valid name closest to ``value``, or ``""`` if none is close."""
+    hint = difflib.get_close_matches(str(value).lower(), [str(v) for v in valid], n=1, cutoff=0.4)
+    return f" Did you mean {hint[0]!r}?" if hint else ""

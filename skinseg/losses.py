@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ConfigError
+from ._checks import did_you_mean
+from .errors import ConfigError, UnknownNameError
 
 __all__ = ["DiceLoss", "IoULoss", "DiceBCELoss", "create_loss", "LOSSES"]
 
@@ -83,7 +84,6 @@ def create_loss(name: str, **kwargs: object) -> nn.Module:
     """Create a loss by name: ``"dice"``, ``"iou"`` or ``"dice_bce"``."""
     key = str(name).lower()
     if key not in LOSSES:
-        from .models.registry import closest_name_error
-
-        raise closest_name_error("loss", name, sorted(LOSSES))
+        valid = sorted(LOSSES)
+        raise UnknownNameError(f"Unknown loss {name!r}. Available: {', '.join(valid)}.{did_you_mean(name, valid)}")
     return LOSSES[key](**kwargs)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from typing import Any
 
+from .._checks import did_you_mean
 from ..errors import UnknownNameError
 
 __all__ = ["register_segmenter", "list_segmenters", "get_builder", "closest_name_error"]
@@ -33,9 +33,7 @@ def list_segmenters() -> list[str]:
 
 def closest_name_error(kind: str, name: str, valid: list[str]) -> UnknownNameError:
     """Build an :class:`UnknownNameError` listing ``valid`` and suggesting the closest one."""
-    close = difflib.get_close_matches(str(name).lower(), valid, n=1, cutoff=0.4)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return UnknownNameError(f"Unknown {kind} {name!r}. Available: {', '.join(valid)}.{hint}")
+    return UnknownNameError(f"Unknown {kind} {name!r}. Available: {', '.join(valid)}.{did_you_mean(name, valid)}")
 
 
 def get_builder(name: str) -> Callable[..., Any]:

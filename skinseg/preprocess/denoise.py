@@ -7,7 +7,7 @@ import numbers
 import cv2
 import numpy as np
 
-from .._checks import check_odd_int, check_rgb_image
+from .._checks import check_odd_int, check_rgb_image, did_you_mean
 from .._types import RGBImage
 from ..errors import ConfigError
 
@@ -38,10 +38,7 @@ def _validate_params(method: str, params: dict[str, object]) -> dict[str, object
     out: dict[str, object] = {}
     for key, value in params.items():
         if key not in allowed:
-            import difflib
-
-            hint = difflib.get_close_matches(str(key), allowed, n=1)
-            extra = f" Did you mean {hint[0]!r}?" if hint else ""
+            extra = did_you_mean(str(key), allowed)
             raise ConfigError(
                 f"`{key}` is not a parameter of denoise_{method}; valid: {', '.join(allowed)}.{extra}"
             )

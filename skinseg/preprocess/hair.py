@@ -41,7 +41,6 @@ defaults were tuned on ISIC 2017 train/val images with simulated hair
 
 from __future__ import annotations
 
-import difflib
 import numbers
 from typing import Any, Literal
 
@@ -49,7 +48,14 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from .._checks import as_bool_mask, check_odd_int, check_positive_int, check_rgb_image, check_same_hw
+from .._checks import (
+    as_bool_mask,
+    check_odd_int,
+    check_positive_int,
+    check_rgb_image,
+    check_same_hw,
+    did_you_mean,
+)
 from .._types import BinaryMask, RGBImage
 from ..errors import ConfigError, UnknownNameError
 
@@ -103,8 +109,7 @@ def _auto(name: str, long_side: int) -> int:
 def _check_name(value: object, name: str, valid: tuple[str, ...], what: str) -> str:
     if isinstance(value, str) and value.lower() in valid:
         return value.lower()
-    hint = difflib.get_close_matches(str(value).lower(), valid, n=1)
-    extra = f" Did you mean {hint[0]!r}?" if hint else ""
+    extra = did_you_mean(str(value).lower(), valid)
     raise UnknownNameError(f"Unknown {what} {value!r}. Available: {', '.join(valid)}.{extra}")
 
 
@@ -136,8 +141,7 @@ def _validate_params(
                     f"`{key}` applies only to method={owners[0]!r}; got it with method={m!r}. "
                     f"Drop it or use method={owners[0]!r}."
                 )
-            hint = difflib.get_close_matches(key, sorted(allowed), n=1)
-            extra = f" Did you mean {hint[0]!r}?" if hint else ""
+            extra = did_you_mean(key, sorted(allowed))
             raise ConfigError(
                 f"`{key}` is not a parameter of {'remove_hair' if removing else 'detect_hair'}"
                 f"(method={m!r}); valid: {', '.join(sorted(allowed))}.{extra}"

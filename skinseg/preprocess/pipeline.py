@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._checks import check_rgb_image
+from .._checks import check_rgb_image, did_you_mean
 from .._types import RGBImage
 from ..errors import ConfigError, UnknownNameError
 from . import denoise as _denoise
@@ -25,8 +24,7 @@ def _method_name(value: object, name: str, valid: tuple[str, ...], what: str) ->
         return None
     if isinstance(value, str) and value.lower() in valid:
         return value.lower()
-    hint = difflib.get_close_matches(str(value).lower(), valid, n=1)
-    extra = f" Did you mean {hint[0]!r}?" if hint else ""
+    extra = did_you_mean(str(value).lower(), valid)
     raise UnknownNameError(
         f"Unknown {what} {value!r} for `{name}`. Available: {', '.join(valid)}, or None to skip.{extra}"
     )
@@ -39,8 +37,7 @@ def _params_dict(value: object, name: str) -> dict[str, Any]:
 
 
 def _unknown_keys(keys: list[str], valid: tuple[str, ...], name: str) -> ConfigError:
-    hint = difflib.get_close_matches(keys[0], valid, n=1)
-    extra = f" Did you mean {hint[0]!r}?" if hint else ""
+    extra = did_you_mean(keys[0], valid)
     return ConfigError(
         f"`{name}` must only have the keys {', '.join(valid)}; "
         f"got unknown {', '.join(map(repr, keys))}.{extra}"
