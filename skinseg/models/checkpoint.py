@@ -52,12 +52,17 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def save_checkpoint(model: Any, path: str | os.PathLike, *, metadata: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(model: Any, path: str | os.PathLike, *, metadata: dict[str, Any] | None = None,
+                    weights_dtype: str = "float32") -> Path:
     """Save ``model`` (a :class:`Segmenter`) as ``path/weights.safetensors`` + ``path/config.json``.
 
     ``metadata`` (JSON-serialisable: training data, scores, ...) is stored beside
-    the config. Both files are written atomically. Returns the directory.
+    the config. ``weights_dtype="float16"`` stores floating-point tensors at half
+    precision (half the file size; :func:`load_segmenter` casts them back to the
+    model's float32). Both files are written atomically. Returns the directory.
     """
+    import torch
+
     from safetensors.torch import save as save_bytes
 
     from .. import __version__
@@ -67,7 +72,11 @@ def save_checkpoint(model: Any, path: str | os.PathLike, *, metadata: dict[str, 
         raise ConfigError("`model` must be a skinseg Segmenter (made by create_segmenter or load_segmenter).")
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.network.state_dict().items()}
+    if weights_dtype not in ("float32", "float16"):
+        raise ConfigError(f"`weights_dtype` must be 'float32' or 'float16'; got {weights_dtype!r}.")
+    target = torch.float16 if weights_dtype == "float16" else torch.float32
+    state = {k: (v.to(target) if v.is_floating_point() else v).detach().cpu().contiguous()
+             for k, v in model.network.state_dict().items()}
     payload = {
         "format": "skinseg-segmenter",
         "skinseg_version": __version__,

@@ -147,3 +147,19 @@ def test_loading_never_unpickles(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "load", forbidden)
     load_segmenter(tmp_path / "ck")
+
+
+def test_float16_weights_load_as_float32(tmp_path):
+    model = tiny("unet")
+    save_checkpoint(model, tmp_path / "f32")
+    save_checkpoint(model, tmp_path / "f16", weights_dtype="float16")
+    size = lambda d: (d / "weights.safetensors").stat().st_size  # noqa: E731
+    assert size(tmp_path / "f16") < 0.6 * size(tmp_path / "f32")
+    half = load_segmenter(tmp_path / "f16")
+    assert all(p.dtype == torch.float32 for p in half.parameters())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        a, b = torch.sigmoid(model.eval()(x)), torch.sigmoid(half(x))
+    assert float((a - b).abs().max()) < 1e-2
+    with pytest.raises(ConfigError, match="weights_dtype"):
+        save_checkpoint(model, tmp_path / "x", weights_dtype="int8")
