@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from .._imagefile import _write_atomic
 from ..errors import CheckpointError, ConfigError
 
 __all__ = ["save_checkpoint", "load_segmenter", "bundled_model_dir", "list_bundled_models", "read_checkpoint_config"]
@@ -39,17 +39,7 @@ def bundled_model_dir(name: str) -> Path:
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _write_atomic(path, data, overwrite=True)
 
 
 def save_checkpoint(model: Any, path: str | os.PathLike, *, metadata: dict[str, Any] | None = None,
