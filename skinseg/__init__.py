@@ -38,16 +38,17 @@ _LAZY: dict[str, str] = {
     # inference
     "predict_proba": "inference",
     "predict_proba_batch": "inference",
-    "segment": "inference",
     # postprocess
     "threshold": "postprocess",
     "keep_largest_component": "postprocess",
     "fill_holes": "postprocess",
+    "postprocess_mask": "postprocess",
+    "segment": "postprocess",
 }
 
 _SUBMODULES = {
     "io", "preprocess", "models", "losses", "data", "training", "inference",
-    "postprocess", "metrics", "testing", "errors", "cli",
+    "postprocess", "metrics", "report", "folder", "testing", "errors", "cli",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

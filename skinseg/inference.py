@@ -17,10 +17,10 @@ import torch
 
 from ._checks import check_rgb_image
 from ._geometry import fit_size, pad_to_multiple, resize_image
-from ._types import IMAGE_MULTIPLE, BinaryMask, ProbMap, RGBImage
+from ._types import IMAGE_MULTIPLE, ProbMap, RGBImage
 from .errors import ConfigError
 
-__all__ = ["predict_proba", "predict_proba_batch", "segment", "prepare_input", "probabilities_to_image_size"]
+__all__ = ["predict_proba", "predict_proba_batch", "prepare_input", "probabilities_to_image_size"]
 
 _FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))
 
@@ -137,19 +137,3 @@ def predict_proba_batch(model: Any, images: Sequence[RGBImage], *, batch_size: i
             results[i] = probabilities_to_image_size(probs[j], prepared[i][1], images[i].shape[:2])
         start += len(group)
     return results  # type: ignore[return-value]
-
-
-def segment(model: Any, image: RGBImage, *, threshold: float | None = None, tta: bool = False,
-            largest_component: bool = True, fill_holes: bool = True, preprocess: bool = True) -> BinaryMask:
-    """Lesion mask of ``image``: :func:`predict_proba` then threshold and clean-up.
-
-    ``threshold`` defaults to the model's stored decision threshold. With
-    ``largest_component`` only the largest connected region is kept; with
-    ``fill_holes`` enclosed holes are filled.
-    """
-    from .postprocess import postprocess_mask
-
-    config = _model_config(model)
-    prob = predict_proba(model, image, tta=tta, preprocess=preprocess)
-    thr = config.threshold if threshold is None else threshold
-    return postprocess_mask(prob, threshold=thr, largest_component=largest_component, fill_holes=fill_holes)

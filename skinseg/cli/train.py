@@ -1,0 +1,103 @@
+"""``skinseg train``: train a segmenter."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import SkinsegError
+from ._common import EXIT_OK, has_manifest, resolve_device
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a U-Net or DeepLabv3+ segmenter",
+        description="Train a segmenter on image/mask folders or dev-set manifests. Checkpoints every epoch into "
+        "OUT (best/ and last.pt); rerunning the same command resumes.",
+    )
+    p.add_argument("--data", nargs="+", required=True, metavar="DIR_OR_MANIFEST",
+                   help="training data: manifest.csv (its 'train' split is used), a folder holding one, or an "
+                        "image folder with masks (<stem>_segmentation.png, in masks/ or beside the images)")
+    p.add_argument("--val", nargs="+", metavar="DIR_OR_MANIFEST",
+                   help="validation data (default: the 'val' split of each --data manifest)")
+    p.add_argument("--train-split", default="train", help="manifest split used for training (default: train)")
+    p.add_argument("--val-split", default="val", help="manifest split used for validation (default: val)")
+    p.add_argument("--arch", default="unet", help="architecture: unet or deeplabv3plus (default: unet)")
+    p.add_argument("--encoder", default="tu-efficientnet_lite0", help="smp encoder name (default: tu-efficientnet_lite0)")
+    p.add_argument("--encoder-weights", default="imagenet",
+                   help="'imagenet' (offline, Lite0 only), 'none', or a local weights file (default: imagenet)")
+    p.add_argument("--input-size", type=int, default=256, help="model input long side in px, multiple of 32 (default 256)")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--loss", default="dice_bce", choices=["dice", "iou", "dice_bce"])
+    p.add_argument("--schedule", default="cosine", choices=["cosine", "plateau"])
+    p.add_argument("--patience", type=int, default=5, help="early stopping patience in epochs (default 5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hair-removal", choices=["dullrazor", "blackhat"], default=None,
+                   help="hair removal applied before the model (stored in the checkpoint)")
+    p.add_argument("--denoise", choices=["median", "wiener"], default=None)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--max-batches", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--out", "-o", required=True, help="run directory")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..data import LesionSegDataset, collect_items, train_augmentation, val_transform
+    from ..models import create_segmenter
+    from ..training import TrainConfig, fit
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    train_items, val_items = [], []
+    for src in args.data:
+        train_items += collect_items(src, splits=args.train_split if has_manifest(src) else None)
+    if args.val:
+        for src in args.val:
+            val_items += collect_items(src, splits=args.val_split if has_manifest(src) else None)
+    else:
+        for src in args.data:
+            if not has_manifest(src):
+                raise SkinsegError(f"--val is needed: '{src}' has no manifest.csv to take a 'val' split from.")
+            val_items += collect_items(src, splits=args.val_split)
+    overlap = {p for p, _ in train_items} & {p for p, _ in val_items}
+    if overlap:
+        raise SkinsegError(f"{len(overlap)} images are in both the training and validation data, e.g. {sorted(overlap)[0]}.")
+    preprocess = {}
+    if args.hair_removal or args.denoise:
+        from ..preprocess import PreprocessConfig
+
+        preprocess = PreprocessConfig(hair_removal=args.hair_removal, denoise=args.denoise).to_dict()
+    weights = None if args.encoder_weights.lower() == "none" else args.encoder_weights
+    model = create_segmenter(args.arch, encoder_name=args.encoder, encoder_weights=weights,
+                             input_size=args.input_size, preprocess=preprocess)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, loss=args.loss,
+                         schedule=args.schedule, patience=args.patience, seed=args.seed,
+                         max_batches_per_epoch=args.max_batches)
+    cfg = model.config
+    print(f"train {len(train_items)} images, val {len(val_items)} images; {cfg.arch} / {cfg.encoder_name} "
+          f"({weights or 'random init'}), input {cfg.input_size}, device {device}", file=sys.stderr, flush=True)
+    train_set = LesionSegDataset(train_items, input_size=cfg.input_size, mean=cfg.mean, std=cfg.std,
+                                 transform=train_augmentation(cfg.input_size, seed=args.seed),
+                                 preprocess=preprocess, progress=True)
+    val_set = LesionSegDataset(val_items, input_size=cfg.input_size, mean=cfg.mean, std=cfg.std,
+                               transform=val_transform(cfg.input_size), preprocess=preprocess, progress=True)
+    metadata = {
+        "command": "skinseg " + " ".join(sys.argv[1:]) if sys.argv and "skinseg" in sys.argv[0] else None,
+        "encoder_weights": weights,
+        "training_data": {"sources": [str(s) for s in args.data], "split": args.train_split,
+                          "n_images": len(train_items)},
+        "validation_data": {"n_images": len(val_items)},
+    }
+    history = fit(model, train_set, val_set, config=config, out_dir=args.out, device=device, metadata=metadata)
+    best = max(history, key=lambda h: h["val_dice"]) if history else None
+    if best:
+        print(json.dumps({"best_epoch": best["epoch"], "val_dice": best["val_dice"], "val_iou": best["val_iou"],
+                          "checkpoint": str(Path(args.out) / "best")}))
+    return EXIT_OK

@@ -1,0 +1,107 @@
+"""``skinseg evaluate`` in-process: table and JSON output, report files, size mismatch, unmatched files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from skinseg.cli import main
+from skinseg.io import write_mask
+
+
+def _masks(tmp_path: Path) -> tuple[Path, Path]:
+    """Predictions and truths for 3 paired ISIC ids, plus one unpaired file on each side."""
+    pred, truth = tmp_path / "pred", tmp_path / "truth"
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        t = np.zeros((30, 40), bool)
+        t[5:20, 8 + i : 30] = True
+        p = t.copy()
+        p[rng.integers(0, 30, 20), rng.integers(0, 40, 20)] ^= True
+        write_mask(truth / f"ISIC_000000{i}.png", t)
+        write_mask(pred / f"ISIC_000000{i}_segmentation.png", p)
+    write_mask(pred / "ISIC_0000009_segmentation.png", np.zeros((30, 40), bool))
+    write_mask(truth / "ISIC_0000007.png", np.zeros((30, 40), bool))
+    return pred, truth
+
+
+def test_table_on_stdout_with_unmatched_counts(tmp_path: Path, capsys) -> None:
+    pred, truth = _masks(tmp_path)
+    assert main(["evaluate", str(pred), str(truth), "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert "macro mean over 3 images (ISIC)" in out and "pooled over all pixels" in out
+    assert "Dice" in out and "Thresholded Jaccard" in out
+    assert "unmatched: 1 predictions without a truth, 1 truths without a prediction" in out
+    assert "ISIC_0000009_segmentation.png" in err and "ISIC_0000007.png" in err
+
+
+def test_json_and_report_files(tmp_path: Path, capsys) -> None:
+    pred, truth = _masks(tmp_path)
+    report = tmp_path / "report"
+    assert main(["evaluate", str(pred), str(truth), "--format", "json", "--out", str(report), "--quiet"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["n_images"] == 3 and 0 < payload["macro"]["dice"]["mean"] < 1
+    assert payload["n_unmatched_predictions"] == 1 and payload["n_unmatched_truths"] == 1
+    assert payload["unmatched_truths"][0].endswith("ISIC_0000007.png")
+    for name in ("per_image.csv", "summary.json", "evaluation.png"):
+        assert (report / name).is_file()
+    assert json.loads((report / "summary.json").read_text())["n_images"] == 3
+
+
+def test_size_mismatch_exits_2_naming_both_sizes(tmp_path: Path, capsys) -> None:
+    pred, truth = _masks(tmp_path)
+    write_mask(pred / "ISIC_0000001_segmentation.png", np.ones((15, 20), bool), overwrite=True)
+    assert main(["evaluate", str(pred), str(truth), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "(15, 20)" in err and "(30, 40)" in err and "ISIC_0000001" in err
+    assert main(["evaluate", str(pred), str(truth), "--resize-predictions", "--quiet"]) == 0
+    assert "1 predictions resized" in capsys.readouterr().out
+
+
+def test_suffixes_and_no_pairs(tmp_path: Path, capsys) -> None:
+    pred, truth = tmp_path / "p", tmp_path / "t"
+    write_mask(pred / "lesion_a_pred.png", np.eye(8, dtype=bool))
+    write_mask(truth / "lesion_a_gt.png", np.eye(8, dtype=bool))
+    assert main(["evaluate", str(pred), str(truth), "--quiet"]) == 2
+    assert "No prediction" in capsys.readouterr().err
+    code = main(
+        [
+            "evaluate",
+            str(pred),
+            str(truth),
+            "--pred-suffix",
+            "_pred",
+            "--truth-suffix",
+            "_gt",
+            "--format",
+            "json",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["macro"]["dice"]["mean"] == pytest.approx(1.0)
+
+
+def test_segment_then_evaluate(tmp_path: Path, capsys) -> None:
+    torch = pytest.importorskip("torch")
+    from skinseg.io import write_image
+    from skinseg.models import create_segmenter, save_checkpoint
+    from skinseg.testing import synthetic_lesion
+
+    torch.manual_seed(0)
+    model = create_segmenter(
+        "unet", encoder_name="resnet18", encoder_depth=3, decoder_channels=(32, 16, 8), input_size=64
+    )
+    ckpt = save_checkpoint(model, tmp_path / "ckpt")
+    images, truth = tmp_path / "images", tmp_path / "truth"
+    for i in range(2):
+        image, mask = synthetic_lesion((40, 56), rng=i)
+        write_image(images / f"ISIC_100000{i}.jpg", image)
+        write_mask(truth / f"ISIC_100000{i}_segmentation.png", mask)
+    assert main(["segment", str(images), "-o", str(tmp_path / "out"), "--model", str(ckpt), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "out"), str(truth), "--format", "json", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_images"] == 2

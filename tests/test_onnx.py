@@ -1,0 +1,141 @@
+"""ONNX export (parity with torch) and the ONNX Runtime backend giving torch's masks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+torch = pytest.importorskip("torch")
+
+from skinseg import onnx_backend  # noqa: E402
+from skinseg.cli import main  # noqa: E402
+from skinseg.errors import ConfigError  # noqa: E402
+from skinseg.inference import predict_proba, predict_proba_batch  # noqa: E402
+from skinseg.postprocess import segment  # noqa: E402
+from skinseg.io import read_mask, write_image  # noqa: E402
+from skinseg.onnx_backend import OnnxSegmenter, export_onnx, load_onnx_segmenter  # noqa: E402
+from skinseg.testing import synthetic_lesion  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """(model, checkpoint dir, exported .onnx) for a tiny U-Net."""
+    from skinseg.models import create_segmenter, save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_segmenter(
+        "unet", encoder_name="resnet18", encoder_depth=3, decoder_channels=(32, 16, 8), input_size=64
+    )
+    root = tmp_path_factory.mktemp("onnx")
+    ckpt = save_checkpoint(model, root / "ckpt")
+    path = root / "tiny.onnx"
+    diff = export_onnx(model, path)
+    assert diff < 1e-3
+    return model, ckpt, path
+
+
+def test_export_parity_and_config(tiny) -> None:
+    model, _, path = tiny
+    onnx_model = load_onnx_segmenter(path, threads=1)
+    assert onnx_model.config == model.config
+    assert onnx_backend.onnx_parity(model, onnx_model, sizes=((96, 64), (32, 160)), batch=3) < 1e-3
+    logits = onnx_model.predict_logits(np.zeros((3, 3, 96, 64), np.float32))
+    assert logits.shape == (3, 1, 96, 64)  # dynamic batch, height and width
+
+
+def test_predict_proba_accepts_the_onnx_model(tiny) -> None:
+    model, _, path = tiny
+    onnx_model = OnnxSegmenter(path)
+    images = [synthetic_lesion((65, 47), rng=0)[0], synthetic_lesion((40, 90), rng=1)[0]]
+    for want, got in zip(
+        predict_proba_batch(model, images), predict_proba_batch(onnx_model, images), strict=True
+    ):
+        assert got.shape == want.shape and got.dtype == np.float32
+        np.testing.assert_allclose(got, want, atol=1e-3)
+    np.testing.assert_allclose(
+        predict_proba(onnx_model, images[0], tta=True), predict_proba(model, images[0], tta=True), atol=1e-3
+    )
+    assert segment(onnx_model, images[0]).shape == (65, 47)
+    with pytest.raises(ConfigError, match="CPU"):
+        onnx_model.to("cuda")
+
+
+def test_export_cli_prints_parity(tiny, tmp_path: Path, capsys) -> None:
+    _, ckpt, _ = tiny
+    out = tmp_path / "m.onnx"
+    assert main(["export-onnx", str(ckpt), "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["max_abs_prob_diff"] < 1e-3
+    assert "parity: max |p_onnx - p_torch|" in captured.err
+    assert OnnxSegmenter(out).config.input_size == 64
+
+
+def test_failed_parity_writes_nothing(tiny, tmp_path: Path, monkeypatch, capsys) -> None:
+    _, ckpt, _ = tiny
+    monkeypatch.setattr(onnx_backend, "onnx_parity", lambda *a, **k: 0.5)
+    out = tmp_path / "bad.onnx"
+    assert main(["export-onnx", str(ckpt), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "parity check" in err and "0.5" in err
+    assert not out.exists() and not list(tmp_path.glob(".*tmp"))
+
+
+def test_segment_onnx_backend_matches_torch(tiny, tmp_path: Path, monkeypatch) -> None:
+    _, ckpt, _ = tiny
+    src = tmp_path / "in"
+    for i in range(3):
+        write_image(src / f"img{i}.png", synthetic_lesion((50 + 9 * i, 70), rng=i)[0])
+    args = ["--model", str(ckpt), "--quiet", "--no-overlay"]
+    assert main(["segment", str(src), "-o", str(tmp_path / "torch"), *args]) == 0
+    assert main(["segment", str(src), "-o", str(tmp_path / "onnx"), "--backend", "onnx", *args]) == 0
+    cached = list((tmp_path / "onnx" / ".cache").glob("*.onnx"))
+    assert len(cached) == 1
+    for i in range(3):
+        want = read_mask(tmp_path / "torch" / f"img{i}_segmentation.png")
+        got = read_mask(tmp_path / "onnx" / f"img{i}_segmentation.png")
+        assert got.shape == want.shape and (got == want).mean() >= 0.999
+    settings = json.loads((tmp_path / "onnx" / "run.json").read_text())["settings"]
+    assert settings["backend"] == "onnx"
+    # a rerun uses the cached export; a model.onnx in the checkpoint folder is used when it matches
+    monkeypatch.setattr(onnx_backend, "export_onnx", lambda *a, **k: pytest.fail("exported again"))
+    assert main(["segment", str(src), "-o", str(tmp_path / "onnx"), "--backend", "onnx", *args]) == 0
+    assert (
+        main(
+            ["segment", str(src), "-o", str(tmp_path / "o3"), "--backend", "onnx", "--device", "cuda", *args]
+        )
+        == 2
+    )
+
+
+def test_checkpoint_model_onnx_is_used(tiny, tmp_path: Path, monkeypatch) -> None:
+    import shutil
+
+    _, ckpt, path = tiny
+    local = tmp_path / "ckpt"
+    shutil.copytree(ckpt, local)
+    shutil.copy(path, local / "model.onnx")
+    monkeypatch.setattr(onnx_backend, "export_onnx", lambda *a, **k: pytest.fail("should use model.onnx"))
+    src = tmp_path / "in"
+    write_image(src / "a.png", synthetic_lesion((40, 50), rng=3)[0])
+    assert (
+        main(
+            [
+                "segment",
+                str(src),
+                "-o",
+                str(tmp_path / "out"),
+                "--model",
+                str(local),
+                "--backend",
+                "onnx",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert not (tmp_path / "out" / ".cache").exists()
