@@ -1,0 +1,148 @@
+"""Kill `skinseg segment` mid-run with SIGKILL, rerun it, and compare with an uninterrupted run.
+
+    python benchmarks/kill_resume.py [--data DIR] [--n 40] [--model CKPT] [--kill-after 15] [--backend torch]
+
+Steps, on a folder of the first N dev images (copied to a temporary folder):
+
+1. reference: ``python -m skinseg segment IN -o ref`` to the end;
+2. killed: the same command into ``killed``, SIGKILLed once ``results.csv`` has
+   ``--kill-after`` rows (the state at the kill is printed: complete rows, a partial
+   last line, masks without a row, leftover temporary files);
+3. resumed: the same command again into ``killed``, to the end.
+
+Checks: the two folders hold the same files with the same bytes (``timings.csv``, the
+per-run timing log, excepted), and no image was finished twice: every file has exactly
+one row in ``timings.csv`` (one is appended each time an image is finished, across both
+runs), so the images finished before the kill were skipped by the rerun. Exits 1 if a
+check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "lesions" / "images"
+DEFAULT_MODEL = REPO_ROOT / "runs" / "unet_lite0" / "best"
+
+
+def data_rows(path: Path) -> int:
+    if not path.exists():
+        return 0
+    return max(0, path.read_bytes().count(b"\n") - 1)
+
+
+def snapshot(out: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(out).as_posix(): p.read_bytes()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.name != "timings.csv" and ".cache" not in p.parts
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--n", type=int, default=40)
+    parser.add_argument("--model", default=str(DEFAULT_MODEL) if DEFAULT_MODEL.is_dir() else "default")
+    parser.add_argument("--kill-after", type=int, default=15, help="SIGKILL once this many rows are written")
+    parser.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    args = parser.parse_args()
+    print("command: " + shlex.join([sys.executable, *sys.argv]))
+
+    from skinseg.io import list_images
+
+    tmp = Path(tempfile.mkdtemp(prefix="skinseg-kill-"))
+    src = tmp / "images"
+    src.mkdir()
+    for p in list_images(args.data)[: args.n]:
+        shutil.copy(p, src / p.name)
+    n = len(list(src.iterdir()))
+
+    def command(out: Path) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "skinseg",
+            "segment",
+            str(src),
+            "-o",
+            str(out),
+            "--model",
+            args.model,
+            "--backend",
+            args.backend,
+            "--quiet",
+        ]
+
+    print(f"{n} images; segment command: {shlex.join(command(tmp / 'OUT'))}")
+    t0 = time.perf_counter()
+    subprocess.run(command(tmp / "ref"), check=True, stdout=subprocess.DEVNULL)
+    print(f"reference run: {time.perf_counter() - t0:.1f} s")
+
+    killed = tmp / "killed"
+    if args.backend == "onnx":  # share the export so both runs use the same file
+        shutil.copytree(tmp / "ref" / ".cache", killed / ".cache")
+    proc = subprocess.Popen(command(killed), stdout=subprocess.DEVNULL)
+    while proc.poll() is None and data_rows(killed / "results.csv") < args.kill_after:
+        time.sleep(0.005)
+    if proc.poll() is not None:
+        print("error: the run finished before it could be killed; lower --kill-after", file=sys.stderr)
+        return 1
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    raw = (killed / "results.csv").read_bytes()
+    rows_at_kill = raw.count(b"\n") - 1
+    partial = not raw.endswith(b"\n")
+    with open(killed / "results.csv", newline="", encoding="utf-8") as f:
+        listed = {Path(r[0]).stem for r in csv.reader(f) if r}
+    orphan_masks = [
+        p.name for p in killed.glob("*_segmentation.png") if p.stem[: -len("_segmentation")] not in listed
+    ]
+    temps = [p.name for p in killed.rglob(".*.tmp")]
+    print(
+        f"killed (SIGKILL) with {rows_at_kill} complete rows, partial last line: {partial}, "
+        f"{len(orphan_masks)} mask(s) written without a row, {len(temps)} temporary file(s) left"
+    )
+
+    t0 = time.perf_counter()
+    rerun = subprocess.run(command(killed), capture_output=True, text=True)
+    print(f"resumed run: {time.perf_counter() - t0:.1f} s, exit {rerun.returncode}, {rerun.stdout.strip()}")
+
+    ref, got = snapshot(tmp / "ref"), snapshot(killed)
+    same_names = sorted(ref) == sorted(got)
+    differing = [k for k in ref if k in got and ref[k] != got[k]]
+    with open(killed / "timings.csv", newline="", encoding="utf-8") as f:
+        counts = Counter(r["file"] for r in csv.DictReader(f))
+    twice = sorted(k for k, c in counts.items() if c > 1)
+    missing = n - len(counts)
+    print(
+        f"files compared: {len(ref)} (masks, overlays, results.csv, run.json); same names: {same_names}; "
+        f"differing bytes: {len(differing)}"
+    )
+    print(
+        f"timings.csv: {sum(counts.values())} finish events for {len(counts)} of {n} images; "
+        f"finished twice: {len(twice)}; never finished: {missing}"
+    )
+    ok = same_names and not differing and not twice and not missing and rerun.returncode == 0
+    print(
+        "RESULT: "
+        + ("PASS: byte-identical, no image finished twice" if ok else f"FAIL {differing[:5]} {twice}")
+    )
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
