@@ -30,7 +30,6 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "lesions" / "images"
-DEFAULT_MODEL = REPO_ROOT / "runs" / "unet_lite0" / "best"
 
 
 def build(folder: Path, data: Path, huge: int) -> None:
@@ -84,7 +83,7 @@ def show(out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--model", default=str(DEFAULT_MODEL) if DEFAULT_MODEL.is_dir() else "default")
+    parser.add_argument("--model", default="default")
     parser.add_argument("--huge", type=int, default=8000, help="side of the huge square image (px)")
     args = parser.parse_args()
     print("command: " + shlex.join([sys.executable, *sys.argv]))

@@ -34,7 +34,6 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "lesions" / "images"
-DEFAULT_MODEL = REPO_ROOT / "runs" / "unet_lite0" / "best"
 
 
 def data_rows(path: Path) -> int:
@@ -55,7 +54,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--n", type=int, default=40)
-    parser.add_argument("--model", default=str(DEFAULT_MODEL) if DEFAULT_MODEL.is_dir() else "default")
+    parser.add_argument("--model", default="default")
     parser.add_argument("--kill-after", type=int, default=15, help="SIGKILL once this many rows are written")
     parser.add_argument("--backend", default="torch", choices=["torch", "onnx"])
     args = parser.parse_args()

@@ -39,7 +39,6 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "lesions" / "images"
-DEFAULT_MODEL = REPO_ROOT / "runs" / "unet_lite0" / "best"
 
 
 def plain_loop(network: torch.nn.Module, paths: list[Path], out: Path, mean, std) -> float:
@@ -123,7 +122,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of dev images")
     parser.add_argument("--n", type=int, default=None, help="first N images (default: all)")
-    parser.add_argument("--model", default=str(DEFAULT_MODEL) if DEFAULT_MODEL.is_dir() else "default")
+    parser.add_argument("--model", default="default")
     parser.add_argument("--rss-sizes", type=int, nargs="+", default=[50, 400])
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
