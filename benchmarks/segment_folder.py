@@ -41,6 +41,35 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "lesions" / "images"
 
 
+def _cpu_seconds() -> tuple[float, float]:
+    """(busy CPU seconds of the whole machine, CPU seconds of this process and its reaped children)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    busy = sum(fields) - fields[3] - fields[4]  # minus idle and iowait
+    t = os.times()
+    return busy / tick, t.user + t.system + t.children_user + t.children_system
+
+
+class Phase:
+    """Context manager printing how much CPU other processes used during a phase (noise check)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __enter__(self) -> Phase:
+        self.start = _cpu_seconds()
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        busy, own = _cpu_seconds()
+        wall = time.perf_counter() - self.t0
+        other = max(0.0, (busy - self.start[0]) - (own - self.start[1]))
+        flag = "  <-- NOISY: rerun when the machine is idle" if other > 0.1 * wall else ""
+        print(f"    [{self.name}: other processes used {other:.1f} CPU-s in {wall:.1f} s]{flag}")
+
+
 def plain_loop(network: torch.nn.Module, paths: list[Path], out: Path, mean, std) -> float:
     """The straightforward per-image loop; returns seconds."""
     out.mkdir(parents=True, exist_ok=True)
@@ -150,9 +179,10 @@ def main() -> None:
     print(f"model: {cfg.arch} / {cfg.encoder_name}, input_size {cfg.input_size}, threshold {cfg.threshold}")
 
     # --- (a) plain loop
-    t_plain = plain_loop(model.network, paths, tmp / "plain", cfg.mean, cfg.std)
+    with Phase("plain loop"):
+        t_plain = plain_loop(model.network, paths, tmp / "plain", cfg.mean, cfg.std)
     plain_ips = n / t_plain
-    print(f"\n(a) plain smp + PyTorch loop, one image at a time: {t_plain:.1f} s, {plain_ips:.2f} img/s")
+    print(f"(a) plain smp + PyTorch loop, one image at a time: {t_plain:.1f} s, {plain_ips:.2f} img/s")
 
     # --- (b) skinseg segment
     common = [
@@ -173,25 +203,27 @@ def main() -> None:
         out = tmp / f"seg_{backend}"
         # warm-up on 2 images into the same folder: lazy init, and for onnx the export cached in out/.cache
         timed_cli(["segment", str(warm), "-o", str(out), "--backend", backend, "--no-overlay", *common])
+        with Phase(f"segment --backend {backend}"):
+            dt = timed_cli(
+                ["segment", str(subset), "-o", str(out), "--backend", backend, "--no-overlay", "--overwrite"]
+                + common
+            )
+        results[backend] = n / dt
+        print(f"(b) skinseg segment --backend {backend} --no-overlay: {dt:.1f} s, {n / dt:.2f} img/s")
+    best = max(results, key=results.get)
+    with Phase(f"segment --backend {best} with overlays"):
         dt = timed_cli(
             [
                 "segment",
                 str(subset),
                 "-o",
-                str(out),
+                str(tmp / f"seg_{best}"),
                 "--backend",
-                backend,
-                "--no-overlay",
+                best,
                 "--overwrite",
                 *common,
             ]
         )
-        results[backend] = n / dt
-        print(f"(b) skinseg segment --backend {backend} --no-overlay: {dt:.1f} s, {n / dt:.2f} img/s")
-    best = max(results, key=results.get)
-    dt = timed_cli(
-        ["segment", str(subset), "-o", str(tmp / f"seg_{best}"), "--backend", best, "--overwrite", *common]
-    )
     print(f"    skinseg segment --backend {best} with overlays: {dt:.1f} s, {n / dt:.2f} img/s")
     print(
         f"ratio (b)/(a) = {results[best]:.2f} / {plain_ips:.2f} = {results[best] / plain_ips:.2f}x "
@@ -213,7 +245,6 @@ def main() -> None:
     h, w = box_hw(cfg.input_size)
     shape = (args.batch_size, 3, h, w)
     flops = forward_flops(model.network, (1, 3, h, w))
-    ceiling = conv_ceiling()
     net = model.network.eval().to(memory_format=torch.channels_last)
     x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
 
@@ -221,12 +252,15 @@ def main() -> None:
         with torch.inference_mode():
             return net(t)
 
-    ips_torch = model_throughput(torch_run, x)
     onnx_file = next((tmp / "seg_onnx" / ".cache").glob("*.onnx"))
     ort_model = load_onnx_segmenter(onnx_file)
     xn = x.contiguous().numpy()
-    ips_ort = model_throughput(lambda a: ort_model.predict_logits(a), xn)
-    print(f"\nconv ceiling (3x3, 256->256, 8x64x64, fp32 channels_last): {ceiling:.0f} GFLOP/s")
+    print()
+    with Phase("conv ceiling and model throughput"):
+        ceiling = conv_ceiling()
+        ips_torch = model_throughput(torch_run, x)
+        ips_ort = model_throughput(lambda a: ort_model.predict_logits(a), xn)
+    print(f"conv ceiling (3x3, 256->256, 8x64x64, fp32 channels_last): {ceiling:.0f} GFLOP/s")
     print(f"model forward: {flops / 1e9:.2f} GFLOP per {h}x{w} image (batch {args.batch_size})")
     for name, ips in (("torch fp32 channels_last", ips_torch), ("onnxruntime", ips_ort)):
         gflops = ips * flops / 1e9
