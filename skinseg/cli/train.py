@@ -42,6 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--max-batches", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--init-from", metavar="CHECKPOINT", default=None,
+                   help="fine-tune: start from this checkpoint directory (or 'default'); its architecture, encoder, "
+                        "input size and normalisation replace --arch/--encoder/--input-size")
     p.add_argument("--out", "-o", required=True, help="run directory")
 
 
@@ -75,8 +78,18 @@ def run(args: argparse.Namespace) -> int:
 
         preprocess = PreprocessConfig(hair_removal=args.hair_removal, denoise=args.denoise).to_dict()
     weights = None if args.encoder_weights.lower() == "none" else args.encoder_weights
-    model = create_segmenter(args.arch, encoder_name=args.encoder, encoder_weights=weights,
-                             input_size=args.input_size, preprocess=preprocess)
+    if args.init_from:
+        from ..models import load_segmenter
+
+        model = load_segmenter(args.init_from)
+        if preprocess and preprocess != model.config.preprocess:
+            raise SkinsegError(f"--hair-removal/--denoise differ from the preprocessing stored in '{args.init_from}'.")
+        preprocess = model.config.preprocess
+        model.network.float().train()
+        weights = f"init from {args.init_from}"
+    else:
+        model = create_segmenter(args.arch, encoder_name=args.encoder, encoder_weights=weights,
+                                 input_size=args.input_size, preprocess=preprocess)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, loss=args.loss,
                          schedule=args.schedule, patience=args.patience, seed=args.seed,
                          max_batches_per_epoch=args.max_batches)
@@ -91,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     metadata = {
         "command": "skinseg " + " ".join(sys.argv[1:]) if sys.argv and "skinseg" in sys.argv[0] else None,
         "encoder_weights": weights,
+        "init_from": args.init_from,
         "training_data": {"sources": [str(s) for s in args.data], "split": args.train_split,
                           "n_images": len(train_items)},
         "validation_data": {"n_images": len(val_items)},
