@@ -3,6 +3,11 @@
 Every file is written atomically (temporary file in the same folder, then ``os.replace``),
 so an interrupted run never leaves a half-written report. Every output names its
 aggregation: the ISIC macro mean over images, or numbers pooled over all pixels.
+
+Classification results (from :func:`skinseg.metrics.classification_metrics`) are written by
+:func:`write_classification_report`, with :func:`plot_confusion_matrix` and
+:func:`plot_roc_curves`. Figures use matplotlib's Agg canvas (no pyplot, no display),
+imported only when a figure is drawn.
 """
 
 from __future__ import annotations
@@ -19,9 +24,23 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError
-from .metrics import METRIC_NAMES, POOLED_METRIC_NAMES, EvaluationResult
+from .metrics import (
+    METRIC_NAMES,
+    POOLED_METRIC_NAMES,
+    EvaluationResult,
+    confusion_matrix,
+    roc_auc,
+    roc_curve,
+)
+from .metrics.classification import _as_probs, _best_at_specificity, _class_names, _positive_index
 
-__all__ = ["write_evaluation_report", "format_summary_table"]
+__all__ = [
+    "write_evaluation_report",
+    "format_summary_table",
+    "plot_confusion_matrix",
+    "plot_roc_curves",
+    "write_classification_report",
+]
 
 _LABELS = {
     "dice": "Dice",
@@ -227,3 +246,225 @@ def format_summary_table(summary: dict[str, Any]) -> str:
         f"both empty {summary['n_both_empty']}; HD95 = image diagonal for {summary.get('n_one_empty', 0)})"
     )
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- classification
+
+
+def _new_figure(size: tuple[float, float]) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save_figure(fig: Any, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    return path
+
+
+def _check_cm(cm: object) -> np.ndarray:
+    arr = np.asarray(cm)
+    if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.shape[0] < 1:
+        raise ConfigError(f"`cm` must be a square (K, K) confusion matrix; got shape {arr.shape}.")
+    if (
+        arr.dtype == bool
+        or not np.issubdtype(arr.dtype, np.number)
+        or not np.isfinite(arr).all()
+        or (arr < 0).any()
+    ):
+        raise ConfigError("`cm` must hold finite non-negative counts (rows true, columns predicted).")
+    return arr
+
+
+def plot_confusion_matrix(cm: object, class_names: Any, path: str | Path, normalize: bool = True) -> Path:
+    """Draw a confusion matrix (rows true, columns predicted) as a PNG, written atomically.
+
+    Parameters
+    ----------
+    cm : array of shape (K, K)
+        Counts, e.g. from :func:`skinseg.metrics.confusion_matrix`.
+    class_names : sequence of K str
+    path : str or Path
+        The PNG file; missing parent folders are created.
+    normalize : bool, default True
+        Colour the cells by the row-normalised fraction (the recall of each true class on the
+        diagonal) and write both the count and the row percentage in each cell; else colour
+        and annotate by count only. A row without samples shows "-" for its percentages.
+
+    Returns
+    -------
+    Path
+    """
+    counts = _check_cm(cm)
+    k = counts.shape[0]
+    names = _class_names(class_names, k)
+    rows = counts.sum(axis=1, keepdims=True).astype(float)
+    frac = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
+    colour = frac if normalize else counts.astype(float)
+    vmax = 1.0 if normalize else max(float(colour.max()), 1.0)
+
+    side = max(4.5, 0.9 * k + 2.5)
+    fig = _new_figure((side + 1.0, side))
+    ax = fig.add_subplot()
+    im = ax.imshow(colour, cmap="Blues", vmin=0.0, vmax=vmax)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="fraction of true class" if normalize else "count")
+    fontsize = 9 if k <= 8 else 7
+    for i in range(k):
+        for j in range(k):
+            count = counts[i, j]
+            count_text = f"{int(count)}" if float(count).is_integer() else f"{float(count):.3g}"
+            if normalize:
+                pct = f"{100 * frac[i, j]:.1f} %" if rows[i, 0] > 0 else "-"
+                text = f"{count_text}\n{pct}"
+            else:
+                text = count_text
+            dark = colour[i, j] > 0.5 * vmax
+            ax.text(
+                j, i, text, ha="center", va="center", fontsize=fontsize, color="white" if dark else "black"
+            )
+    ax.set_xticks(range(k), names, rotation=45, ha="right")
+    ax.set_yticks(range(k), names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    n = int(counts.sum())
+    title = "Confusion matrix" + (" (count and % of true class)" if normalize else " (counts)")
+    ax.set_title(f"{title}, {n} samples", fontsize=10)
+    return _save_figure(fig, path)
+
+
+def plot_roc_curves(
+    y_true: object,
+    probs: object,
+    class_names: Any,
+    path: str | Path,
+    positive: str | int | None = None,
+    specificity: float = 0.9,
+) -> Path:
+    """Draw the one-vs-rest ROC curve of every class, with its AUC in the legend, as a PNG.
+
+    Parameters
+    ----------
+    y_true : array of shape (N,)
+        Integer labels.
+    probs : array of shape (N, K)
+        Class probabilities or scores; class k's curve ranks samples by ``probs[:, k]``.
+    class_names : sequence of K str
+    path : str or Path
+        The PNG file (written atomically; missing parent folders are created).
+    positive : str, int or None
+        If given, the class whose operating point at ``specificity`` is marked: the point of
+        :func:`skinseg.metrics.sensitivity_at_specificity` (highest sensitivity with
+        specificity >= ``specificity``).
+    specificity : float, default 0.9
+
+    Notes
+    -----
+    A class absent from ``y_true`` (or making up all of it) has no curve; the legend says
+    "AUC undefined". The dashed diagonal is a chance-level classifier.
+
+    Returns
+    -------
+    Path
+    """
+    t, p = _as_probs(y_true, probs)
+    k = p.shape[1]
+    names = _class_names(class_names, k)
+    pos = None if positive is None else _positive_index(positive, names)
+
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if k <= 10 else "tab20"]
+    fig = _new_figure((6.5, 6.0))
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], linestyle="--", color="0.6", linewidth=1, label="chance")
+    for c in range(k):
+        colour = cmap(c % cmap.N)
+        y = t == c
+        if not y.any() or y.all():
+            ax.plot([], [], color=colour, label=f"{names[c]} (AUC undefined: n={int(y.sum())})")
+            continue
+        fpr, tpr, _ = roc_curve(y, p[:, c])
+        auc = roc_auc(y, p[:, c])
+        ax.plot(
+            fpr,
+            tpr,
+            color=colour,
+            linewidth=2.2 if c == pos else 1.4,
+            label=f"{names[c]} (AUC {auc:.3f}, n={int(y.sum())})",
+        )
+        if c == pos:
+            sens, spec, _thr = _best_at_specificity(y, p[:, c], specificity)
+            ax.plot(
+                [1 - spec],
+                [sens],
+                marker="o",
+                markersize=8,
+                color=colour,
+                markeredgecolor="black",
+                linestyle="none",
+                label=f"{names[c]}: sensitivity {sens:.3f} at specificity {spec:.3f} (>= {specificity:g})",
+            )
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_aspect("equal")
+    ax.set_xlabel("1 - specificity (false positive rate)")
+    ax.set_ylabel("sensitivity (true positive rate)")
+    ax.set_title(f"ROC, one class vs rest ({t.size} samples)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=7)
+    return _save_figure(fig, path)
+
+
+def write_classification_report(
+    metrics_dict: dict[str, Any],
+    y_true: object,
+    probs: object,
+    class_names: Any,
+    out_dir: str | Path,
+) -> dict[str, Path]:
+    """Write ``metrics.json``, ``confusion_matrix.png`` and ``roc_curves.png`` into ``out_dir``.
+
+    Parameters
+    ----------
+    metrics_dict : dict
+        From :func:`skinseg.metrics.classification_metrics` (any JSON-serialisable dict works;
+        its ``confusion_matrix`` is drawn if present, else it is computed from the argmax of
+        ``probs``; its ``positive`` class gets its operating point at specificity 0.9 marked).
+    y_true, probs, class_names
+        The labels, (N, K) probabilities and class names the metrics came from.
+    out_dir : str or Path
+        Created if missing; existing files are replaced atomically.
+
+    Returns
+    -------
+    dict
+        ``{"metrics": path, "confusion_matrix": path, "roc_curves": path}``.
+
+    Raises
+    ------
+    ConfigError
+        On invalid inputs. ``ValueError`` if ``metrics_dict`` holds NaN or infinity (not JSON).
+    """
+    t, p = _as_probs(y_true, probs)
+    names = _class_names(class_names, p.shape[1])
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "metrics": out / "metrics.json",
+        "confusion_matrix": out / "confusion_matrix.png",
+        "roc_curves": out / "roc_curves.png",
+    }
+    text = json.dumps(_jsonable(metrics_dict), indent=2, allow_nan=False) + "\n"
+    cm = metrics_dict.get("confusion_matrix")
+    if cm is None:
+        cm = confusion_matrix(t, p.argmax(axis=1), p.shape[1])
+    positive = metrics_dict.get("positive")
+    _write_text(paths["metrics"], text)
+    plot_confusion_matrix(cm, names, paths["confusion_matrix"])
+    plot_roc_curves(t, p, names, paths["roc_curves"], positive=positive if positive in names else None)
+    return paths

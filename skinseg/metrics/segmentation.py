@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from ._checks import as_bool_mask, check_fraction, check_positive_int, check_same_hw
-from ._types import IMAGE_EXTENSIONS
-from .errors import ConfigError, InvalidMaskError, MaskShapeError
+from .._checks import as_bool_mask, check_fraction, check_positive_int, check_same_hw
+from .._types import IMAGE_EXTENSIONS
+from ..errors import ConfigError, InvalidMaskError, MaskShapeError
 
 __all__ = [
     "METRIC_NAMES",

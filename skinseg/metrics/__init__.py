@@ -1,0 +1,80 @@
+"""Metrics: lesion segmentation (ISIC challenge conventions) and lesion classification.
+
+- :mod:`skinseg.metrics.segmentation`: per-image Dice, IoU, thresholded Jaccard, sensitivity,
+  specificity, accuracy and HD95 of binary masks, their aggregation, and folder evaluation
+  exactly as the official ISIC scorer;
+- :mod:`skinseg.metrics.classification`: confusion matrix, (balanced) accuracy, per-class
+  precision/recall/specificity/F1, ROC curves and AUC, sensitivity at fixed specificity and
+  bootstrap intervals for class labels and class probabilities, in numpy (checked against
+  scikit-learn in the tests; scikit-learn is not needed at run time).
+
+Every public name of both modules is importable from ``skinseg.metrics``. This stage is
+numpy/scipy only: it imports neither torch nor scikit-learn.
+"""
+
+from __future__ import annotations
+
+from .classification import (
+    accuracy,
+    balanced_accuracy,
+    bootstrap_ci,
+    classification_metrics,
+    confusion_matrix,
+    one_vs_rest_auc,
+    per_class_report,
+    roc_auc,
+    roc_curve,
+    sensitivity_at_specificity,
+    specificity_at_sensitivity,
+)
+from .segmentation import (
+    ISIC_BINARY_LEVEL,
+    ISIC_JACCARD_THRESHOLD,
+    METRIC_NAMES,
+    POOLED_METRIC_NAMES,
+    EvaluationResult,
+    SegmentationMeter,
+    accuracy_score,
+    confusion_counts,
+    dice_score,
+    evaluate_folders,
+    hd95,
+    iou_score,
+    segmentation_metrics,
+    sensitivity_score,
+    specificity_score,
+    summarize,
+    thresholded_jaccard,
+)
+
+# every public name of segmentation, then of classification (tests check this stays complete)
+__all__ = [
+    "METRIC_NAMES",
+    "POOLED_METRIC_NAMES",
+    "ISIC_JACCARD_THRESHOLD",
+    "ISIC_BINARY_LEVEL",
+    "confusion_counts",
+    "dice_score",
+    "iou_score",
+    "thresholded_jaccard",
+    "sensitivity_score",
+    "specificity_score",
+    "accuracy_score",
+    "hd95",
+    "segmentation_metrics",
+    "summarize",
+    "SegmentationMeter",
+    "EvaluationResult",
+    "evaluate_folders",
+    "confusion_matrix",
+    "accuracy",
+    "balanced_accuracy",
+    "per_class_report",
+    "roc_curve",
+    "roc_auc",
+    "one_vs_rest_auc",
+    "sensitivity_at_specificity",
+    "specificity_at_sensitivity",
+    "classification_metrics",
+    "bootstrap_ci",
+]
