@@ -11,7 +11,8 @@ Outputs in ``out_dir`` (``<rel>`` is the image's sub-folder inside ``in_dir``)::
 
     <rel>/<stem><mask_suffix>.png           mask, uint8 {0, 255}, the image's original size
     overlays/<rel>/<stem>_overlay.png       green lesion contour on the image (unless overlay=False)
-    results.csv                             one row per image, deterministic (see RESULT_COLUMNS)
+    results.csv                             one row per image, deterministic (see RESULT_COLUMNS;
+                                            with measure=True also skinseg.features.FEATURE_NAMES)
     timings.csv                             append-only log, one row each time an image is finished
     run.json                                the settings; a resume must use the same ones
 
@@ -53,6 +54,7 @@ from . import __version__
 from ._checks import as_bool_mask, check_fraction, check_positive_int, check_rgb_image
 from ._types import BinaryMask, RGBImage
 from .errors import ConfigError, SkinsegError
+from .features import FEATURE_NAMES, _check_pixel_size, lesion_features
 from .inference import _device_of, _forward_proba, _model_config, prepare_input, probabilities_to_image_size
 from .io import DEFAULT_MAX_PIXELS, image_size, list_images, read_image, write_image, write_mask
 from .onnx_backend import model_fingerprint
@@ -66,6 +68,7 @@ __all__ = [
     "model_fingerprint",
     "RESULT_COLUMNS",
     "TIMING_COLUMNS",
+    "result_columns",
 ]
 
 RESULT_COLUMNS: tuple[str, ...] = (
@@ -87,6 +90,15 @@ RESULT_COLUMNS: tuple[str, ...] = (
 ``lesion_fraction`` = area / (width * height); the bbox (pixels, x right, y down) and
 ``mean_prob`` (mean lesion probability inside the mask) are empty for an empty mask;
 ``status`` is ``ok`` or ``error``, with the exception class and message for errors."""
+
+
+def result_columns(measure: bool = False) -> tuple[str, ...]:
+    """``results.csv`` columns: :data:`RESULT_COLUMNS`, then with ``measure`` the ABCD
+    measurements :data:`skinseg.features.FEATURE_NAMES` (empty for an empty mask or an error
+    row; ``diameter_mm`` and ``area_mm2`` empty without a pixel size)."""
+    return RESULT_COLUMNS + FEATURE_NAMES if measure else RESULT_COLUMNS
+
+
 TIMING_COLUMNS: tuple[str, ...] = ("run", "file", "status", "read_s", "infer_s", "write_s", "seconds")
 """``timings.csv`` columns: run start time (UTC), file, status and seconds spent reading and
 preprocessing, in the model (the batch time divided by its size) and writing."""
@@ -94,6 +106,8 @@ preprocessing, in the model (the batch time divided by its size) and writing."""
 RESULTS_FILE, TIMINGS_FILE, RUN_FILE, OVERLAY_DIR = "results.csv", "timings.csv", "run.json", "overlays"
 OVERLAY_SUFFIX = "_overlay"
 _RUN_FORMAT = "skinseg-segment-run"
+# Settings added after the first run.json format; a run.json without them ran with these values.
+_SETTING_DEFAULTS: dict[str, Any] = {"measure": False, "pixel_size_mm": None}
 # Errors that belong to one file: recorded in its row, and the run carries on.
 _FILE_ERRORS = (SkinsegError, OSError, MemoryError, cv2.error, ValueError)
 # Pixels (images read but not yet written) allowed in flight; one larger image runs alone.
@@ -134,6 +148,7 @@ class _Item:
     job: _Job
     pixels: int = 0
     image: np.ndarray | None = None  # original image, kept only for the overlay
+    measured: np.ndarray | None = None  # image the model saw (after preprocessing), kept only to measure
     x: np.ndarray | None = None  # (3, H', W') model input
     hw: tuple[int, int] = (0, 0)  # model-scale size before padding
     size: tuple[int, int] | None = None  # original (H, W)
@@ -235,7 +250,7 @@ def _atomic_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _read_rows(path: Path) -> dict[str, dict[str, str]]:
+def _read_rows(path: Path, columns: tuple[str, ...]) -> dict[str, dict[str, str]]:
     """Rows of a results CSV by file (last row wins); a partial last line is cut off the file."""
     data = path.read_bytes()
     end = data.rfind(b"\n") + 1
@@ -248,21 +263,32 @@ def _read_rows(path: Path) -> dict[str, dict[str, str]]:
     if not data:  # killed while writing the header: start the file again
         return {}
     lines = list(csv.reader(io.StringIO(data.decode("utf-8", errors="replace"), newline="")))
-    if not lines or tuple(lines[0]) != RESULT_COLUMNS:
+    if (
+        lines
+        and tuple(lines[0]) in (result_columns(False), result_columns(True))
+        and tuple(lines[0]) != columns
+    ):
+        raise ConfigError(
+            f"'{path}' was written {'without' if len(columns) > len(lines[0]) else 'with'} the measurement "
+            "columns (measure / --measure), unlike this run. Rerun with the same setting, pass "
+            "overwrite=True (--overwrite) to start afresh, or choose another output folder."
+        )
+    if not lines or tuple(lines[0]) != columns:
         raise ConfigError(
             f"'{path}' is not a skinseg results file (its header differs). Pass overwrite=True (--overwrite) "
             "to replace it, or choose another output folder."
         )
-    return {
-        r[0]: dict(zip(RESULT_COLUMNS, r, strict=True)) for r in lines[1:] if len(r) == len(RESULT_COLUMNS)
-    }
+    return {r[0]: dict(zip(columns, r, strict=True)) for r in lines[1:] if len(r) == len(columns)}
 
 
 class _Journal:
     """Append-only results.csv (flush + fsync per row) and timings.csv (flush per row)."""
 
-    def __init__(self, out: Path, run_id: str, progress: Any) -> None:
+    def __init__(
+        self, out: Path, run_id: str, progress: Any, columns: tuple[str, ...] = RESULT_COLUMNS
+    ) -> None:
         self.results_path, self.timings_path = out / RESULTS_FILE, out / TIMINGS_FILE
+        self.columns = columns
         self.run_id, self.progress = run_id, progress
         self.lock = threading.Lock()
         self.rows: dict[str, dict[str, str]] = {}
@@ -273,7 +299,7 @@ class _Journal:
         new = not self.results_path.exists() or self.results_path.stat().st_size == 0
         self._results = open(self.results_path, "a", encoding="utf-8", newline="")
         if new:
-            self._results.write(_csv_line(list(RESULT_COLUMNS)))
+            self._results.write(_csv_line(list(self.columns)))
             self._results.flush()
             os.fsync(self._results.fileno())
             _fsync_dir(self.results_path.parent)
@@ -287,7 +313,7 @@ class _Journal:
         with self.lock:
             self._timings.write(_csv_line([self.run_id, row["file"], row["status"], *timing]))
             self._timings.flush()
-            self._results.write(_csv_line([row[c] for c in RESULT_COLUMNS]))
+            self._results.write(_csv_line([row[c] for c in self.columns]))
             self._results.flush()
             os.fsync(self._results.fileno())
             self.rows[row["file"]] = row
@@ -304,8 +330,8 @@ class _Journal:
         """Rewrite results.csv atomically: listed files in input order, then rows of vanished files."""
         rank = {k: i for i, k in enumerate(order)}
         keys = sorted(self.rows, key=lambda k: (rank.get(k, len(rank)), Path(k).parts))
-        text = _csv_line(list(RESULT_COLUMNS)) + "".join(
-            _csv_line([self.rows[k][c] for c in RESULT_COLUMNS]) for k in keys
+        text = _csv_line(list(self.columns)) + "".join(
+            _csv_line([self.rows[k][c] for c in self.columns]) for k in keys
         )
         _atomic_text(self.results_path, text)
 
@@ -348,19 +374,35 @@ class _PixelBudget:
             self._cond.notify_all()
 
 
-def _error_row(key: str, exc: BaseException, size: tuple[int, int] | None) -> dict[str, str]:
+def _error_row(
+    key: str, exc: BaseException, size: tuple[int, int] | None, columns: tuple[str, ...] = RESULT_COLUMNS
+) -> dict[str, str]:
     message = " ".join(str(exc).split()) or type(exc).__name__  # one line, for line-based resume
-    row = dict.fromkeys(RESULT_COLUMNS, "")
+    row = dict.fromkeys(columns, "")
     row.update(file=key, status="error", error_type=type(exc).__name__, error=message)
     if size is not None:
         row.update(height=str(size[0]), width=str(size[1]))
     return row
 
 
-def _ok_row(key: str, prob: np.ndarray, mask: np.ndarray) -> dict[str, str]:
+def _feature_cell(value: float) -> str:
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return "" if not np.isfinite(value) else f"{value:.6g}"
+
+
+def _ok_row(
+    key: str,
+    prob: np.ndarray,
+    mask: np.ndarray,
+    columns: tuple[str, ...] = RESULT_COLUMNS,
+    measure_image: np.ndarray | None = None,
+    pixel_size_mm: float | None = None,
+) -> dict[str, str]:
+    """The ``ok`` row; with ``measure_image`` also the ABCD measurements (none for an empty mask)."""
     h, w = mask.shape
     area = int(np.count_nonzero(mask))
-    row = dict.fromkeys(RESULT_COLUMNS, "")
+    row = dict.fromkeys(columns, "")
     row.update(
         file=key,
         width=str(w),
@@ -379,6 +421,9 @@ def _ok_row(key: str, prob: np.ndarray, mask: np.ndarray) -> dict[str, str]:
             bbox_h=str(ys[-1] - ys[0] + 1),
             mean_prob=f"{float(prob[mask].mean(dtype=np.float64)):.4f}",
         )
+        if measure_image is not None:
+            features = lesion_features(measure_image, mask, pixel_size_mm=pixel_size_mm)
+            row.update({name: _feature_cell(value) for name, value in features.items()})
     return row
 
 
@@ -441,6 +486,8 @@ def segment_folder(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     largest_component: bool = True,
     fill_holes: bool = True,
+    measure: bool = False,
+    pixel_size_mm: float | None = None,
     progress: bool = True,
 ) -> FolderRunResult:
     """Segment every image in ``in_dir`` into ``out_dir``, resuming an earlier run there.
@@ -476,6 +523,13 @@ def segment_folder(
         Passed to :func:`skinseg.io.read_image` (grey/16-bit conversion; size limit).
     largest_component, fill_holes : bool
         Mask clean-up, as in :func:`skinseg.postprocess.postprocess_mask`.
+    measure : bool
+        Add the ABCD measurements of :func:`skinseg.features.lesion_features` to every ``ok``
+        row (columns :data:`skinseg.features.FEATURE_NAMES` after the usual ones; empty for
+        an empty mask). Colours are read from the image the model saw, i.e. after the
+        hair removal / denoising of ``preprocess``, at the original size.
+    pixel_size_mm : float > 0, optional
+        Millimetres per pixel, for ``diameter_mm`` and ``area_mm2`` (only with ``measure``).
     progress : bool
         tqdm progress bar (images/s) on stderr.
 
@@ -487,7 +541,8 @@ def segment_folder(
     ------
     ConfigError
         Bad option; no images; two images writing the same mask; ``out_dir`` holds a
-        run with other settings (pass ``overwrite=True`` or use another folder).
+        run with other settings, ``measure`` and ``pixel_size_mm`` included (pass
+        ``overwrite=True`` or use another folder).
     FileExistsError
         ``out_dir`` holds output files but no ``results.csv`` and ``overwrite`` is False.
     FileNotFoundError, NotADirectoryError
@@ -512,6 +567,12 @@ def segment_folder(
             f"`mask_suffix` must be a non-empty file-name suffix such as '_segmentation'; got "
             f"{mask_suffix!r}."
         )
+    pixel_size_mm = _check_pixel_size(pixel_size_mm)
+    if pixel_size_mm is not None and not measure:
+        raise ConfigError(
+            "`pixel_size_mm` is used only by the measurements; pass measure=True (--measure) with it, "
+            "or leave it out."
+        )
     src, out = check_output_dir(in_dir, out_dir)
     pre, pre_dict = _preprocessor(preprocess, config)
     jobs = _jobs(src, out, recursive=recursive, mask_suffix=mask_suffix)
@@ -534,9 +595,12 @@ def segment_folder(
         "max_pixels": max_pixels,
         "largest_component": bool(largest_component),
         "fill_holes": bool(fill_holes),
+        "measure": bool(measure),
+        "pixel_size_mm": pixel_size_mm,
     }
     out.mkdir(parents=True, exist_ok=True)
-    previous = _prepare_out_dir(out, jobs, settings, overwrite=overwrite, overlay=overlay)
+    columns = result_columns(bool(measure))
+    previous = _prepare_out_dir(out, jobs, settings, columns, overwrite=overwrite, overlay=overlay)
     done = {j.key for j in jobs if _complete(previous.get(j.key), j, overlay)}
     todo = [j for j in jobs if j.key not in done]
 
@@ -554,7 +618,7 @@ def segment_folder(
             dynamic_ncols=True,
             smoothing=0.1,
         )
-    journal = _Journal(out, run_id, bar)
+    journal = _Journal(out, run_id, bar, columns)
     journal.rows = previous
     journal.open()
     try:
@@ -574,6 +638,8 @@ def segment_folder(
                 max_pixels=max_pixels,
                 largest_component=largest_component,
                 fill_holes=fill_holes,
+                measure=bool(measure),
+                pixel_size_mm=pixel_size_mm,
             )
     finally:
         journal.close()
@@ -619,7 +685,7 @@ def _remove_stale_temps(out: Path, jobs: list[_Job]) -> None:
 
 
 def _prepare_out_dir(
-    out: Path, jobs: list[_Job], settings: dict, *, overwrite: bool, overlay: bool
+    out: Path, jobs: list[_Job], settings: dict, columns: tuple[str, ...], *, overwrite: bool, overlay: bool
 ) -> dict[str, dict[str, str]]:
     """Check or start the run in ``out``; return the rows of an earlier run to resume from."""
     results, run_file = out / RESULTS_FILE, out / RUN_FILE
@@ -637,6 +703,8 @@ def _prepare_out_dir(
                 "safely. "
                 "Pass --overwrite (overwrite=True) to start afresh, or choose another output folder."
             ) from None
+        if isinstance(old, dict):
+            old = {**_SETTING_DEFAULTS, **old}
         if old != settings:
             diff = ", ".join(
                 f"{k}: {old.get(k)!r} -> {settings[k]!r}" for k in settings if old.get(k) != settings[k]
@@ -645,7 +713,7 @@ def _prepare_out_dir(
                 f"'{out}' holds a run made with other settings ({diff}); resuming would mix them. Rerun with "
                 "the same settings, pass --overwrite (overwrite=True), or choose another output folder."
             )
-        return _read_rows(results)
+        return _read_rows(results, columns)
     else:
         clash = next(
             (
@@ -681,8 +749,11 @@ def _run_pipeline(
     max_pixels: int,
     largest_component: bool,
     fill_holes: bool,
+    measure: bool = False,
+    pixel_size_mm: float | None = None,
 ) -> None:
     budget = _PixelBudget(_INFLIGHT_PIXELS)
+    columns = result_columns(measure)
     write_slots = threading.Semaphore(batch_size + 2 * workers)
     fatal: list[BaseException] = []
     device = _device_of(model)
@@ -700,8 +771,10 @@ def _run_pipeline(
         try:
             image = read_image(job.path, convert=convert, max_pixels=max_pixels)
             item.size = image.shape[:2]
-            x, item.hw = prepare_input(pre(image) if pre is not None else image, config, preprocess=False)
+            seen = pre(image) if pre is not None else image
+            x, item.hw = prepare_input(seen, config, preprocess=False)
             item.x, item.image = x, (image if overlay else None)
+            item.measured = seen if measure else None
         except _FILE_ERRORS as exc:
             item.error = exc
         item.read_s = time.perf_counter() - t0
@@ -712,21 +785,21 @@ def _run_pipeline(
         job = item.job
         try:
             if item.error is not None:
-                row = _error_row(job.key, item.error, item.size)
+                row = _error_row(job.key, item.error, item.size, columns)
             else:
                 try:
                     prob = probabilities_to_image_size(item.prob, item.hw, item.size)  # type: ignore[arg-type]
                     mask = postprocess_mask(
                         prob, threshold=thr, largest_component=largest_component, fill_holes=fill_holes
                     )
-                    row = _ok_row(job.key, prob, mask)
+                    row = _ok_row(job.key, prob, mask, columns, item.measured, pixel_size_mm)
                     del prob
                     write_mask(job.mask_path, mask, overwrite=True)
                     if overlay:
                         write_image(job.overlay_path, draw_contour_overlay(item.image, mask), overwrite=True)
                 except _FILE_ERRORS as exc:
-                    row = _error_row(job.key, exc, item.size)
-            item.image = item.prob = None
+                    row = _error_row(job.key, exc, item.size, columns)
+            item.image = item.prob = item.measured = None
             budget.release(item.pixels)
             item.pixels = 0
             write_s = time.perf_counter() - t0

@@ -295,6 +295,35 @@ def test_other_settings_need_overwrite(tiny_model, tmp_path: Path) -> None:
     assert json.loads((out / "run.json").read_text())["settings"]["threshold"] == 0.3
 
 
+def test_measure_setting_is_part_of_the_run(tiny_model, tmp_path: Path) -> None:
+    from skinseg.features import FEATURE_NAMES
+
+    src = tmp_path / "in"
+    _good_images(src, n=2)
+    out = tmp_path / "out"
+    segment_folder(tiny_model, src, out, progress=False)
+    # a run.json written before the measurement settings existed resumes as measure=False
+    run = json.loads((out / "run.json").read_text())
+    for key in ("measure", "pixel_size_mm"):
+        del run["settings"][key]
+    (out / "run.json").write_text(json.dumps(run))
+    assert segment_folder(tiny_model, src, out, progress=False).n_skipped == 2
+    with pytest.raises(ConfigError, match="measure: False -> True"):
+        segment_folder(tiny_model, src, out, measure=True, progress=False)
+    with pytest.raises(ConfigError, match="pixel_size_mm"):
+        segment_folder(tiny_model, src, out, pixel_size_mm=0.01, progress=False)  # needs measure
+    result = segment_folder(
+        tiny_model, src, out, measure=True, pixel_size_mm=0.01, overwrite=True, progress=False
+    )
+    assert result.n_processed == 2
+    rows = _rows(out)
+    assert tuple(rows[0]) == folder_mod.result_columns(True) == RESULT_COLUMNS + FEATURE_NAMES
+    # a header that disagrees with run.json (edited by hand) is refused with the reason
+    (out / "results.csv").write_text(",".join(RESULT_COLUMNS) + "\n")
+    with pytest.raises(ConfigError, match="without the measurement columns"):
+        segment_folder(tiny_model, src, out, measure=True, pixel_size_mm=0.01, progress=False)
+
+
 def test_existing_outputs_without_a_run_are_not_replaced(tiny_model, tmp_path: Path) -> None:
     src = tmp_path / "in"
     _good_images(src, n=2)

@@ -19,13 +19,18 @@ outputs (in OUT_DIR):
   results.csv                  one row per image: file, width, height, lesion_area_px,
                                lesion_fraction, bbox_x/y/w/h, mean_prob, status (ok/error),
                                error_type, error. Deterministic: rewritten in input order.
+                               With --measure also the ABCD measurements of the lesion:
+                               asymmetry*, border_*, color_*, diameter_px, major_axis_px,
+                               minor_axis_px, area_px, perimeter_px, diameter_mm, area_mm2
+                               (empty for an empty mask; the mm columns need --pixel-size-mm)
   timings.csv                  append-only log: seconds per image and stage, per run
   run.json                     the settings of the run
 
 resume: rerunning the same command skips every image whose results.csv row is 'ok' and
 whose mask (and overlay) exist; all others (killed mid-way, or 'error') are redone. A
 killed and resumed run ends with the same bytes in masks, overlays and results.csv as an
-uninterrupted one. --overwrite starts afresh. Settings must match to resume.
+uninterrupted one. --overwrite starts afresh. Settings (--measure and --pixel-size-mm
+included) must match to resume.
 
 bad files (empty, truncated, corrupt, not an image, grayscale or 16-bit without --convert,
 transparent, larger than --max-pixels) get an 'error' row and the run goes on.
@@ -115,6 +120,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="largest width*height accepted (default 200,000,000); larger files get an error row",
     )
+    p.add_argument(
+        "--measure",
+        action="store_true",
+        help="add ABCD measurements (asymmetry, border, colours, diameter) to results.csv; colours "
+        "are read from the image the model sees (after any hair removal/denoising)",
+    )
+    p.add_argument(
+        "--pixel-size-mm",
+        type=float,
+        default=None,
+        metavar="MM",
+        help="millimetres per pixel, for the diameter_mm and area_mm2 columns (with --measure)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -165,6 +183,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1 or args.workers < 1 or (args.threads is not None and args.threads < 1):
         raise SkinsegError("--batch-size, --workers and --threads must be integers >= 1.")
+    if args.pixel_size_mm is not None and not args.measure:
+        raise SkinsegError(
+            "--pixel-size-mm is used only by the measurements; add --measure, or leave it out."
+        )
     check_output_dir(args.in_dir, args.out_dir)  # before any export writes into OUT_DIR
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -196,6 +218,8 @@ def run(args: argparse.Namespace) -> int:
             mask_suffix=args.mask_suffix,
             convert=args.convert,
             max_pixels=DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels,
+            measure=args.measure,
+            pixel_size_mm=args.pixel_size_mm,
             progress=not args.quiet,
         )
     except KeyboardInterrupt:

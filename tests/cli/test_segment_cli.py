@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import cv2
@@ -152,6 +153,69 @@ def test_options_no_overlay_suffix_recursive_preprocess(
         and settings["preprocess"]["denoise"] == "median"
     )
     assert settings["tta"] is True and settings["threshold"] == 0.4
+
+
+def test_measure_adds_abcd_columns(images: Path, checkpoint: Path, tmp_path: Path, capsys) -> None:
+    from skinseg.features import FEATURE_NAMES
+
+    out = tmp_path / "out"
+    assert _segment(images, out, checkpoint, "--measure", "--workers", "1") == 0
+    with open(out / "results.csv", newline="", encoding="utf-8") as f:
+        header = next(csv.reader(f))
+    assert header[-len(FEATURE_NAMES) :] == list(FEATURE_NAMES) and header[0] == "file"
+    for row in _rows(out):
+        assert row["status"] == "ok"
+        if int(row["lesion_area_px"]) == 0:  # nothing to measure: empty cells
+            assert all(row[name] == "" for name in FEATURE_NAMES)
+            continue
+        bw, bh = int(row["bbox_w"]), int(row["bbox_h"])
+        assert int(row["area_px"]) == int(row["lesion_area_px"])
+        # the Feret diameter (between pixel centres) lies between the bbox side and diagonal
+        assert max(bw, bh) - 1 <= float(row["diameter_px"]) <= math.hypot(bw - 1, bh - 1) + 1e-3
+        assert row["diameter_mm"] == "" and row["area_mm2"] == ""  # no --pixel-size-mm
+        assert 1 <= int(row["color_count"]) <= 6
+    settings = json.loads((out / "run.json").read_text())["settings"]
+    assert settings["measure"] is True and settings["pixel_size_mm"] is None
+
+
+def test_measure_of_a_whole_image_lesion_and_resume(
+    images: Path, checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "out"
+    # threshold 0: every pixel is lesion, so the measurements are those of the image rectangle
+    args = ("--measure", "--pixel-size-mm", "0.02", "--threshold", "0", "--no-overlay")
+    assert _segment(images, out, checkpoint, *args) == 0
+    rows = _rows(out)
+    assert len(rows) == 4
+    for row in rows:
+        w, h = int(row["width"]), int(row["height"])
+        assert int(row["area_px"]) == w * h
+        assert float(row["diameter_px"]) == pytest.approx(math.hypot(w - 1, h - 1), abs=1e-3)
+        assert float(row["diameter_mm"]) == pytest.approx(0.02 * math.hypot(w - 1, h - 1), rel=1e-4)
+        assert float(row["area_mm2"]) == pytest.approx(0.02**2 * w * h, rel=1e-4)
+        # 4 sqrt(variance of the x coordinates 0 .. w-1); every image is wider than it is high
+        assert float(row["major_axis_px"]) == pytest.approx(4 * math.sqrt((w * w - 1) / 12), rel=1e-4)
+        assert float(row["border_solidity"]) == 1.0  # a rectangle is convex
+        assert float(row["asymmetry"]) < 0.05
+    before = (out / "results.csv").read_bytes()
+    capsys.readouterr()
+    assert _segment(images, out, checkpoint, *args) == 0  # same settings: resumes, nothing to do
+    assert json.loads(capsys.readouterr().out)["skipped"] == 4
+    assert (out / "results.csv").read_bytes() == before
+    # other measurement settings would mix columns or units: refused until --overwrite
+    assert _segment(images, out, checkpoint, "--threshold", "0", "--no-overlay") == 2
+    assert "other settings (measure: True -> False, pixel_size_mm: 0.02 -> None)" in capsys.readouterr().err
+    assert _segment(images, out, checkpoint, *args[:-1], "--pixel-size-mm", "0.01") == 2
+    assert _segment(images, out, checkpoint, "--threshold", "0", "--no-overlay", "--overwrite") == 0
+    assert "diameter_px" not in _rows(out)[0]
+
+
+def test_pixel_size_needs_measure(images: Path, checkpoint: Path, tmp_path: Path, capsys) -> None:
+    assert _segment(images, tmp_path / "out", checkpoint, "--pixel-size-mm", "0.02") == 2
+    assert "--pixel-size-mm is used only by the measurements" in capsys.readouterr().err
+    assert _segment(images, tmp_path / "out", checkpoint, "--measure", "--pixel-size-mm", "-1") == 2
+    assert "pixel_size_mm" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "results.csv").exists()
 
 
 def test_help_documents_exit_codes(capsys) -> None:
