@@ -44,11 +44,18 @@ _LAZY: dict[str, str] = {
     "fill_holes": "postprocess",
     "postprocess_mask": "postprocess",
     "segment": "postprocess",
+    # features
+    "lesion_features": "features",
+    # crops and classifier
+    "crop_lesion": "crops",
+    "create_classifier": "classify",
+    "load_classifier": "classify",
+    "save_classifier": "classify",
 }
 
 _SUBMODULES = {
     "io", "preprocess", "models", "losses", "data", "training", "inference",
-    "postprocess", "metrics", "report", "folder", "testing", "errors", "cli",
+    "postprocess", "metrics", "features", "report", "folder", "testing", "errors", "cli", "crops", "classify",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

@@ -14,12 +14,15 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import SkinsegError
-from . import evaluate, export, segment, train
+from . import classify, evaluate, export, segment, train, train_classifier
 from ._common import EXIT_ERROR, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_ERROR", "EXIT_USAGE", "EXIT_SOME_FAILED"]
 
-_SUBCOMMANDS = {"train": train, "segment": segment, "evaluate": evaluate, "export-onnx": export}
+_SUBCOMMANDS = {
+    "train": train, "segment": segment, "evaluate": evaluate, "export-onnx": export,
+    "train-classifier": train_classifier, "classify": classify,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
