@@ -80,13 +80,18 @@ def classify_folder(
     done: dict[str, dict[str, Any]] = {}
     rows_path = out / ROWS_FILE
     if rows_path.is_file():
+        kept = []
         for line in rows_path.read_text().splitlines():
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line cut by a kill: that image is redone
+            kept.append(line)
             if row.get("status") == "ok":
                 done[row["file"]] = row
+        tmp = rows_path.with_name("." + ROWS_FILE + ".tmp")
+        tmp.write_text("".join(x + "\n" for x in kept))
+        os.replace(tmp, rows_path)  # drop the cut line so appended rows start on a fresh line
     iterator: Any = images
     if progress:
         from tqdm.auto import tqdm

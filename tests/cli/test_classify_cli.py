@@ -1,0 +1,113 @@
+"""``skinseg classify`` in-process: CSV columns, masks vs segmenter, Grad-CAM, bad files, resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from skinseg.cli import main
+from skinseg.io import write_image, write_mask
+from skinseg.testing import synthetic_lesion
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> tuple[Path, Path]:
+    import skinseg.classify as C
+    from skinseg.models import create_segmenter, save_checkpoint
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("models")
+    seg = create_segmenter("unet", encoder_name="resnet18", encoder_depth=3, decoder_channels=(32, 16, 8),
+                           input_size=64)
+    clf = C.ClassifierEnsemble([C.create_classifier(pretrained=False, input_size=64),
+                                C.create_classifier(pretrained=False, input_size=64, crop_mode="mask_channel")])
+    return save_checkpoint(seg, root / "seg"), C.save_classifier(clf, root / "clf")
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> tuple[Path, Path]:
+    src, masks = tmp_path / "images", tmp_path / "masks"
+    src.mkdir()
+    masks.mkdir()
+    for i in range(3):
+        image, mask = synthetic_lesion((60, 80), rng=i)
+        write_image(src / f"ISIC_{i}.jpg", image)
+        write_mask(masks / f"ISIC_{i}_segmentation.png", mask)
+    return src, masks
+
+
+def _rows(out: Path) -> list[dict[str, str]]:
+    with open(out / "classification.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_classify_with_masks_writes_probabilities_features_and_gradcam(folder, models, tmp_path, capsys):
+    src, masks = folder
+    _, clf = models
+    out = tmp_path / "out"
+    before = {p: p.read_bytes() for p in list(src.iterdir()) + list(masks.iterdir())}
+    code = main(["classify", str(src), "-o", str(out), "--classifier", str(clf), "--masks", str(masks),
+                 "--gradcam", "--pixel-size-mm", "0.05"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["classified"] == 3 and summary["failed"] == 0
+    rows = _rows(out)
+    assert [r["file"] for r in rows] == ["ISIC_0.jpg", "ISIC_1.jpg", "ISIC_2.jpg"]
+    for r in rows:
+        p = np.array([float(r[k]) for k in ("p_melanoma", "p_nevus", "p_seborrheic_keratosis")])
+        assert abs(p.sum() - 1) < 1e-4
+        assert r["predicted_label"] == ["melanoma", "nevus", "seborrheic_keratosis"][int(p.argmax())]
+        assert float(r["diameter_px"]) > 5 and abs(float(r["diameter_mm"]) - 0.05 * float(r["diameter_px"])) < 1e-3
+        assert (out / "gradcam" / f"{Path(r['file']).stem}_gradcam.png").is_file()
+    assert {p: p.read_bytes() for p in before} == before  # inputs untouched
+
+
+def test_classify_segments_when_no_masks_and_records_bad_files(folder, models, tmp_path):
+    src, _ = folder
+    seg, clf = models
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (src / "empty.png").write_bytes(b"")
+    out = tmp_path / "out"
+    code = main(["classify", str(src), "-o", str(out), "--classifier", str(clf), "--segmenter", str(seg),
+                 "--no-measure"])
+    assert code == 3
+    rows = {r["file"]: r for r in _rows(out)}
+    assert rows["broken.jpg"]["status"] == "error" and "broken.jpg" in rows["broken.jpg"]["error"]
+    assert rows["empty.png"]["error_type"] == "EmptyFileError"
+    ok = [r for r in rows.values() if r["status"] == "ok"]
+    assert len(ok) == 3 and all(r["mask_source"] == "predicted" for r in ok)
+    assert all((out / "masks" / f"{Path(r['file']).stem}_mask.png").is_file() for r in ok)
+    assert "diameter_px" not in next(iter(rows.values()))
+
+
+def test_classify_resumes_without_redoing_finished_images(folder, models, tmp_path):
+    src, masks = folder
+    _, clf = models
+    out = tmp_path / "out"
+    assert main(["classify", str(src), "-o", str(out), "--classifier", str(clf), "--masks", str(masks)]) == 0
+    first = (out / "classification.csv").read_bytes()
+    lines = (out / "rows.jsonl").read_text().splitlines()
+    # simulate a kill after the first image: the log keeps one finished row and a cut line
+    (out / "rows.jsonl").write_text(lines[0] + "\n" + lines[1][:10])
+    assert main(["classify", str(src), "-o", str(out), "--classifier", str(clf), "--masks", str(masks)]) == 0
+    assert (out / "classification.csv").read_bytes() == first
+    log = (out / "rows.jsonl").read_text().splitlines()
+    finished = [json.loads(x)["file"] for x in log if x.startswith("{") and x.endswith("}")]
+    assert finished.count("ISIC_0.jpg") == 1  # not redone
+
+
+def test_classify_refuses_output_inside_input_and_missing_masks(folder, models, tmp_path):
+    src, masks = folder
+    _, clf = models
+    assert main(["classify", str(src), "-o", str(src / "out"), "--classifier", str(clf), "--masks", str(masks)]) == 2
+    (masks / "ISIC_2_segmentation.png").unlink()
+    out = tmp_path / "o2"
+    assert main(["classify", str(src), "-o", str(out), "--classifier", str(clf), "--masks", str(masks)]) == 3
+    row = {r["file"]: r for r in _rows(out)}["ISIC_2.jpg"]
+    assert row["status"] == "error" and "No mask" in row["error"]
