@@ -83,12 +83,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", default=str(REPO / "runs" / "cls"))
     ap.add_argument("--modes", nargs="+", default=MODES, choices=MODES)
-    ap.add_argument("--input-size", type=int, default=160)
-    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--input-size", type=int, default=192)
+    ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--split", default="test", help="split to score (models are chosen on val)")
     ap.add_argument("--no-train", action="store_true")
+    ap.add_argument("--train-only", action="store_true")
     ap.add_argument("--json", default=None, help="write all results here")
     args = ap.parse_args()
     print("command: python " + " ".join(sys.argv), flush=True)
@@ -107,6 +108,8 @@ def main() -> int:
                 print("$ " + " ".join(cmd), flush=True)
                 subprocess.run(cmd, check=True)
 
+    if args.train_only:
+        return 0
     test = C.read_labelled_manifest(SHARED / "lesion-classes", args.split)
     val = C.read_labelled_manifest(SHARED / "lesion-classes", "val") + C.read_labelled_manifest(SHARED / "lesions", "val")
     pred = predicted_masks(test, Path(args.runs) / f"pred_masks_{args.split}", args.threads)

@@ -1,0 +1,45 @@
+"""Bundle trained classifier runs into the package as the default classifier (an ensemble).
+
+    python tools/bundle_classifier.py runs/cls/dilated_bbox/best runs/cls/mask_channel/best --scores-json scores.json
+
+Members are stored as float16 safetensors (loaded back as float32). The members
+must be chosen on validation data; ``--scores-json`` (output of
+benchmarks/evaluate_classifier.py) is only copied into the model card metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import skinseg.classify as C
+from skinseg.classify.model import _BUNDLED, _BUNDLED_ROOT
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoints", nargs="+")
+    ap.add_argument("--name", default=_BUNDLED["default"])
+    ap.add_argument("--scores-json", action="append", default=[], help="KEY=PATH of a JSON with scores")
+    ap.add_argument("--note", default="")
+    args = ap.parse_args()
+    members = [C.load_classifier(p) for p in args.checkpoints]
+    ens = C.ClassifierEnsemble(members)
+    meta: dict = {"members": args.checkpoints, "note": args.note}
+    for item in args.scores_json:
+        key, _, path = item.partition("=")
+        meta[key] = json.loads(Path(path).read_text())
+    out = _BUNDLED_ROOT / args.name
+    if out.exists():
+        shutil.rmtree(out)
+    C.save_classifier(ens, out, metadata=meta, weights_dtype="float16")
+    size = sum(f.stat().st_size for f in out.rglob("*.safetensors")) / 2**20
+    total = sum(f.stat().st_size for f in _BUNDLED_ROOT.rglob("*.safetensors")) / 2**20
+    print(f"bundled {len(members)} member(s) as {out} ({size:.1f} MiB; all bundled weights {total:.1f} MiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
