@@ -31,16 +31,36 @@ MODES = ["full", "dilated_bbox", "masked", "mask_channel"]
 
 
 def train_command(mode: str, args: argparse.Namespace) -> list[str]:
-    return ["skinseg", "train-classifier", "--data", str(SHARED / "lesion-classes"), str(SHARED / "lesions"),
-            "--crop-mode", mode, "--input-size", str(args.input_size), "--epochs", str(args.epochs),
-            "--batch-size", "32", "--lr", "5e-4", "--seed", str(args.seed), "--threads", str(args.threads),
-            "--out", str(Path(args.runs) / mode)]
+    return [
+        "skinseg",
+        "train-classifier",
+        "--data",
+        str(SHARED / "lesion-classes"),
+        str(SHARED / "lesions"),
+        "--crop-mode",
+        mode,
+        "--input-size",
+        str(args.input_size),
+        "--epochs",
+        str(args.epochs),
+        "--batch-size",
+        "32",
+        "--lr",
+        "5e-4",
+        "--seed",
+        str(args.seed),
+        "--threads",
+        str(args.threads),
+        "--out",
+        str(Path(args.runs) / mode),
+    ]
 
 
 def predicted_masks(items: list, cache: Path, threads: int) -> dict[str, np.ndarray]:
     """Masks of the bundled segmenter (cached as PNG) for the given items."""
-    import skinseg as ss
     from tqdm.auto import tqdm
+
+    import skinseg as ss
 
     cache.mkdir(parents=True, exist_ok=True)
     out, model = {}, None
@@ -67,10 +87,12 @@ def score(y: np.ndarray, p: np.ndarray, names: list[str]) -> dict:
 
     def bacc(yy, pp):
         from skinseg.metrics import balanced_accuracy
+
         return balanced_accuracy(yy, pp.argmax(1), num_classes=len(names))
 
     def mel_auc(yy, pp):
         from skinseg.metrics import roc_auc
+
         return roc_auc(yy == mel, pp[:, mel])
 
     m["balanced_accuracy_ci"] = bootstrap_ci(bacc, y, p, n=1000, seed=0)
@@ -111,7 +133,9 @@ def main() -> int:
     if args.train_only:
         return 0
     test = C.read_labelled_manifest(SHARED / "lesion-classes", args.split)
-    val = C.read_labelled_manifest(SHARED / "lesion-classes", "val") + C.read_labelled_manifest(SHARED / "lesions", "val")
+    val = C.read_labelled_manifest(SHARED / "lesion-classes", "val") + C.read_labelled_manifest(
+        SHARED / "lesions", "val"
+    )
     pred = predicted_masks(test, Path(args.runs) / f"pred_masks_{args.split}", args.threads)
     names = list(C.CLASS_NAMES)
     y = np.array([names.index(i.label) for i in test])
@@ -149,22 +173,33 @@ def main() -> int:
             p = (probs[(pair[0], source)] + probs[(pair[1], source)]) / 2
             results[f"ensemble({'+'.join(pair)})/{source}"] = score(y, p, names)
 
-    print(f"\nval balanced accuracy (expert masks), used to choose the ensemble: "
-          + ", ".join(f"{m} {v:.3f}" for m, v in val_bacc.items()))
-    print(f"\n{args.split} split of lesion-classes, n={len(y)} "
-          f"({', '.join(f'{n} {int((y == k).sum())}' for k, n in enumerate(names))})")
-    hdr = f"{'model / masks':44s} {'bal.acc [95% CI]':24s} {'mel AUC [95% CI]':24s} " + " ".join(
-        f"rec_{n[:3]:>4s}" for n in names) + "  sens@spec0.9"
+    print(
+        "\nval balanced accuracy (expert masks), used to choose the ensemble: "
+        + ", ".join(f"{m} {v:.3f}" for m, v in val_bacc.items())
+    )
+    print(
+        f"\n{args.split} split of lesion-classes, n={len(y)} "
+        f"({', '.join(f'{n} {int((y == k).sum())}' for k, n in enumerate(names))})"
+    )
+    hdr = (
+        f"{'model / masks':44s} {'bal.acc [95% CI]':24s} {'mel AUC [95% CI]':24s} "
+        + " ".join(f"rec_{n[:3]:>4s}" for n in names)
+        + "  sens@spec0.9"
+    )
     print(hdr)
     for key, r in results.items():
         ci = (r["balanced_accuracy_ci"]["low"], r["balanced_accuracy_ci"]["high"])
         ci2 = (r["melanoma_auc_ci"]["low"], r["melanoma_auc_ci"]["high"])
         rec = " ".join(f"{r['per_class'][n]['recall']:8.3f}" for n in names)
         s90 = r["positive_sensitivity_at_specificity"]["0.9"]["sensitivity"]
-        print(f"{key:44s} {r['balanced_accuracy']:.3f} [{ci[0]:.3f},{ci[1]:.3f}]     "
-              f"{r['positive_auc']:.3f} [{ci2[0]:.3f},{ci2[1]:.3f}]     {rec}  {s90:.3f}")
+        print(
+            f"{key:44s} {r['balanced_accuracy']:.3f} [{ci[0]:.3f},{ci[1]:.3f}]     "
+            f"{r['positive_auc']:.3f} [{ci2[0]:.3f},{ci2[1]:.3f}]     {rec}  {s90:.3f}"
+        )
     if args.json:
-        Path(args.json).write_text(json.dumps({"val_balanced_accuracy": val_bacc, "results": results}, indent=1))
+        Path(args.json).write_text(
+            json.dumps({"val_balanced_accuracy": val_bacc, "results": results}, indent=1)
+        )
     return 0
 
 

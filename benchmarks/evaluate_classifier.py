@@ -11,7 +11,6 @@ roc_curves.png with ``--report``. Predicted masks come from the bundled segmente
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -57,21 +56,30 @@ def main() -> int:
     p, yy = np.array(probs), np.array(y)
     m = classification_metrics(yy, p, names, positive="melanoma")
     mel = names.index("melanoma")
-    m["balanced_accuracy_ci"] = bootstrap_ci(lambda a, b: balanced_accuracy(a, b.argmax(1), num_classes=len(names)),
-                                             yy, p, n=1000, seed=0)
+    m["balanced_accuracy_ci"] = bootstrap_ci(
+        lambda a, b: balanced_accuracy(a, b.argmax(1), num_classes=len(names)), yy, p, n=1000, seed=0
+    )
     m["melanoma_auc_ci"] = bootstrap_ci(lambda a, b: roc_auc(a == mel, b[:, mel]), yy, p, n=1000, seed=0)
     m["empty_masks"] = empty
     ci, ci2 = m["balanced_accuracy_ci"], m["melanoma_auc_ci"]
-    print(f"n={len(yy)} ({', '.join(f'{n} {int((yy == k).sum())}' for k, n in enumerate(names))}); "
-          f"{args.masks} masks ({empty} empty)")
-    print(f"balanced accuracy {m['balanced_accuracy']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]   "
-          f"accuracy {m['accuracy']:.3f}")
-    print(f"melanoma AUC {m['positive_auc']:.3f} [{ci2['low']:.3f}, {ci2['high']:.3f}]   "
-          f"macro OvR AUC {m['auc_ovr_macro']:.3f}")
+    print(
+        f"n={len(yy)} ({', '.join(f'{n} {int((yy == k).sum())}' for k, n in enumerate(names))}); "
+        f"{args.masks} masks ({empty} empty)"
+    )
+    print(
+        f"balanced accuracy {m['balanced_accuracy']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]   "
+        f"accuracy {m['accuracy']:.3f}"
+    )
+    print(
+        f"melanoma AUC {m['positive_auc']:.3f} [{ci2['low']:.3f}, {ci2['high']:.3f}]   "
+        f"macro OvR AUC {m['auc_ovr_macro']:.3f}"
+    )
     for n in names:
         r = m["per_class"][n]
-        print(f"  {n:22s} recall {r['recall']:.3f} precision {r['precision']:.3f} "
-              f"specificity {r['specificity']:.3f} F1 {r['f1']:.3f} (n={r['support']})")
+        print(
+            f"  {n:22s} recall {r['recall']:.3f} precision {r['precision']:.3f} "
+            f"specificity {r['specificity']:.3f} F1 {r['f1']:.3f} (n={r['support']})"
+        )
     for spec, v in m["positive_sensitivity_at_specificity"].items():
         print(f"  melanoma sensitivity at specificity >= {spec}: {v['sensitivity']:.3f}")
     print("confusion matrix (rows true, cols predicted):", m["confusion_matrix"])

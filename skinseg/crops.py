@@ -53,8 +53,10 @@ def crop_box(mask: np.ndarray, *, margin: float = 0.25) -> tuple[int, int, int, 
         raise ConfigError(f"`margin` must be >= 0; got {margin!r}.")
     ys, xs = np.nonzero(m)
     if ys.size == 0:
-        raise MaskValueError("The mask is empty (no lesion pixel), so there is no lesion to crop. "
-                             "Use mode='full' or check the segmentation.")
+        raise MaskValueError(
+            "The mask is empty (no lesion pixel), so there is no lesion to crop. "
+            "Use mode='full' or check the segmentation."
+        )
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     side = max(8, int(round(max(y1 - y0, x1 - x0) * (1 + 2 * margin))))
     cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
@@ -69,7 +71,7 @@ def _cut(array: np.ndarray, box: tuple[int, int, int, int], fill: int) -> np.nda
     out = np.full((y1 - y0, x1 - x0) + array.shape[2:], fill, dtype=array.dtype)
     sy0, sx0, sy1, sx1 = max(y0, 0), max(x0, 0), min(y1, h), min(x1, w)
     if sy1 > sy0 and sx1 > sx0:
-        out[sy0 - y0: sy1 - y0, sx0 - x0: sx1 - x0] = array[sy0:sy1, sx0:sx1]
+        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = array[sy0:sy1, sx0:sx1]
     return out
 
 
@@ -114,8 +116,10 @@ def crop_lesion(
     if mode not in CROP_MODES:
         from ._checks import did_you_mean
 
-        raise ConfigError(f"Unknown crop mode {mode!r}{did_you_mean(mode, CROP_MODES)}. "
-                          f"Valid modes: {', '.join(CROP_MODES)}.")
+        raise ConfigError(
+            f"Unknown crop mode {mode!r}{did_you_mean(mode, CROP_MODES)}. "
+            f"Valid modes: {', '.join(CROP_MODES)}."
+        )
     if not isinstance(size, (int, np.integer)) or size < 8:
         raise ConfigError(f"`size` must be an int >= 8; got {size!r}.")
     if mode == "full":
@@ -124,8 +128,10 @@ def crop_lesion(
         raise ConfigError(f"crop mode {mode!r} needs a lesion mask; pass `mask` or use mode='full'.")
     m = as_bool_mask(mask, name="mask")
     if m.shape != image.shape[:2]:
-        raise MaskShapeError(f"The mask is {m.shape[0]}x{m.shape[1]} (HxW) but the image is "
-                             f"{image.shape[0]}x{image.shape[1]}; they must match.")
+        raise MaskShapeError(
+            f"The mask is {m.shape[0]}x{m.shape[1]} (HxW) but the image is "
+            f"{image.shape[0]}x{image.shape[1]}; they must match."
+        )
     box = crop_box(m, margin=margin)
     patch = _cut(image, box, fill)
     if mode == "dilated_bbox":

@@ -48,8 +48,8 @@ def test_masked_sets_background_to_fill_and_keeps_lesion():
     image, mask = _scene()
     out = crop_lesion(image, mask, mode="masked", size=60, margin=0.25, fill=0)
     y0, x0, _, _ = crop_box(mask, margin=0.25)
-    inside = mask[y0:y0 + 60, x0:x0 + 60]
-    np.testing.assert_array_equal(out[inside], image[y0:y0 + 60, x0:x0 + 60][inside])
+    inside = mask[y0 : y0 + 60, x0 : x0 + 60]
+    np.testing.assert_array_equal(out[inside], image[y0 : y0 + 60, x0 : x0 + 60][inside])
     assert (out[~inside] == 0).all()
 
 

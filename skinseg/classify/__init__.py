@@ -17,7 +17,15 @@ from .model import (
     load_classifier,
     save_classifier,
 )
-from .predict import crops_to_tensor, gradcam, gradcam_overlay, predict, predict_proba, predict_proba_crops, prepare_crop
+from .predict import (
+    crops_to_tensor,
+    gradcam,
+    gradcam_overlay,
+    predict,
+    predict_proba,
+    predict_proba_crops,
+    prepare_crop,
+)
 from .train import (
     ClassifierTrainConfig,
     LabelledItem,
@@ -29,8 +37,25 @@ from .train import (
 )
 
 __all__ = [
-    "CLASS_NAMES", "Classifier", "ClassifierConfig", "ClassifierEnsemble", "create_classifier", "load_classifier",
-    "save_classifier", "crops_to_tensor", "gradcam", "gradcam_overlay", "predict", "predict_proba", "predict_proba_crops", "prepare_crop",
-    "ClassifierTrainConfig", "LabelledItem", "build_crops", "class_weights", "classifier_augmentation",
-    "fit_classifier", "read_labelled_manifest",
+    "CLASS_NAMES",
+    "Classifier",
+    "ClassifierConfig",
+    "ClassifierEnsemble",
+    "create_classifier",
+    "load_classifier",
+    "save_classifier",
+    "crops_to_tensor",
+    "gradcam",
+    "gradcam_overlay",
+    "predict",
+    "predict_proba",
+    "predict_proba_crops",
+    "prepare_crop",
+    "ClassifierTrainConfig",
+    "LabelledItem",
+    "build_crops",
+    "class_weights",
+    "classifier_augmentation",
+    "fit_classifier",
+    "read_labelled_manifest",
 ]

@@ -110,8 +110,10 @@ def classify_folder(
                 if masks_dir is not None:
                     mpath = mask_of.get(path.resolve())
                     if mpath is None:
-                        raise SkinsegError(f"No mask for '{path.name}' in '{masks_dir}' "
-                                           f"(expected '{path.stem}{mask_suffix}.png').")
+                        raise SkinsegError(
+                            f"No mask for '{path.name}' in '{masks_dir}' "
+                            f"(expected '{path.stem}{mask_suffix}.png')."
+                        )
                     mask = read_mask(mpath, shape=image.shape[:2])
                     row["mask_source"] = str(mpath)
                 else:
@@ -129,8 +131,11 @@ def classify_folder(
                     row.update(_features(image, mask, pixel_size_mm))
                 if save_gradcam:
                     cam = gradcam(classifier, image, mask, target=int(np.argmax(p)))
-                    write_image(out / "gradcam" / f"{path.stem}_gradcam.png", gradcam_overlay(image, cam),
-                                overwrite=True)
+                    write_image(
+                        out / "gradcam" / f"{path.stem}_gradcam.png",
+                        gradcam_overlay(image, cam),
+                        overwrite=True,
+                    )
             except (SkinsegError, OSError, ValueError) as exc:
                 row = {"file": key, "status": "error", "error_type": type(exc).__name__, "error": str(exc)}
             rows.append(row)
@@ -143,8 +148,17 @@ def classify_folder(
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]], names: list[str], measure: bool) -> None:
-    fields = ["file", "status", "error_type", "error", "mask_source", "mask_empty",
-              *[f"p_{n}" for n in names], "predicted_label", "confidence"]
+    fields = [
+        "file",
+        "status",
+        "error_type",
+        "error",
+        "mask_source",
+        "mask_empty",
+        *[f"p_{n}" for n in names],
+        "predicted_label",
+        "confidence",
+    ]
     if measure:
         from ..features import FEATURE_NAMES
 

@@ -58,8 +58,10 @@ class ClassifierConfig:
         if len(self.class_names) < 2 or len(set(self.class_names)) != len(self.class_names):
             raise ConfigError(f"`class_names` must hold at least 2 distinct names; got {self.class_names!r}.")
         if self.crop_mode not in CROP_MODES:
-            raise ConfigError(f"Unknown crop mode {self.crop_mode!r}{did_you_mean(self.crop_mode, CROP_MODES)}. "
-                              f"Valid: {', '.join(CROP_MODES)}.")
+            raise ConfigError(
+                f"Unknown crop mode {self.crop_mode!r}{did_you_mean(self.crop_mode, CROP_MODES)}. "
+                f"Valid: {', '.join(CROP_MODES)}."
+            )
         if not isinstance(self.input_size, int) or self.input_size < 32 or self.input_size % 32:
             raise ConfigError(f"`input_size` must be a multiple of 32, >= 32; got {self.input_size!r}.")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
@@ -82,7 +84,9 @@ class ClassifierConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ConfigError(f"Unknown classifier config keys {sorted(unknown)}; valid keys: {sorted(known)}.")
+            raise ConfigError(
+                f"Unknown classifier config keys {sorted(unknown)}; valid keys: {sorted(known)}."
+            )
         return cls(**d)
 
 
@@ -158,8 +162,10 @@ def _load_pretrained(network: nn.Module, backbone: str, pretrained: str | os.Pat
     else:
         path = Path(pretrained)
         if not path.is_file():
-            raise CheckpointError(f"Pretrained weights '{path}' not found. Pass 'imagenet' (Lite0 only), "
-                                  "a local .safetensors file, or pretrained=False.")
+            raise CheckpointError(
+                f"Pretrained weights '{path}' not found. Pass 'imagenet' (Lite0 only), "
+                "a local .safetensors file, or pretrained=False."
+            )
         from safetensors.torch import load_file
 
         try:
@@ -169,14 +175,22 @@ def _load_pretrained(network: nn.Module, backbone: str, pretrained: str | os.Pat
     state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
     if in_chans == 4 and "conv_stem.weight" in state:
         w = state["conv_stem.weight"]
-        state["conv_stem.weight"] = torch.cat([w, torch.zeros_like(w[:, :1])], dim=1)  # mask channel starts silent
+        state["conv_stem.weight"] = torch.cat(
+            [w, torch.zeros_like(w[:, :1])], dim=1
+        )  # mask channel starts silent
     own = network.state_dict()
     bad = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
     if bad:
-        raise CheckpointError(f"{len(bad)} pretrained tensors do not fit backbone {backbone!r}, e.g. {bad[0]!r}.")
-    missing = [k for k in own if k not in state and not k.startswith("classifier.") and "num_batches" not in k]
+        raise CheckpointError(
+            f"{len(bad)} pretrained tensors do not fit backbone {backbone!r}, e.g. {bad[0]!r}."
+        )
+    missing = [
+        k for k in own if k not in state and not k.startswith("classifier.") and "num_batches" not in k
+    ]
     if missing:
-        raise CheckpointError(f"The pretrained weights lack {len(missing)} backbone tensors, e.g. {missing[0]!r}.")
+        raise CheckpointError(
+            f"The pretrained weights lack {len(missing)} backbone tensors, e.g. {missing[0]!r}."
+        )
     network.load_state_dict(state, strict=False)
 
 
@@ -209,19 +223,28 @@ def create_classifier(
     crop_mode : str
         How the input is cut (see :mod:`skinseg.crops`); ``"mask_channel"`` adds a 4th input channel.
     """
-    import timm
 
     if class_names is None:
-        class_names = CLASS_NAMES if num_classes in (None, len(CLASS_NAMES)) else tuple(
-            f"class{i}" for i in range(int(num_classes or 0)))
+        class_names = (
+            CLASS_NAMES
+            if num_classes in (None, len(CLASS_NAMES))
+            else tuple(f"class{i}" for i in range(int(num_classes or 0)))
+        )
     if num_classes is not None and num_classes != len(class_names):
         raise ConfigError(f"num_classes={num_classes} but {len(class_names)} class_names were given.")
-    config = ClassifierConfig(backbone=backbone, class_names=tuple(class_names), input_size=input_size,
-                              crop_mode=crop_mode, margin=margin, drop_rate=drop_rate)
+    config = ClassifierConfig(
+        backbone=backbone,
+        class_names=tuple(class_names),
+        input_size=input_size,
+        crop_mode=crop_mode,
+        margin=margin,
+        drop_rate=drop_rate,
+    )
     network = _build(config)
     if pretrained:
-        _load_pretrained(network, _timm_name(backbone), "imagenet" if pretrained is True else pretrained,
-                         config.in_chans)
+        _load_pretrained(
+            network, _timm_name(backbone), "imagenet" if pretrained is True else pretrained, config.in_chans
+        )
     return Classifier(network, config)
 
 
@@ -231,14 +254,26 @@ def _build(config: ClassifierConfig) -> nn.Module:
     name = _timm_name(config.backbone)
     if not timm.is_model(name):
         valid = timm.list_models()
-        raise ConfigError(f"Unknown backbone {config.backbone!r}{did_you_mean(name, valid)}. "
-                          "Any timm model name works, e.g. 'efficientnet_lite0', 'resnet18'.")
-    return timm.create_model(name, pretrained=False, num_classes=config.num_classes, in_chans=config.in_chans,
-                             drop_rate=config.drop_rate)
+        raise ConfigError(
+            f"Unknown backbone {config.backbone!r}{did_you_mean(name, valid)}. "
+            "Any timm model name works, e.g. 'efficientnet_lite0', 'resnet18'."
+        )
+    return timm.create_model(
+        name,
+        pretrained=False,
+        num_classes=config.num_classes,
+        in_chans=config.in_chans,
+        drop_rate=config.drop_rate,
+    )
 
 
-def save_classifier(model: Classifier | ClassifierEnsemble, path: str | os.PathLike, *,
-                    metadata: dict[str, Any] | None = None, weights_dtype: str = "float32") -> Path:
+def save_classifier(
+    model: Classifier | ClassifierEnsemble,
+    path: str | os.PathLike,
+    *,
+    metadata: dict[str, Any] | None = None,
+    weights_dtype: str = "float32",
+) -> Path:
     """Save a classifier (``weights.safetensors`` + ``config.json``) or an ensemble.
 
     An ensemble is a directory with ``ensemble.json`` and one sub-directory per
@@ -256,8 +291,12 @@ def save_classifier(model: Classifier | ClassifierEnsemble, path: str | os.PathL
         for i, member in enumerate(model.members):
             save_classifier(member, out / f"member{i}", metadata=member.metadata, weights_dtype=weights_dtype)
             names.append(f"member{i}")
-        payload = {"format": "skinseg-classifier-ensemble", "skinseg_version": __version__, "members": names,
-                   "metadata": metadata or {}}
+        payload = {
+            "format": "skinseg-classifier-ensemble",
+            "skinseg_version": __version__,
+            "members": names,
+            "metadata": metadata or {},
+        }
         _write_atomic(out / ENSEMBLE_FILE, json.dumps(payload, indent=2).encode(), overwrite=True)
         return out
     if not isinstance(model, Classifier):
@@ -265,10 +304,16 @@ def save_classifier(model: Classifier | ClassifierEnsemble, path: str | os.PathL
     if weights_dtype not in ("float32", "float16"):
         raise ConfigError(f"`weights_dtype` must be 'float32' or 'float16'; got {weights_dtype!r}.")
     target = torch.float16 if weights_dtype == "float16" else torch.float32
-    state = {k: (v.to(target) if v.is_floating_point() else v).detach().cpu().contiguous()
-             for k, v in model.network.state_dict().items()}
-    payload = {"format": "skinseg-classifier", "skinseg_version": __version__, "config": model.config.to_dict(),
-               "metadata": metadata or {}}
+    state = {
+        k: (v.to(target) if v.is_floating_point() else v).detach().cpu().contiguous()
+        for k, v in model.network.state_dict().items()
+    }
+    payload = {
+        "format": "skinseg-classifier",
+        "skinseg_version": __version__,
+        "config": model.config.to_dict(),
+        "metadata": metadata or {},
+    }
     try:
         text = json.dumps(payload, indent=2)
     except TypeError as exc:
@@ -286,13 +331,18 @@ def _resolve(path_or_name: str | os.PathLike) -> Path:
         d = _BUNDLED_ROOT / _BUNDLED.get(path_or_name, path_or_name)
         if d.is_dir():
             return d
-        raise CheckpointError(f"No bundled classifier named {path_or_name!r} (looked in '{d}'). "
-                              f"Available: {', '.join(sorted(_BUNDLED))}. Pass a checkpoint directory instead.")
-    raise CheckpointError(f"Classifier checkpoint '{p}' not found. Pass a directory made by save_classifier "
-                          "or 'default'.")
+        raise CheckpointError(
+            f"No bundled classifier named {path_or_name!r} (looked in '{d}'). "
+            f"Available: {', '.join(sorted(_BUNDLED))}. Pass a checkpoint directory instead."
+        )
+    raise CheckpointError(
+        f"Classifier checkpoint '{p}' not found. Pass a directory made by save_classifier or 'default'."
+    )
 
 
-def load_classifier(path_or_name: str | os.PathLike = "default", *, device: str = "cpu") -> Classifier | ClassifierEnsemble:
+def load_classifier(
+    path_or_name: str | os.PathLike = "default", *, device: str = "cpu"
+) -> Classifier | ClassifierEnsemble:
     """Load a classifier or ensemble saved by :func:`save_classifier` (or ``"default"``, the bundled one).
 
     Weights are read with safetensors: loading never executes code from the file.
@@ -313,15 +363,19 @@ def load_classifier(path_or_name: str | os.PathLike = "default", *, device: str 
         ens.metadata = payload.get("metadata", {})
         return ens.eval()
     if not (d / CONFIG_FILE).is_file() or not (d / WEIGHTS_FILE).is_file():
-        raise CheckpointError(f"'{d}' is not a classifier checkpoint: it needs {WEIGHTS_FILE} and {CONFIG_FILE} "
-                              f"(or {ENSEMBLE_FILE}). Save one with skinseg.save_classifier(model, dir).")
+        raise CheckpointError(
+            f"'{d}' is not a classifier checkpoint: it needs {WEIGHTS_FILE} and {CONFIG_FILE} "
+            f"(or {ENSEMBLE_FILE}). Save one with skinseg.save_classifier(model, dir)."
+        )
     try:
         payload = json.loads((d / CONFIG_FILE).read_text())
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"Cannot read '{d / CONFIG_FILE}': {exc}.") from exc
     if payload.get("format") != "skinseg-classifier":
-        raise CheckpointError(f"'{d / CONFIG_FILE}' is not a classifier config (format {payload.get('format')!r}); "
-                              "segmenters load with skinseg.load_segmenter().")
+        raise CheckpointError(
+            f"'{d / CONFIG_FILE}' is not a classifier config (format {payload.get('format')!r}); "
+            "segmenters load with skinseg.load_segmenter()."
+        )
     try:
         config = ClassifierConfig.from_dict(payload["config"])
     except (TypeError, KeyError, ConfigError) as exc:
@@ -330,10 +384,15 @@ def load_classifier(path_or_name: str | os.PathLike = "default", *, device: str 
     try:
         state = load_file(str(d / WEIGHTS_FILE))
     except Exception as exc:
-        raise CheckpointError(f"Cannot read weights '{d / WEIGHTS_FILE}': {exc}. The file may be truncated.") from exc
+        raise CheckpointError(
+            f"Cannot read weights '{d / WEIGHTS_FILE}': {exc}. The file may be truncated."
+        ) from exc
     try:
-        checked_load_state_dict(network, {k: v.float() if v.is_floating_point() else v for k, v in state.items()},
-                                what=f"Weights in '{d / WEIGHTS_FILE}'")
+        checked_load_state_dict(
+            network,
+            {k: v.float() if v.is_floating_point() else v for k, v in state.items()},
+            what=f"Weights in '{d / WEIGHTS_FILE}'",
+        )
     except ConfigError as exc:
         raise CheckpointError(f"{exc} The config.json does not match the weights.") from exc
     model = Classifier(network, config)

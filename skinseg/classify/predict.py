@@ -13,10 +13,20 @@ from ..crops import crop_lesion
 from ..errors import MaskShapeError
 from .model import Classifier, ClassifierConfig, ClassifierEnsemble
 
-__all__ = ["prepare_crop", "crops_to_tensor", "predict_proba", "predict_proba_crops", "predict", "gradcam", "gradcam_overlay"]
+__all__ = [
+    "prepare_crop",
+    "crops_to_tensor",
+    "predict_proba",
+    "predict_proba_crops",
+    "predict",
+    "gradcam",
+    "gradcam_overlay",
+]
 
 
-def prepare_crop(image: np.ndarray, mask: np.ndarray | None, config: ClassifierConfig) -> tuple[np.ndarray, bool]:
+def prepare_crop(
+    image: np.ndarray, mask: np.ndarray | None, config: ClassifierConfig
+) -> tuple[np.ndarray, bool]:
     """The uint8 crop a classifier with ``config`` sees, and whether the mask was empty.
 
     An empty or missing mask (nothing segmented) falls back to the whole image as
@@ -27,8 +37,10 @@ def prepare_crop(image: np.ndarray, mask: np.ndarray | None, config: ClassifierC
     if mask is not None:
         m = as_bool_mask(mask)
         if m.shape != image.shape[:2]:
-            raise MaskShapeError(f"The mask is {m.shape[0]}x{m.shape[1]} (HxW) but the image is "
-                                 f"{image.shape[0]}x{image.shape[1]}; they must match.")
+            raise MaskShapeError(
+                f"The mask is {m.shape[0]}x{m.shape[1]} (HxW) but the image is "
+                f"{image.shape[0]}x{image.shape[1]}; they must match."
+            )
         empty = not m.any()
     if config.crop_mode == "full":
         return crop_lesion(image, mode="full", size=config.input_size), empty
@@ -51,7 +63,7 @@ def _member_proba(model: Classifier, crops: np.ndarray, tta: bool, batch_size: i
     model.eval()
     out = []
     for i in range(0, len(crops), batch_size):
-        x = crops_to_tensor(crops[i:i + batch_size], model.config)
+        x = crops_to_tensor(crops[i : i + batch_size], model.config)
         x = x.to(next(model.parameters()).device)
         views = [x, x.flip(-1), x.flip(-2), x.flip(-1).flip(-2)] if tta else [x]
         p = torch.stack([torch.softmax(model(v), dim=1) for v in views]).mean(0)
@@ -59,11 +71,15 @@ def _member_proba(model: Classifier, crops: np.ndarray, tta: bool, batch_size: i
     return np.concatenate(out).astype(np.float32)
 
 
-def predict_proba_crops(model: Classifier, crops: np.ndarray, *, tta: bool = False, batch_size: int = 32) -> np.ndarray:
+def predict_proba_crops(
+    model: Classifier, crops: np.ndarray, *, tta: bool = False, batch_size: int = 32
+) -> np.ndarray:
     """Probabilities (N, K) for crops already cut by :func:`prepare_crop` for this (single) model's config."""
     if not isinstance(model, Classifier):
-        raise TypeError("predict_proba_crops takes one Classifier (ensemble members cut different crops); "
-                        "use predict_proba(model, images, masks) for an ensemble.")
+        raise TypeError(
+            "predict_proba_crops takes one Classifier (ensemble members cut different crops); "
+            "use predict_proba(model, images, masks) for an ensemble."
+        )
     return _member_proba(model, np.asarray(crops), tta, batch_size)
 
 
@@ -97,15 +113,25 @@ def predict_proba(
     return p[0] if single else p
 
 
-def predict(model: Classifier | ClassifierEnsemble, image: np.ndarray, mask: np.ndarray | None = None, *,
-            tta: bool = False) -> dict[str, float]:
+def predict(
+    model: Classifier | ClassifierEnsemble,
+    image: np.ndarray,
+    mask: np.ndarray | None = None,
+    *,
+    tta: bool = False,
+) -> dict[str, float]:
     """``{label: probability}`` for one image and its lesion mask (probabilities sum to 1)."""
     p = predict_proba(model, image, mask, tta=tta)
     return {name: float(v) for name, v in zip(model.class_names, p)}
 
 
-def gradcam(model: Classifier | ClassifierEnsemble, image: np.ndarray, mask: np.ndarray | None = None, *,
-            target: int | str | None = None) -> np.ndarray:
+def gradcam(
+    model: Classifier | ClassifierEnsemble,
+    image: np.ndarray,
+    mask: np.ndarray | None = None,
+    *,
+    target: int | str | None = None,
+) -> np.ndarray:
     """Grad-CAM heatmap (Selvaraju et al. 2017) of ``target`` (default: the predicted class).
 
     Uses the last convolutional feature map of each member; the maps of an
@@ -142,8 +168,14 @@ def gradcam(model: Classifier | ClassifierEnsemble, image: np.ndarray, mask: np.
     return np.clip(total, 0, 1).astype(np.float32)
 
 
-def _cam_to_image(cam: np.ndarray, config: ClassifierConfig, mask: np.ndarray | None, empty: bool,
-                  shape: tuple[int, int], crop_box: Any) -> np.ndarray:
+def _cam_to_image(
+    cam: np.ndarray,
+    config: ClassifierConfig,
+    mask: np.ndarray | None,
+    empty: bool,
+    shape: tuple[int, int],
+    crop_box: Any,
+) -> np.ndarray:
     import cv2
 
     h, w = shape
@@ -158,7 +190,7 @@ def _cam_to_image(cam: np.ndarray, config: ClassifierConfig, mask: np.ndarray | 
     big = cv2.resize(cam, (side, side), interpolation=cv2.INTER_LINEAR)
     out = np.zeros((h, w), np.float32)
     sy0, sx0, sy1, sx1 = max(y0, 0), max(x0, 0), min(y1, h), min(x1, w)
-    out[sy0:sy1, sx0:sx1] = big[sy0 - y0: sy1 - y0, sx0 - x0: sx1 - x0]
+    out[sy0:sy1, sx0:sx1] = big[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0]
     return out
 
 

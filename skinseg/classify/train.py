@@ -41,8 +41,9 @@ class LabelledItem:
     id: str = ""
 
 
-def read_labelled_manifest(source: str | os.PathLike, splits: str | list[str] | None = None,
-                           label_column: str = "label") -> list[LabelledItem]:
+def read_labelled_manifest(
+    source: str | os.PathLike, splits: str | list[str] | None = None, label_column: str = "label"
+) -> list[LabelledItem]:
     """Labelled items from a dev-set ``manifest.csv`` (or a folder holding one).
 
     Needs columns ``id``, ``split`` (if ``splits`` is given) and ``label``; images are
@@ -64,13 +65,25 @@ def read_labelled_manifest(source: str | os.PathLike, splits: str | list[str] | 
             if wanted is not None and row["split"] not in wanted:
                 continue
             mask = path.parent / "masks" / f"{row['id']}.png"
-            items.append(LabelledItem(path.parent / "images" / f"{row['id']}.jpg", mask if mask.is_file() else None,
-                                      row[label_column], row["id"]))
+            items.append(
+                LabelledItem(
+                    path.parent / "images" / f"{row['id']}.jpg",
+                    mask if mask.is_file() else None,
+                    row[label_column],
+                    row["id"],
+                )
+            )
     return items
 
 
-def build_crops(items: list[LabelledItem], config: Any, *, masks: dict[str, np.ndarray] | None = None,
-                progress: bool = True, desc: str = "cropping") -> tuple[np.ndarray, np.ndarray]:
+def build_crops(
+    items: list[LabelledItem],
+    config: Any,
+    *,
+    masks: dict[str, np.ndarray] | None = None,
+    progress: bool = True,
+    desc: str = "cropping",
+) -> tuple[np.ndarray, np.ndarray]:
     """Cut every item's crop for a classifier ``config``; returns (N, S, S, C) uint8 crops and flags of empty masks.
 
     ``masks`` (id -> bool mask) overrides the items' mask files, e.g. with predicted masks.
@@ -103,18 +116,32 @@ def classifier_augmentation(size: int, *, seed: int | None = None) -> Any:
     import albumentations as A
     import cv2
 
-    return A.Compose([
-        A.HorizontalFlip(p=0.5),
-        A.VerticalFlip(p=0.5),
-        A.RandomRotate90(p=0.5),
-        A.Affine(scale=(0.85, 1.15), rotate=(-45, 45), translate_percent=(-0.06, 0.06), shear=(-8, 8),
-                 border_mode=cv2.BORDER_REFLECT_101, p=0.8),
-        A.RandomResizedCrop(size=(size, size), scale=(0.7, 1.0), p=0.3),
-        A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.15, hue=0.03, p=0.7),
-        A.GaussNoise(std_range=(0.01, 0.04), p=0.15),
-        A.CoarseDropout(num_holes_range=(1, 4), hole_height_range=(0.05, 0.12), hole_width_range=(0.05, 0.12),
-                        fill=0, p=0.2),
-    ], seed=seed)
+    return A.Compose(
+        [
+            A.HorizontalFlip(p=0.5),
+            A.VerticalFlip(p=0.5),
+            A.RandomRotate90(p=0.5),
+            A.Affine(
+                scale=(0.85, 1.15),
+                rotate=(-45, 45),
+                translate_percent=(-0.06, 0.06),
+                shear=(-8, 8),
+                border_mode=cv2.BORDER_REFLECT_101,
+                p=0.8,
+            ),
+            A.RandomResizedCrop(size=(size, size), scale=(0.7, 1.0), p=0.3),
+            A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.15, hue=0.03, p=0.7),
+            A.GaussNoise(std_range=(0.01, 0.04), p=0.15),
+            A.CoarseDropout(
+                num_holes_range=(1, 4),
+                hole_height_range=(0.05, 0.12),
+                hole_width_range=(0.05, 0.12),
+                fill=0,
+                p=0.2,
+            ),
+        ],
+        seed=seed,
+    )
 
 
 class _CropDataset:
@@ -128,7 +155,9 @@ class _CropDataset:
         crop = self.crops[i]
         if self.transform is not None:
             if crop.shape[2] == 4:
-                r = self.transform(image=np.ascontiguousarray(crop[..., :3]), mask=np.ascontiguousarray(crop[..., 3]))
+                r = self.transform(
+                    image=np.ascontiguousarray(crop[..., :3]), mask=np.ascontiguousarray(crop[..., 3])
+                )
                 crop = np.dstack([r["image"], r["mask"]])
             else:
                 crop = self.transform(image=crop)["image"]
@@ -163,7 +192,9 @@ def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     """Inverse-frequency weights normalised to mean 1 over the classes present (sklearn's 'balanced')."""
     counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
     if (counts == 0).any():
-        raise ConfigError(f"Every class needs training examples; counts per class: {counts.astype(int).tolist()}.")
+        raise ConfigError(
+            f"Every class needs training examples; counts per class: {counts.astype(int).tolist()}."
+        )
     return (len(labels) / (num_classes * counts)).astype(np.float32)
 
 
@@ -181,17 +212,24 @@ def _lr_factor(epoch: int, cfg: ClassifierTrainConfig) -> float:
 
 
 @torch.no_grad()
-def _evaluate(model: Classifier, crops: np.ndarray, labels: np.ndarray, batch_size: int) -> tuple[dict, np.ndarray]:
+def _evaluate(
+    model: Classifier, crops: np.ndarray, labels: np.ndarray, batch_size: int
+) -> tuple[dict, np.ndarray]:
     model.eval()
     probs = []
     for i in range(0, len(crops), batch_size):
-        probs.append(torch.softmax(model(crops_to_tensor(crops[i:i + batch_size], model.config)), 1).numpy())
+        probs.append(
+            torch.softmax(model(crops_to_tensor(crops[i : i + batch_size], model.config)), 1).numpy()
+        )
     p = np.concatenate(probs)
     k = p.shape[1]
     pred = p.argmax(1)
     nll = float(-np.mean(np.log(np.clip(p[np.arange(len(labels)), labels], 1e-7, 1))))
-    return {"val_balanced_accuracy": _balanced_accuracy(labels, pred, k),
-            "val_accuracy": float((pred == labels).mean()), "val_nll": nll}, p
+    return {
+        "val_balanced_accuracy": _balanced_accuracy(labels, pred, k),
+        "val_accuracy": float((pred == labels).mean()),
+        "val_nll": nll,
+    }, p
 
 
 def plot_classifier_history(history: list[dict[str, Any]], path: str | os.PathLike) -> None:
@@ -283,12 +321,17 @@ def fit_classifier(
         generator.manual_seed(cfg.seed + 1000 * epoch)
         transform.set_random_seed(cfg.seed + epoch)
         if cfg.balance == "sampler":
-            sampler = WeightedRandomSampler(torch.from_numpy(weights[train_labels]).double(), len(train_labels),
-                                            replacement=True, generator=generator)
+            sampler = WeightedRandomSampler(
+                torch.from_numpy(weights[train_labels]).double(),
+                len(train_labels),
+                replacement=True,
+                generator=generator,
+            )
             loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=True)
         else:
-            loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                                generator=generator)
+            loader = DataLoader(
+                train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True, generator=generator
+            )
         lr = cfg.lr * _lr_factor(epoch, cfg)
         for g in optimizer.param_groups:
             g["lr"] = lr
@@ -315,21 +358,36 @@ def fit_classifier(
         if bar is not None:
             bar.close()
         scores, _ = _evaluate(model, val_crops, val_labels, cfg.batch_size)
-        row = {"epoch": epoch + 1, "lr": lr, "train_loss": float(np.mean(losses)), **scores,
-               "seconds": round(time.time() - t0, 1)}
+        row = {
+            "epoch": epoch + 1,
+            "lr": lr,
+            "train_loss": float(np.mean(losses)),
+            **scores,
+            "seconds": round(time.time() - t0, 1),
+        }
         history.append(row)
         improved = scores["val_balanced_accuracy"] > best
         if improved:
             best, stale = scores["val_balanced_accuracy"], 0
             meta = dict(metadata or {})
-            meta.update({"train_config": dataclasses.asdict(cfg), "best_epoch": epoch + 1,
-                         "validation": {kk: round(v, 6) for kk, v in scores.items()}})
+            meta.update(
+                {
+                    "train_config": dataclasses.asdict(cfg),
+                    "best_epoch": epoch + 1,
+                    "validation": {kk: round(v, 6) for kk, v in scores.items()},
+                }
+            )
             model.metadata = meta
             save_classifier(model, out / "best", metadata=meta)
         else:
             stale += 1
-        state = {"model": model.network.state_dict(), "optimizer": optimizer.state_dict(),
-                 "torch_rng": torch.get_rng_state(), "epoch": epoch, "history": json.dumps(history)}
+        state = {
+            "model": model.network.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "epoch": epoch,
+            "history": json.dumps(history),
+        }
         tmp = out / ".last.pt.tmp"
         torch.save(state, tmp)
         os.replace(tmp, last)
@@ -340,7 +398,10 @@ def fit_classifier(
             w.writerows(history)
         plot_classifier_history(history, out / "learning_curve.png")
         if progress:
-            print(f"epoch {epoch + 1}: loss {row['train_loss']:.4f} val bal.acc {scores['val_balanced_accuracy']:.4f} "
-                  f"acc {scores['val_accuracy']:.4f} ({row['seconds']} s){' *best*' if improved else ''}", flush=True)
+            print(
+                f"epoch {epoch + 1}: loss {row['train_loss']:.4f} val bal.acc {scores['val_balanced_accuracy']:.4f} "
+                f"acc {scores['val_accuracy']:.4f} ({row['seconds']} s){' *best*' if improved else ''}",
+                flush=True,
+            )
     model.eval()
     return history

@@ -30,22 +30,37 @@ exit codes: 0 all images classified; 3 some files failed (see classification.csv
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("classify", help="classify the lesion in every image of a folder",
-                       description="Segment each image with the bundled segmenter (or read --masks), cut the lesion "
-                       "crop, and predict melanoma / nevus / seborrheic keratosis probabilities with ABCD "
-                       "measurements.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "classify",
+        help="classify the lesion in every image of a folder",
+        description="Segment each image with the bundled segmenter (or read --masks), cut the lesion "
+        "crop, and predict melanoma / nevus / seborrheic keratosis probabilities with ABCD "
+        "measurements.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("in_dir", metavar="IN_DIR")
     p.add_argument("-o", "--out", dest="out_dir", metavar="OUT_DIR", required=True)
     p.add_argument("--classifier", default="default", help="classifier checkpoint directory or 'default'")
-    p.add_argument("--segmenter", default="default", help="segmenter for the masks (default: the bundled one)")
-    p.add_argument("--masks", default=None, metavar="MASK_DIR",
-                   help="use these masks instead of segmenting (paired by stem + --mask-suffix)")
+    p.add_argument(
+        "--segmenter", default="default", help="segmenter for the masks (default: the bundled one)"
+    )
+    p.add_argument(
+        "--masks",
+        default=None,
+        metavar="MASK_DIR",
+        help="use these masks instead of segmenting (paired by stem + --mask-suffix)",
+    )
     p.add_argument("--mask-suffix", default="_segmentation")
     p.add_argument("--gradcam", action="store_true", help="write Grad-CAM overlays to OUT_DIR/gradcam")
     p.add_argument("--no-measure", action="store_true", help="skip the ABCD measurements")
-    p.add_argument("--pixel-size-mm", type=float, default=None, help="mm per pixel, for diameter_mm / area_mm2")
+    p.add_argument(
+        "--pixel-size-mm", type=float, default=None, help="mm per pixel, for diameter_mm / area_mm2"
+    )
     p.add_argument("--tta", action="store_true", help="average over flips")
-    p.add_argument("--convert", action="store_true", help="convert grayscale / 16-bit inputs instead of failing")
+    p.add_argument(
+        "--convert", action="store_true", help="convert grayscale / 16-bit inputs instead of failing"
+    )
     p.add_argument("--threads", type=int, default=None)
 
 
@@ -63,16 +78,36 @@ def run(args: argparse.Namespace) -> int:
         from ..models import load_segmenter
 
         segmenter = load_segmenter(args.segmenter)
-    rows = classify_folder(args.in_dir, args.out_dir, classifier=classifier, segmenter=segmenter,
-                           masks_dir=args.masks, mask_suffix=args.mask_suffix, save_gradcam=args.gradcam,
-                           measure=not args.no_measure, pixel_size_mm=args.pixel_size_mm, tta=args.tta,
-                           convert=args.convert)
+    rows = classify_folder(
+        args.in_dir,
+        args.out_dir,
+        classifier=classifier,
+        segmenter=segmenter,
+        masks_dir=args.masks,
+        mask_suffix=args.mask_suffix,
+        save_gradcam=args.gradcam,
+        measure=not args.no_measure,
+        pixel_size_mm=args.pixel_size_mm,
+        tta=args.tta,
+        convert=args.convert,
+    )
     ok = [r for r in rows if r["status"] == "ok"]
     failed = len(rows) - len(ok)
-    print(json.dumps({"images": len(rows), "classified": len(ok), "failed": failed,
-                      "predicted": dict(Counter(r["predicted_label"] for r in ok)),
-                      "csv": str(Path(args.out_dir) / CSV_FILE)}))
+    print(
+        json.dumps(
+            {
+                "images": len(rows),
+                "classified": len(ok),
+                "failed": failed,
+                "predicted": dict(Counter(r["predicted_label"] for r in ok)),
+                "csv": str(Path(args.out_dir) / CSV_FILE),
+            }
+        )
+    )
     if failed:
-        print(f"{failed} file(s) failed; see the error column of {Path(args.out_dir) / CSV_FILE}", file=sys.stderr)
+        print(
+            f"{failed} file(s) failed; see the error column of {Path(args.out_dir) / CSV_FILE}",
+            file=sys.stderr,
+        )
         return EXIT_SOME_FAILED
     return EXIT_OK

@@ -23,24 +23,39 @@ learning_curve.png. Rerun the same command to resume after an interruption.
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train-classifier", help="train a lesion classifier on masked crops",
-                       description="Fine-tune a timm classifier (offline ImageNet EfficientNet-Lite0 by default) on "
-                       "lesion crops cut with the expert masks.", epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "train-classifier",
+        help="train a lesion classifier on masked crops",
+        description="Fine-tune a timm classifier (offline ImageNet EfficientNet-Lite0 by default) on "
+        "lesion crops cut with the expert masks.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--data", nargs="+", required=True, metavar="DIR_OR_MANIFEST")
     p.add_argument("--train-split", default="train")
     p.add_argument("--val-split", default="val")
-    p.add_argument("--backbone", default="efficientnet_lite0", help="timm model name (default efficientnet_lite0)")
-    p.add_argument("--pretrained", default="imagenet",
-                   help="'imagenet' (offline, Lite0 only), a local .safetensors state dict, or 'none'")
-    p.add_argument("--crop-mode", default="dilated_bbox", choices=["dilated_bbox", "masked", "mask_channel", "full"])
+    p.add_argument(
+        "--backbone", default="efficientnet_lite0", help="timm model name (default efficientnet_lite0)"
+    )
+    p.add_argument(
+        "--pretrained",
+        default="imagenet",
+        help="'imagenet' (offline, Lite0 only), a local .safetensors state dict, or 'none'",
+    )
+    p.add_argument(
+        "--crop-mode", default="dilated_bbox", choices=["dilated_bbox", "masked", "mask_channel", "full"]
+    )
     p.add_argument("--margin", type=float, default=0.25, help="crop box enlargement per side (default 0.25)")
     p.add_argument("--input-size", type=int, default=224)
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--balance", default="weights", choices=["weights", "sampler", "none"],
-                   help="class imbalance: weighted cross-entropy (default), balanced sampling, or none")
+    p.add_argument(
+        "--balance",
+        default="weights",
+        choices=["weights", "sampler", "none"],
+        help="class imbalance: weighted cross-entropy (default), balanced sampling, or none",
+    )
     p.add_argument("--patience", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
@@ -52,7 +67,13 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from ..classify import ClassifierTrainConfig, build_crops, create_classifier, fit_classifier, read_labelled_manifest
+    from ..classify import (
+        ClassifierTrainConfig,
+        build_crops,
+        create_classifier,
+        fit_classifier,
+        read_labelled_manifest,
+    )
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -64,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
         raise SkinsegError(f"No images in split {args.train_split!r} or {args.val_split!r} of {args.data}.")
     overlap = {i.image for i in train} & {i.image for i in val}
     if overlap:
-        raise SkinsegError(f"{len(overlap)} images are in both training and validation, e.g. {sorted(overlap)[0]}.")
+        raise SkinsegError(
+            f"{len(overlap)} images are in both training and validation, e.g. {sorted(overlap)[0]}."
+        )
     names = sorted({i.label for i in train})
     unknown = sorted({i.label for i in val} - set(names))
     if unknown:
@@ -76,29 +99,59 @@ def run(args: argparse.Namespace) -> int:
     if args.crop_mode != "full":
         no_mask = [i.image for i in train + val if i.mask is None]
         if no_mask:
-            raise SkinsegError(f"{len(no_mask)} images have no mask (e.g. '{no_mask[0]}'); crop mode "
-                               f"{args.crop_mode!r} needs masks. Use --crop-mode full or add masks.")
+            raise SkinsegError(
+                f"{len(no_mask)} images have no mask (e.g. '{no_mask[0]}'); crop mode "
+                f"{args.crop_mode!r} needs masks. Use --crop-mode full or add masks."
+            )
     pretrained = False if args.pretrained.lower() == "none" else args.pretrained
-    model = create_classifier(args.backbone, pretrained=pretrained, class_names=names, crop_mode=args.crop_mode,
-                              input_size=args.input_size, margin=args.margin)
-    print(f"train {len(train)} images, val {len(val)}; classes {names}; {args.backbone} "
-          f"({args.pretrained}), crop {args.crop_mode}, input {args.input_size}", file=sys.stderr, flush=True)
+    model = create_classifier(
+        args.backbone,
+        pretrained=pretrained,
+        class_names=names,
+        crop_mode=args.crop_mode,
+        input_size=args.input_size,
+        margin=args.margin,
+    )
+    print(
+        f"train {len(train)} images, val {len(val)}; classes {names}; {args.backbone} "
+        f"({args.pretrained}), crop {args.crop_mode}, input {args.input_size}",
+        file=sys.stderr,
+        flush=True,
+    )
     xtr, _ = build_crops(train, model.config, desc="cropping train")
     xva, _ = build_crops(val, model.config, desc="cropping val")
     ytr = np.array([names.index(i.label) for i in train])
     yva = np.array([names.index(i.label) for i in val])
-    cfg = ClassifierTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, balance=args.balance,
-                                patience=args.patience, seed=args.seed, max_batches_per_epoch=args.max_batches)
+    cfg = ClassifierTrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        balance=args.balance,
+        patience=args.patience,
+        seed=args.seed,
+        max_batches_per_epoch=args.max_batches,
+    )
     metadata = {
         "command": "skinseg " + " ".join(sys.argv[1:]) if sys.argv and "skinseg" in sys.argv[0] else None,
         "pretrained": args.pretrained,
-        "training_data": {"sources": [str(s) for s in args.data], "split": args.train_split, "n_images": len(train),
-                          "counts": {n: int((ytr == k).sum()) for k, n in enumerate(names)}},
+        "training_data": {
+            "sources": [str(s) for s in args.data],
+            "split": args.train_split,
+            "n_images": len(train),
+            "counts": {n: int((ytr == k).sum()) for k, n in enumerate(names)},
+        },
         "validation_data": {"split": args.val_split, "n_images": len(val)},
     }
     history = fit_classifier(model, xtr, ytr, xva, yva, config=cfg, out_dir=args.out, metadata=metadata)
     if history:
         best = max(history, key=lambda h: h["val_balanced_accuracy"])
-        print(json.dumps({"best_epoch": best["epoch"], "val_balanced_accuracy": best["val_balanced_accuracy"],
-                          "checkpoint": str(Path(args.out) / "best")}))
+        print(
+            json.dumps(
+                {
+                    "best_epoch": best["epoch"],
+                    "val_balanced_accuracy": best["val_balanced_accuracy"],
+                    "checkpoint": str(Path(args.out) / "best"),
+                }
+            )
+        )
     return EXIT_OK

@@ -23,10 +23,15 @@ def models(tmp_path_factory) -> tuple[Path, Path]:
 
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("models")
-    seg = create_segmenter("unet", encoder_name="resnet18", encoder_depth=3, decoder_channels=(32, 16, 8),
-                           input_size=64)
-    clf = C.ClassifierEnsemble([C.create_classifier(pretrained=False, input_size=64),
-                                C.create_classifier(pretrained=False, input_size=64, crop_mode="mask_channel")])
+    seg = create_segmenter(
+        "unet", encoder_name="resnet18", encoder_depth=3, decoder_channels=(32, 16, 8), input_size=64
+    )
+    clf = C.ClassifierEnsemble(
+        [
+            C.create_classifier(pretrained=False, input_size=64),
+            C.create_classifier(pretrained=False, input_size=64, crop_mode="mask_channel"),
+        ]
+    )
     return save_checkpoint(seg, root / "seg"), C.save_classifier(clf, root / "clf")
 
 
@@ -52,8 +57,21 @@ def test_classify_with_masks_writes_probabilities_features_and_gradcam(folder, m
     _, clf = models
     out = tmp_path / "out"
     before = {p: p.read_bytes() for p in list(src.iterdir()) + list(masks.iterdir())}
-    code = main(["classify", str(src), "-o", str(out), "--classifier", str(clf), "--masks", str(masks),
-                 "--gradcam", "--pixel-size-mm", "0.05"])
+    code = main(
+        [
+            "classify",
+            str(src),
+            "-o",
+            str(out),
+            "--classifier",
+            str(clf),
+            "--masks",
+            str(masks),
+            "--gradcam",
+            "--pixel-size-mm",
+            "0.05",
+        ]
+    )
     assert code == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["classified"] == 3 and summary["failed"] == 0
@@ -63,7 +81,10 @@ def test_classify_with_masks_writes_probabilities_features_and_gradcam(folder, m
         p = np.array([float(r[k]) for k in ("p_melanoma", "p_nevus", "p_seborrheic_keratosis")])
         assert abs(p.sum() - 1) < 1e-4
         assert r["predicted_label"] == ["melanoma", "nevus", "seborrheic_keratosis"][int(p.argmax())]
-        assert float(r["diameter_px"]) > 5 and abs(float(r["diameter_mm"]) - 0.05 * float(r["diameter_px"])) < 1e-3
+        assert (
+            float(r["diameter_px"]) > 5
+            and abs(float(r["diameter_mm"]) - 0.05 * float(r["diameter_px"])) < 1e-3
+        )
         assert (out / "gradcam" / f"{Path(r['file']).stem}_gradcam.png").is_file()
     assert {p: p.read_bytes() for p in before} == before  # inputs untouched
 
@@ -74,8 +95,19 @@ def test_classify_segments_when_no_masks_and_records_bad_files(folder, models, t
     (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (src / "empty.png").write_bytes(b"")
     out = tmp_path / "out"
-    code = main(["classify", str(src), "-o", str(out), "--classifier", str(clf), "--segmenter", str(seg),
-                 "--no-measure"])
+    code = main(
+        [
+            "classify",
+            str(src),
+            "-o",
+            str(out),
+            "--classifier",
+            str(clf),
+            "--segmenter",
+            str(seg),
+            "--no-measure",
+        ]
+    )
     assert code == 3
     rows = {r["file"]: r for r in _rows(out)}
     assert rows["broken.jpg"]["status"] == "error" and "broken.jpg" in rows["broken.jpg"]["error"]
@@ -105,7 +137,10 @@ def test_classify_resumes_without_redoing_finished_images(folder, models, tmp_pa
 def test_classify_refuses_output_inside_input_and_missing_masks(folder, models, tmp_path):
     src, masks = folder
     _, clf = models
-    assert main(["classify", str(src), "-o", str(src / "out"), "--classifier", str(clf), "--masks", str(masks)]) == 2
+    assert (
+        main(["classify", str(src), "-o", str(src / "out"), "--classifier", str(clf), "--masks", str(masks)])
+        == 2
+    )
     (masks / "ISIC_2_segmentation.png").unlink()
     out = tmp_path / "o2"
     assert main(["classify", str(src), "-o", str(out), "--classifier", str(clf), "--masks", str(masks)]) == 3
