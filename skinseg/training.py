@@ -28,7 +28,7 @@ from .errors import ConfigError
 from .losses import create_loss
 from .models.checkpoint import _atomic_write_bytes, save_checkpoint
 
-__all__ = ["TrainConfig", "fit", "evaluate_dice", "plot_history"]
+__all__ = ["TrainConfig", "fit", "evaluate_dice", "plot_history", "train_one_epoch"]
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,39 @@ def plot_history(history: list[dict[str, Any]], path: str | os.PathLike) -> None
     os.replace(tmp, path)
 
 
+def train_one_epoch(model: torch.nn.Module, loader: Any, loss_fn: Any, optimizer: Any, *, n_batches: int,
+                    device: str = "cpu", channels_last: bool = False, desc: str = "epoch", lr: float | None = None,
+                    progress: bool = True) -> list[float]:
+    """One pass over ``loader`` (at most ``n_batches`` batches) with a tqdm bar; returns the batch losses.
+
+    Shared by the segmenter's :func:`fit` and the classifier's ``fit_classifier``.
+    """
+    model.train()
+    losses: list[float] = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_batches, desc=desc, unit="batch", leave=True)
+    for i, (x, y) in enumerate(loader):
+        if i >= n_batches:
+            break
+        x = x.to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        loss = loss_fn(model(x), y.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(losses):.4f}", **({"lr": f"{lr:.2e}"} if lr is not None else {}))
+    if bar is not None:
+        bar.close()
+    return losses
+
+
 def _write_history(history: list[dict[str, Any]], out: Path) -> None:
     keys = list(history[0])
     lines = [",".join(keys)] + [",".join(str(h[k]) for k in keys) for h in history]
@@ -221,30 +254,11 @@ def fit(
         lr = optimizer.param_groups[0]["lr"]
         model.train()
         t0 = time.time()
-        losses = []
         n_batches = len(train_loader) if config.max_batches_per_epoch is None else min(
             len(train_loader), config.max_batches_per_epoch)
-        iterator: Any = train_loader
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=True)
-        for i, (x, y) in enumerate(iterator):
-            if i >= n_batches:
-                break
-            x = x.to(device).contiguous(memory_format=torch.channels_last)
-            y = y.to(device)
-            loss = loss_fn(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{np.mean(losses):.4f}", lr=f"{lr:.2e}")
-        if bar is not None:
-            bar.close()
+        losses = train_one_epoch(model, train_loader, loss_fn, optimizer, n_batches=n_batches, device=device,
+                                 channels_last=True, desc=f"epoch {epoch + 1}/{config.epochs}", lr=lr,
+                                 progress=progress)
         scores = evaluate_dice(model, val_loader, device)
         if plateau is not None:
             plateau.step(scores["val_dice"])

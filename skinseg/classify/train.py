@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, SkinsegError
+from ..training import train_one_epoch
 from .model import Classifier, save_classifier
 from .predict import crops_to_tensor, prepare_crop
 
@@ -338,25 +339,8 @@ def fit_classifier(
         model.train()
         t0 = time.time()
         n = len(loader) if cfg.max_batches_per_epoch is None else min(len(loader), cfg.max_batches_per_epoch)
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=n, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch")
-        losses = []
-        for i, (x, y) in enumerate(loader):
-            if i >= n:
-                break
-            loss = loss_fn(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{np.mean(losses):.4f}", lr=f"{lr:.1e}")
-        if bar is not None:
-            bar.close()
+        losses = train_one_epoch(model, loader, loss_fn, optimizer, n_batches=n, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                                 lr=lr, progress=progress)
         scores, _ = _evaluate(model, val_crops, val_labels, cfg.batch_size)
         row = {
             "epoch": epoch + 1,
