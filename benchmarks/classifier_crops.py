@@ -120,6 +120,7 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     import skinseg.classify as C
+    from skinseg.metrics import balanced_accuracy
 
     if not args.no_train:
         for mode in args.modes:
@@ -151,7 +152,7 @@ def main() -> int:
         cfg = model.config
         xv, _ = C.build_crops(val, cfg, progress=False)
         pv = C.predict_proba_crops(model, xv)
-        val_bacc[mode] = float(np.mean([(pv.argmax(1)[yv == k] == k).mean() for k in range(len(names))]))
+        val_bacc[mode] = balanced_accuracy(yv, pv.argmax(1), num_classes=len(names))
         for source in ("expert", "predicted"):
             t0 = time.perf_counter()
             x, empty = C.build_crops(test, cfg, masks=pred if source == "predicted" else None, progress=False)

@@ -88,14 +88,22 @@ def evaluate_dice(model: torch.nn.Module, loader: Any, device: str = "cpu") -> d
     return {"val_dice": float(np.mean(dices)), "val_iou": float(np.mean(ious))}
 
 
-def _lr_factor(epoch: int, config: TrainConfig) -> float:
-    """Multiplier of ``lr`` at the start of ``epoch`` (0-based) for the cosine schedule."""
-    if epoch < config.warmup_epochs:
-        return (epoch + 1) / (config.warmup_epochs + 1)
-    span = max(1, config.epochs - config.warmup_epochs)
-    t = (epoch - config.warmup_epochs) / span
-    floor = config.min_lr / config.lr
+def cosine_lr_factor(epoch: int, *, epochs: int, warmup_epochs: int, lr: float, min_lr: float) -> float:
+    """Multiplier of ``lr`` at the start of ``epoch`` (0-based): linear warm-up, then cosine down to ``min_lr``.
+
+    Shared by the segmenter's :func:`fit` and the classifier's ``fit_classifier``.
+    """
+    if epoch < warmup_epochs:
+        return (epoch + 1) / (warmup_epochs + 1)
+    span = max(1, epochs - warmup_epochs)
+    t = (epoch - warmup_epochs) / span
+    floor = min_lr / lr
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def _lr_factor(epoch: int, config: TrainConfig) -> float:
+    return cosine_lr_factor(epoch, epochs=config.epochs, warmup_epochs=config.warmup_epochs, lr=config.lr,
+                            min_lr=config.min_lr)
 
 
 def plot_history(history: list[dict[str, Any]], path: str | os.PathLike) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import math
 import os
 import random
 import time
@@ -17,7 +16,8 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, SkinsegError
-from ..training import train_one_epoch
+from ..metrics import balanced_accuracy
+from ..training import cosine_lr_factor, train_one_epoch
 from .model import Classifier, save_classifier
 from .predict import crops_to_tensor, prepare_crop
 
@@ -199,19 +199,6 @@ def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return (len(labels) / (num_classes * counts)).astype(np.float32)
 
 
-def _balanced_accuracy(y: np.ndarray, pred: np.ndarray, k: int) -> float:
-    recalls = [float((pred[y == c] == c).mean()) for c in range(k) if (y == c).any()]
-    return float(np.mean(recalls))
-
-
-def _lr_factor(epoch: int, cfg: ClassifierTrainConfig) -> float:
-    if epoch < cfg.warmup_epochs:
-        return (epoch + 1) / (cfg.warmup_epochs + 1)
-    t = (epoch - cfg.warmup_epochs) / max(1, cfg.epochs - cfg.warmup_epochs)
-    floor = cfg.min_lr / cfg.lr
-    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
-
-
 @torch.no_grad()
 def _evaluate(
     model: Classifier, crops: np.ndarray, labels: np.ndarray, batch_size: int
@@ -227,7 +214,7 @@ def _evaluate(
     pred = p.argmax(1)
     nll = float(-np.mean(np.log(np.clip(p[np.arange(len(labels)), labels], 1e-7, 1))))
     return {
-        "val_balanced_accuracy": _balanced_accuracy(labels, pred, k),
+        "val_balanced_accuracy": balanced_accuracy(labels, pred, num_classes=k),
         "val_accuracy": float((pred == labels).mean()),
         "val_nll": nll,
     }, p
@@ -333,7 +320,8 @@ def fit_classifier(
             loader = DataLoader(
                 train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True, generator=generator
             )
-        lr = cfg.lr * _lr_factor(epoch, cfg)
+        lr = cfg.lr * cosine_lr_factor(epoch, epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs, lr=cfg.lr,
+                                       min_lr=cfg.min_lr)
         for g in optimizer.param_groups:
             g["lr"] = lr
         model.train()
