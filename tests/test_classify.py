@@ -33,6 +33,20 @@ def test_pretrained_backbone_gets_the_imagenet_weights_and_a_new_head():
     assert not torch.equal(random_init["conv_stem.weight"], ref["conv_stem.weight"])
 
 
+def test_new_head_starts_near_zero_so_the_first_loss_is_log_k(lesion):
+    # timm's default head init gave a starting loss of ~3.7 on real crops; log 3 = 1.10
+    torch.manual_seed(0)
+    model = C.create_classifier(pretrained=True, input_size=64, crop_mode="full").eval()
+    x = C.crops_to_tensor(
+        np.stack([np.roll(lesion[0], 7 * i, axis=1)[:64, :64] for i in range(6)]), model.config
+    )
+    with torch.no_grad():
+        logits = model(x)
+    assert logits.abs().max() < 0.5
+    loss = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 0, 1, 2]))
+    assert abs(loss.item() - np.log(3)) < 0.1
+
+
 def test_mask_channel_model_extends_the_stem_with_a_silent_channel():
     ref = load_lite0_imagenet_state_dict()["conv_stem.weight"]
     model = C.create_classifier(crop_mode="mask_channel", input_size=64)
@@ -227,3 +241,45 @@ def test_train_classifier_cli_on_a_tiny_manifest(tmp_path):
         main(["train-classifier", "--data", str(root), "--val-split", "nope", "--out", str(tmp_path / "r2")])
         == 2
     )
+    # --init-from continues from the checkpoint (its weights, classes and crop mode) at a new input size
+    start = C.load_classifier(tmp_path / "run" / "best")
+    args = [
+        "train-classifier",
+        "--data",
+        str(root),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--max-batches",
+        "1",
+    ]
+    assert (
+        main(
+            [
+                *args,
+                "--init-from",
+                str(tmp_path / "run" / "best"),
+                "--input-size",
+                "96",
+                "--out",
+                str(tmp_path / "r3"),
+            ]
+        )
+        == 0
+    )
+    cont = C.load_classifier(tmp_path / "r3" / "best")
+    assert cont.config.input_size == 96 and cont.config.crop_mode == start.config.crop_mode
+    assert cont.metadata["init_from"] == str(tmp_path / "run" / "best")
+    a, b = start.network.state_dict(), cont.network.state_dict()
+    # one small step away from the checkpoint, far closer to it than a fresh model is
+    fresh = C.create_classifier(pretrained=False, input_size=64).network.state_dict()
+    w = "conv_stem.weight"
+    assert (b[w] - a[w]).norm() < 0.2 * (fresh[w] - a[w]).norm()
+    for bad in (["--crop-mode", "masked"], ["--margin", "0.5"]):
+        assert (
+            main([*args, "--init-from", str(tmp_path / "run" / "best"), *bad, "--out", str(tmp_path / "r4")])
+            == 2
+        )
+    C.save_classifier(C.ClassifierEnsemble([start, start]), tmp_path / "ens")
+    assert main([*args, "--init-from", str(tmp_path / "ens"), "--out", str(tmp_path / "r5")]) == 2

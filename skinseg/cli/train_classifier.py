@@ -43,10 +43,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="'imagenet' (offline, Lite0 only), a local .safetensors state dict, or 'none'",
     )
     p.add_argument(
-        "--crop-mode", default="dilated_bbox", choices=["dilated_bbox", "masked", "mask_channel", "full"]
+        "--crop-mode",
+        default=None,
+        choices=["dilated_bbox", "masked", "mask_channel", "full"],
+        help="how images are cut (default dilated_bbox, or the --init-from checkpoint's)",
     )
-    p.add_argument("--margin", type=float, default=0.25, help="crop box enlargement per side (default 0.25)")
-    p.add_argument("--input-size", type=int, default=224)
+    p.add_argument("--margin", type=float, default=None, help="crop box enlargement per side (default 0.25)")
+    p.add_argument(
+        "--input-size", type=int, default=None, help="square input side (default 224, or the checkpoint's)"
+    )
+    p.add_argument(
+        "--init-from",
+        metavar="CHECKPOINT",
+        default=None,
+        help="continue training a saved classifier (a directory made by save_classifier); its backbone, "
+        "classes, crop mode and margin are kept, --input-size may change",
+    )
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=5e-4)
@@ -96,6 +108,19 @@ def run(args: argparse.Namespace) -> int:
 
     if set(names) == set(CLASS_NAMES):
         names = list(CLASS_NAMES)
+    if args.init_from:
+        model = _init_from(args, names)
+    else:
+        pretrained = False if args.pretrained.lower() == "none" else args.pretrained
+        model = create_classifier(
+            args.backbone,
+            pretrained=pretrained,
+            class_names=names,
+            crop_mode=args.crop_mode or "dilated_bbox",
+            input_size=args.input_size or 224,
+            margin=0.25 if args.margin is None else args.margin,
+        )
+    args.crop_mode = model.config.crop_mode
     if args.crop_mode != "full":
         no_mask = [i.image for i in train + val if i.mask is None]
         if no_mask:
@@ -103,18 +128,9 @@ def run(args: argparse.Namespace) -> int:
                 f"{len(no_mask)} images have no mask (e.g. '{no_mask[0]}'); crop mode "
                 f"{args.crop_mode!r} needs masks. Use --crop-mode full or add masks."
             )
-    pretrained = False if args.pretrained.lower() == "none" else args.pretrained
-    model = create_classifier(
-        args.backbone,
-        pretrained=pretrained,
-        class_names=names,
-        crop_mode=args.crop_mode,
-        input_size=args.input_size,
-        margin=args.margin,
-    )
     print(
-        f"train {len(train)} images, val {len(val)}; classes {names}; {args.backbone} "
-        f"({args.pretrained}), crop {args.crop_mode}, input {args.input_size}",
+        f"train {len(train)} images, val {len(val)}; classes {names}; {model.config.backbone} "
+        f"({args.init_from or args.pretrained}), crop {args.crop_mode}, input {model.config.input_size}",
         file=sys.stderr,
         flush=True,
     )
@@ -133,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
     )
     metadata = {
         "command": "skinseg " + " ".join(sys.argv[1:]) if sys.argv and "skinseg" in sys.argv[0] else None,
-        "pretrained": args.pretrained,
+        "pretrained": args.pretrained if not args.init_from else f"init from {args.init_from}",
+        "init_from": args.init_from,
         "training_data": {
             "sources": [str(s) for s in args.data],
             "split": args.train_split,
@@ -155,3 +172,33 @@ def run(args: argparse.Namespace) -> int:
             )
         )
     return EXIT_OK
+
+
+def _init_from(args: argparse.Namespace, names: list[str]):
+    import dataclasses
+
+    from ..classify import Classifier, load_classifier
+
+    model = load_classifier(args.init_from)
+    if not isinstance(model, Classifier):
+        raise SkinsegError(
+            f"--init-from '{args.init_from}' is an ensemble; continue training one member at a time "
+            f"(e.g. '{Path(args.init_from) / 'member0'}')."
+        )
+    if list(model.class_names) != list(names):
+        raise SkinsegError(
+            f"--init-from '{args.init_from}' predicts {list(model.class_names)} but the training labels "
+            f"are {names}; train a new classifier instead."
+        )
+    clash = [
+        f"--{k.replace('_', '-')} {v!r} (checkpoint: {getattr(model.config, k)!r})"
+        for k, v in (("crop_mode", args.crop_mode), ("margin", args.margin))
+        if v is not None and v != getattr(model.config, k)
+    ]
+    if clash:
+        raise SkinsegError(f"--init-from keeps the checkpoint's crop settings; drop {', '.join(clash)}.")
+    if args.input_size and args.input_size != model.config.input_size:
+        config = dataclasses.replace(model.config, input_size=args.input_size)
+        model = Classifier(model.network, config)
+    model.metadata = {}
+    return model
