@@ -28,7 +28,16 @@ from .errors import ConfigError
 from .losses import create_loss
 from .models.checkpoint import _atomic_write_bytes, save_checkpoint
 
-__all__ = ["TrainConfig", "fit", "evaluate_dice", "plot_history", "train_one_epoch"]
+__all__ = [
+    "TrainConfig",
+    "fit",
+    "evaluate_dice",
+    "plot_history",
+    "train_one_epoch",
+    "save_resume_state",
+    "load_resume_state",
+    "write_history",
+]
 
 
 @dataclass(frozen=True)
@@ -167,12 +176,58 @@ def train_one_epoch(model: torch.nn.Module, loader: Any, loss_fn: Any, optimizer
     return losses
 
 
-def _write_history(history: list[dict[str, Any]], out: Path) -> None:
+def write_history(history: list[dict[str, Any]], out: Path, plot: Any = None) -> None:
+    """Write ``history.csv`` / ``history.json`` atomically, then ``learning_curve.png`` with ``plot``."""
     keys = list(history[0])
     lines = [",".join(keys)] + [",".join(str(h[k]) for k in keys) for h in history]
     _atomic_write_bytes(out / "history.csv", ("\n".join(lines) + "\n").encode())
     _atomic_write_bytes(out / "history.json", json.dumps(history, indent=1).encode())
-    plot_history(history, out / "learning_curve.png")
+    (plot or plot_history)(history, out / "learning_curve.png")
+
+
+def save_resume_state(
+    path: Path,
+    *,
+    network: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    history: list[dict[str, Any]],
+    **extra: Any,
+) -> None:
+    """Write the resume state after ``epoch`` (0-based) atomically: tensors and plain containers only."""
+    state = {
+        "model": network.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "epoch": epoch,
+        "history": json.dumps(history),
+        **extra,
+    }
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_resume_state(
+    path: Path, *, network: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
+    """Restore a state written by :func:`save_resume_state` (``weights_only=True``: no code runs).
+
+    Returns (the raw state, the history, the first epoch still to train).
+    """
+    from .errors import CheckpointError
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        network.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except Exception as exc:  # truncated file, another model's state, ...
+        raise CheckpointError(
+            f"Cannot resume from '{path}': {type(exc).__name__}: {str(exc).splitlines()[0][:200]}. "
+            "It belongs to another model or is damaged; delete it (or pass resume=False) to start over."
+        ) from exc
+    torch.set_rng_state(state["torch_rng"])
+    return state, json.loads(state["history"]), int(state["epoch"]) + 1
 
 
 def fit(
@@ -227,14 +282,9 @@ def fit(
     best_dice = -1.0
     last_path = out / "last.pt"
     if resume and last_path.is_file():
-        state = torch.load(last_path, map_location="cpu", weights_only=True)
-        model.network.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        state, history, start_epoch = load_resume_state(last_path, network=model.network, optimizer=optimizer)
         if plateau is not None and state.get("plateau"):
             plateau.load_state_dict(state["plateau"])
-        torch.set_rng_state(state["torch_rng"])
-        history = json.loads(state["history"])
-        start_epoch = int(state["epoch"]) + 1
         best_dice = max((h["val_dice"] for h in history), default=-1.0)
         if progress:
             print(f"resuming {out} after epoch {start_epoch} (best val Dice so far {best_dice:.4f})", flush=True)
@@ -284,18 +334,9 @@ def fit(
             save_checkpoint(model, out / "best", metadata=meta)
         else:
             stale += 1
-        state = {
-            "model": model.network.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "plateau": plateau.state_dict() if plateau is not None else {},
-            "torch_rng": torch.get_rng_state(),
-            "epoch": epoch,
-            "history": json.dumps(history),
-        }
-        tmp = last_path.with_name(".last.pt.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, last_path)
-        _write_history(history, out)
+        save_resume_state(last_path, network=model.network, optimizer=optimizer, epoch=epoch, history=history,
+                          plateau=plateau.state_dict() if plateau is not None else {})
+        write_history(history, out)
         if progress:
             print(f"epoch {epoch + 1}: loss {row['train_loss']:.4f} val Dice {scores['val_dice']:.4f} "
                   f"IoU {scores['val_iou']:.4f} ({row['seconds']} s){' *best*' if improved else ''}", flush=True)

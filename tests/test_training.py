@@ -12,7 +12,7 @@ import torch
 import skinseg as ss
 from skinseg._geometry import box_hw
 from skinseg.data import LesionSegDataset, collect_items, read_manifest, train_augmentation, val_transform
-from skinseg.errors import ConfigError
+from skinseg.errors import CheckpointError, ConfigError
 from skinseg.training import TrainConfig, fit
 
 
@@ -100,6 +100,22 @@ def test_fit_learns_checkpoints_and_resumes(tmp_path):
     assert [h["epoch"] for h in hist2] == [1, 2, 3]
     assert hist2[:2] == hist
     assert json.loads((tmp_path / "run" / "history.json").read_text())[-1]["epoch"] == 3
+    # a damaged resume state gives a clear error naming the file, not a pickle/zip traceback
+    last = tmp_path / "run" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    cfg5 = TrainConfig(epochs=4, batch_size=4, lr=1e-2, seed=0)
+    with pytest.raises(CheckpointError, match="last.pt.*delete it"):
+        fit(_tiny(), train, val, config=cfg5, out_dir=tmp_path / "run", progress=False)
+    # and so does another model's state
+    other = tmp_path / "other"
+    other.mkdir()
+    from skinseg.training import save_resume_state
+
+    net = torch.nn.Linear(2, 2)
+    save_resume_state(other / "last.pt", network=net, optimizer=torch.optim.SGD(net.parameters(), lr=1), epoch=0,
+                      history=[])
+    with pytest.raises(CheckpointError, match="another model"):
+        fit(_tiny(), train, val, config=cfg5, out_dir=other, progress=False)
 
 
 @pytest.mark.slow

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import os
 import random
 import time
@@ -17,7 +16,13 @@ import torch
 
 from ..errors import ConfigError, SkinsegError
 from ..metrics import balanced_accuracy
-from ..training import cosine_lr_factor, train_one_epoch
+from ..training import (
+    cosine_lr_factor,
+    load_resume_state,
+    save_resume_state,
+    train_one_epoch,
+    write_history,
+)
 from .model import Classifier, save_classifier
 from .predict import crops_to_tensor, prepare_crop
 
@@ -286,12 +291,7 @@ def fit_classifier(
     start, best = 0, -1.0
     last = out / "last.pt"
     if resume and last.is_file():
-        state = torch.load(last, map_location="cpu", weights_only=True)
-        model.network.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        history = json.loads(state["history"])
-        start = int(state["epoch"]) + 1
+        _, history, start = load_resume_state(last, network=model.network, optimizer=optimizer)
         best = max((h["val_balanced_accuracy"] for h in history), default=-1.0)
         if progress:
             print(f"resuming {out} after epoch {start} (best val balanced accuracy {best:.4f})", flush=True)
@@ -353,22 +353,8 @@ def fit_classifier(
             save_classifier(model, out / "best", metadata=meta)
         else:
             stale += 1
-        state = {
-            "model": model.network.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "epoch": epoch,
-            "history": json.dumps(history),
-        }
-        tmp = out / ".last.pt.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, last)
-        (out / "history.json").write_text(json.dumps(history, indent=1))
-        with open(out / "history.csv", "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(history[0]))
-            w.writeheader()
-            w.writerows(history)
-        plot_classifier_history(history, out / "learning_curve.png")
+        save_resume_state(last, network=model.network, optimizer=optimizer, epoch=epoch, history=history)
+        write_history(history, out, plot=plot_classifier_history)
         if progress:
             print(
                 f"epoch {epoch + 1}: loss {row['train_loss']:.4f} val bal.acc {scores['val_balanced_accuracy']:.4f} "
