@@ -51,6 +51,8 @@ def train_command(mode: str, args: argparse.Namespace) -> list[str]:
         str(args.seed),
         "--threads",
         str(args.threads),
+        "--head-init",
+        args.head_init,
         "--out",
         str(Path(args.runs) / mode),
     ]
@@ -108,6 +110,8 @@ def main() -> int:
     ap.add_argument("--input-size", type=int, default=192)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--head-init", default="small", choices=["small", "timm"],
+                    help="classifier head init; 'timm' reproduces the runs made before the head fix")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--split", default="test", help="split to score (models are chosen on val)")
     ap.add_argument("--no-train", action="store_true")

@@ -45,6 +45,13 @@ def test_new_head_starts_near_zero_so_the_first_loss_is_log_k(lesion):
     assert logits.abs().max() < 0.5
     loss = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 0, 1, 2]))
     assert abs(loss.item() - np.log(3)) < 0.1
+    # timm's own init (kept for reproducing older runs) starts far from log 3
+    torch.manual_seed(0)
+    old = C.create_classifier(pretrained=True, input_size=64, crop_mode="full", head_init="timm").eval()
+    with torch.no_grad():
+        assert old(x).abs().max() > 2.0
+    with pytest.raises(ConfigError, match="head_init"):
+        C.create_classifier(pretrained=False, input_size=64, head_init="zero")
 
 
 def test_mask_channel_model_extends_the_stem_with_a_silent_channel():

@@ -204,6 +204,7 @@ def create_classifier(
     input_size: int = 224,
     margin: float = 0.25,
     drop_rate: float = 0.2,
+    head_init: str = "small",
 ) -> Classifier:
     """Build a lesion classifier on a timm backbone.
 
@@ -222,7 +223,15 @@ def create_classifier(
         Output order; defaults to :data:`CLASS_NAMES` (or ``class0..`` for other counts).
     crop_mode : str
         How the input is cut (see :mod:`skinseg.crops`); ``"mask_channel"`` adds a 4th input channel.
+    head_init : {"small", "timm"}
+        ``"small"`` (default): the new linear head starts at N(0, 0.01) weights and
+        zero bias, so the first logits are ~0 and the first loss ~log K.
+        ``"timm"``: timm's own init, whose logits on pretrained Lite0 features
+        start with a standard deviation of ~4 (loss ~3.7 for 3 classes); kept to
+        reproduce runs made before skinseg 0.1.0's head fix.
     """
+    if head_init not in ("small", "timm"):
+        raise ConfigError(f"`head_init` must be 'small' or 'timm'; got {head_init!r}.")
 
     if class_names is None:
         class_names = (
@@ -245,7 +254,8 @@ def create_classifier(
         _load_pretrained(
             network, _timm_name(backbone), "imagenet" if pretrained is True else pretrained, config.in_chans
         )
-    _init_head(network)
+    if head_init == "small":
+        _init_head(network)
     return Classifier(network, config)
 
 

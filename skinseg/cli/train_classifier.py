@@ -53,6 +53,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--input-size", type=int, default=None, help="square input side (default 224, or the checkpoint's)"
     )
     p.add_argument(
+        "--head-init",
+        default="small",
+        choices=["small", "timm"],
+        help="initial head weights: small (default, first loss ~log K) or timm's (reproduces older runs)",
+    )
+    p.add_argument(
         "--init-from",
         metavar="CHECKPOINT",
         default=None,
@@ -119,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
             crop_mode=args.crop_mode or "dilated_bbox",
             input_size=args.input_size or 224,
             margin=0.25 if args.margin is None else args.margin,
+            head_init=args.head_init,
         )
     args.crop_mode = model.config.crop_mode
     if args.crop_mode != "full":
@@ -151,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
         "command": "skinseg " + " ".join(sys.argv[1:]) if sys.argv and "skinseg" in sys.argv[0] else None,
         "pretrained": args.pretrained if not args.init_from else f"init from {args.init_from}",
         "init_from": args.init_from,
+        "head_init": None if args.init_from else args.head_init,
         "training_data": {
             "sources": [str(s) for s in args.data],
             "split": args.train_split,
