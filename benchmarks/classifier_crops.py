@@ -146,7 +146,7 @@ def main() -> int:
     y = np.array([names.index(i.label) for i in test])
     yv = np.array([names.index(i.label) for i in val])
 
-    results, probs, val_bacc = {}, {}, {}
+    results, probs, val_bacc, val_probs = {}, {}, {}, {}
     for mode in args.modes:
         best = Path(args.runs) / mode / "best"
         if not best.is_dir():
@@ -157,6 +157,7 @@ def main() -> int:
         xv, _ = C.build_crops(val, cfg, progress=False)
         pv = C.predict_proba_crops(model, xv)
         val_bacc[mode] = balanced_accuracy(yv, pv.argmax(1), num_classes=len(names))
+        val_probs[mode] = pv
         for source in ("expert", "predicted"):
             t0 = time.perf_counter()
             x, empty = C.build_crops(test, cfg, masks=pred if source == "predicted" else None, progress=False)
@@ -182,6 +183,21 @@ def main() -> int:
         "\nval balanced accuracy (expert masks), used to choose the ensemble: "
         + ", ".join(f"{m} {v:.3f}" for m, v in val_bacc.items())
     )
+    from skinseg.metrics import roc_auc
+
+    mel = names.index("melanoma")
+    val_scores = {m: {"balanced_accuracy": val_bacc[m], "melanoma_auc": roc_auc(yv == mel, pv[:, mel])}
+                  for m, pv in val_probs.items()}
+    if len(ranked) >= 2:
+        pv = (val_probs[ranked[0]] + val_probs[ranked[1]]) / 2
+        val_scores[f"ensemble({'+'.join(ranked[:2])})"] = {
+            "balanced_accuracy": balanced_accuracy(yv, pv.argmax(1), num_classes=len(names)),
+            "melanoma_auc": roc_auc(yv == mel, pv[:, mel]),
+        }
+    print(
+        f"val (n={len(yv)}, expert masks) balanced accuracy / melanoma AUC: "
+        + ", ".join(f"{m} {v['balanced_accuracy']:.3f} / {v['melanoma_auc']:.3f}" for m, v in val_scores.items())
+    )
     print(
         f"\n{args.split} split of lesion-classes, n={len(y)} "
         f"({', '.join(f'{n} {int((y == k).sum())}' for k, n in enumerate(names))})"
@@ -203,7 +219,7 @@ def main() -> int:
         )
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"val_balanced_accuracy": val_bacc, "results": results}, indent=1)
+            json.dumps({"val_balanced_accuracy": val_bacc, "val": val_scores, "results": results}, indent=1)
         )
     return 0
 
