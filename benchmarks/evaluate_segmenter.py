@@ -40,7 +40,8 @@ def main() -> int:
     ap.add_argument("--data", nargs="+", default=[str(DEFAULT_DATA)], help="dev-set folders with manifest.csv")
     ap.add_argument("--split", default="test")
     ap.add_argument("--thresholds", nargs="+", type=float, default=None)
-    ap.add_argument("--tta", action="store_true")
+    ap.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                    help="flip TTA on/off (default: as stored in the model's config)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", help="write the summary here")
     args = ap.parse_args()
@@ -48,6 +49,9 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     print("command: python " + " ".join(sys.argv), flush=True)
     model = ss.load_segmenter(args.model)
+    from skinseg.inference import resolve_tta
+
+    args.tta = resolve_tta(model, args.tta)
     thresholds = args.thresholds or [model.config.threshold]
     items = []
     for d in args.data:

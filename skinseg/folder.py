@@ -55,7 +55,14 @@ from ._checks import as_bool_mask, check_fraction, check_positive_int, check_rgb
 from ._types import BinaryMask, RGBImage
 from .errors import ConfigError, SkinsegError
 from .features import FEATURE_NAMES, _check_pixel_size, lesion_features
-from .inference import _device_of, _forward_proba, _model_config, prepare_input, probabilities_to_image_size
+from .inference import (
+    _device_of,
+    _forward_proba,
+    _model_config,
+    prepare_input,
+    probabilities_to_image_size,
+    resolve_tta,
+)
 from .io import DEFAULT_MAX_PIXELS, image_size, list_images, read_image, write_image, write_mask
 from .onnx_backend import model_fingerprint
 from .postprocess import postprocess_mask
@@ -474,7 +481,7 @@ def segment_folder(
     out_dir: str | os.PathLike,
     *,
     threshold: float | None = None,
-    tta: bool = False,
+    tta: bool | None = None,
     preprocess: Any = "model",
     batch_size: int = 8,
     workers: int = 2,
@@ -502,8 +509,9 @@ def segment_folder(
         ``mask_suffix`` are taken for masks and skipped.
     threshold : float in [0, 1], optional
         Decision threshold; default the model's stored threshold.
-    tta : bool
-        Average the probabilities over the 4 flips.
+    tta : bool or None
+        Average the probabilities over the 4 flips; None (default): the model's
+        stored ``config.tta``.
     preprocess : "model", None, PreprocessConfig or dict
         "model": the preprocessing stored in the model's config; None: none; a
         config: that one instead. Runs in the reader threads.
@@ -559,6 +567,7 @@ def segment_folder(
     """
     config = _model_config(model)
     thr = config.threshold if threshold is None else check_fraction(threshold, "threshold")
+    tta = resolve_tta(model, tta)
     batch_size = check_positive_int(batch_size, "batch_size")
     workers = check_positive_int(workers, "workers")
     max_pixels = check_positive_int(max_pixels, "max_pixels")

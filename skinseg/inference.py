@@ -20,7 +20,7 @@ from ._geometry import fit_size, pad_to_multiple, resize_image
 from ._types import IMAGE_MULTIPLE, ProbMap, RGBImage
 from .errors import ConfigError
 
-__all__ = ["predict_proba", "predict_proba_batch", "prepare_input", "probabilities_to_image_size"]
+__all__ = ["predict_proba", "predict_proba_batch", "prepare_input", "probabilities_to_image_size", "resolve_tta"]
 
 _FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))
 
@@ -83,7 +83,16 @@ def _device_of(model: torch.nn.Module) -> torch.device:
         return torch.device("cpu")
 
 
-def predict_proba(model: Any, image: RGBImage, *, tta: bool = False, preprocess: bool = True) -> ProbMap:
+def resolve_tta(model: Any, tta: bool | None) -> bool:
+    """``tta`` if given, else the model's stored default (``config.tta``, False if absent)."""
+    if tta is None:
+        return bool(getattr(getattr(model, "config", None), "tta", False))
+    if not isinstance(tta, (bool, np.bool_)):
+        raise ConfigError(f"`tta` must be True, False or None (the model's default); got {tta!r}.")
+    return bool(tta)
+
+
+def predict_proba(model: Any, image: RGBImage, *, tta: bool | None = None, preprocess: bool = True) -> ProbMap:
     """Lesion probability for every pixel of ``image``.
 
     Parameters
@@ -92,9 +101,9 @@ def predict_proba(model: Any, image: RGBImage, *, tta: bool = False, preprocess:
         From :func:`skinseg.load_segmenter` or :func:`skinseg.create_segmenter`; it
         runs on whatever device it is on (``model.to("cuda")``).
     image : (H, W, 3) uint8 RGB
-    tta : bool
+    tta : bool or None
         Average over the identity and horizontal, vertical and both flips (each
-        flip's inverse is exact).
+        flip's inverse is exact). None (default): the model's ``config.tta``.
     preprocess : bool
         Apply the preprocessing stored in the model's config (hair removal,
         denoising); set False if the image is already preprocessed.
@@ -106,7 +115,7 @@ def predict_proba(model: Any, image: RGBImage, *, tta: bool = False, preprocess:
     return predict_proba_batch(model, [image], tta=tta, preprocess=preprocess)[0]
 
 
-def predict_proba_batch(model: Any, images: Sequence[RGBImage], *, batch_size: int = 8, tta: bool = False,
+def predict_proba_batch(model: Any, images: Sequence[RGBImage], *, batch_size: int = 8, tta: bool | None = None,
                         preprocess: bool = True) -> list[ProbMap]:
     """:func:`predict_proba` for a list of images of any sizes.
 
@@ -114,6 +123,7 @@ def predict_proba_batch(model: Any, images: Sequence[RGBImage], *, batch_size: i
     every result equals the single-image result.
     """
     config = _model_config(model)
+    tta = resolve_tta(model, tta)
     if isinstance(images, np.ndarray):
         raise ConfigError("`images` must be a list of (H, W, 3) arrays; for one image use predict_proba().")
     if int(batch_size) < 1:

@@ -194,11 +194,12 @@ _threshold = threshold
 _fill_holes = fill_holes
 
 
-def segment(model: Any, image: np.ndarray, *, threshold: float | None = None, tta: bool = False,
+def segment(model: Any, image: np.ndarray, *, threshold: float | None = None, tta: bool | None = None,
             largest_component: bool = True, fill_holes: bool = True, preprocess: bool = True) -> np.ndarray:
     """Lesion mask of ``image``: :func:`predict_proba` then threshold and clean-up.
 
-    ``threshold`` defaults to the model's stored decision threshold. With
+    ``threshold`` defaults to the model's stored decision threshold and ``tta``
+    (flip test-time augmentation) to the model's stored ``config.tta``. With
     ``largest_component`` only the largest connected region is kept; with
     ``fill_holes`` enclosed holes are filled.
     """

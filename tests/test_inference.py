@@ -60,6 +60,29 @@ def test_tta_inverse_is_exact(model):
     assert torch.allclose(_forward_proba(model, x, tta=False), single, atol=1e-6)
 
 
+def test_stored_tta_default_is_used_and_can_be_overridden(model, tmp_path):
+    image = np.random.default_rng(5).integers(0, 256, size=(50, 70, 3), dtype=np.uint8)
+    plain, flipped = ss.predict_proba(model, image, tta=False), ss.predict_proba(model, image, tta=True)
+    assert not np.allclose(plain, flipped, atol=1e-4)  # a random net is not flip-invariant
+    np.testing.assert_array_equal(ss.predict_proba(model, image), plain)  # config.tta is False by default
+    on = ss.create_segmenter("unet", encoder_name="resnet18", encoder_depth=3, decoder_channels=(32, 16, 8),
+                             input_size=64)
+    on.load_state_dict(model.state_dict())
+    on.config = on.config.replace(tta=True)
+    np.testing.assert_allclose(ss.predict_proba(on, image), flipped, atol=1e-6)
+    np.testing.assert_allclose(ss.predict_proba(on, image, tta=False), plain, atol=1e-6)
+    np.testing.assert_array_equal(ss.segment(on, image), ss.segment(on, image, tta=True))
+    # the stored default survives a save/load round trip
+    ss.save_checkpoint(on, tmp_path / "m")
+    back = ss.load_segmenter(tmp_path / "m")
+    assert back.config.tta is True
+    np.testing.assert_allclose(ss.predict_proba(back, image), flipped, atol=1e-5)
+    with pytest.raises(ConfigError, match="tta"):
+        ss.predict_proba(model, image, tta="yes")
+    with pytest.raises(ConfigError, match="tta"):
+        on.config.replace(tta=1)
+
+
 def test_batch_equals_single(model):
     rng = np.random.default_rng(3)
     images = [rng.integers(0, 256, size=s, dtype=np.uint8) for s in [(60, 80, 3), (80, 60, 3), (60, 80, 3), (33, 33, 3)]]

@@ -146,6 +146,25 @@ def test_train_cli_smoke(tmp_path, capsys):
     assert (tmp_path / "run" / "best" / "config.json").is_file()
 
 
+def test_train_cli_init_from_keeps_or_changes_the_input_size(tmp_path, capsys):
+    from skinseg.cli import main
+    from skinseg.models import load_segmenter
+
+    root = _write_folder(tmp_path / "d", n=6)
+    base = ["train", "--data", str(root), "--epochs", "1", "--batch-size", "2", "--device", "cpu"]
+    assert main([*base, "--encoder", "resnet18", "--encoder-weights", "none", "--input-size", "64",
+                 "--out", str(tmp_path / "run")]) == 0
+    start = tmp_path / "run" / "best"
+    assert main([*base, "--init-from", str(start), "--out", str(tmp_path / "same")]) == 0
+    assert main([*base, "--init-from", str(start), "--input-size", "96", "--out", str(tmp_path / "big")]) == 0
+    capsys.readouterr()
+    same, big = load_segmenter(tmp_path / "same" / "best"), load_segmenter(tmp_path / "big" / "best")
+    assert same.config.input_size == 64
+    assert big.config.input_size == 96
+    assert big.config.encoder_name == "resnet18"
+    assert big.metadata["init_from"] == str(start)
+
+
 def test_train_cli_refuses_overlap(tmp_path, capsys):
     from skinseg.cli import main
 

@@ -1,10 +1,10 @@
 """Copy a trained checkpoint into the package as the bundled default model.
 
-    python tools/bundle_default_model.py runs/unet_lite0/best --threshold 0.5 --val-json val.json [--test-json test.json]
+    python tools/bundle_default_model.py runs/unet_lite0/best --threshold 0.5 --tta --val-json val.json [--test-json test.json]
 
-Stores float16 weights (loaded back as float32) and the chosen decision threshold,
-and records the validation (and, for the model card only, test) scores in the
-checkpoint's metadata. The threshold must be chosen on validation data.
+Stores float16 weights (loaded back as float32), the chosen decision threshold and
+whether flip TTA is on by default, and records the validation (and, for the model card only, test) scores in the
+checkpoint's metadata. The threshold and the TTA default must be chosen on validation data.
 """
 
 from __future__ import annotations
@@ -22,12 +22,14 @@ def main() -> int:
     ap.add_argument("checkpoint")
     ap.add_argument("--name", default=_BUNDLED["default"])
     ap.add_argument("--threshold", type=float, required=True)
+    ap.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False,
+                    help="store flip TTA as the model's inference default (choose it on val)")
     ap.add_argument("--val-json", help="output of benchmarks/evaluate_segmenter.py --split val --json")
     ap.add_argument("--test-json", help="output of benchmarks/evaluate_segmenter.py --split test --json")
     ap.add_argument("--note", default="")
     args = ap.parse_args()
     model = ss.load_segmenter(args.checkpoint)
-    model.config = model.config.replace(threshold=args.threshold)
+    model.config = model.config.replace(threshold=args.threshold, tta=args.tta)
     meta = dict(model.metadata)
     for key, path in (("dev_val_scores", args.val_json), ("dev_test_scores", args.test_json)):
         if path:
@@ -36,7 +38,7 @@ def main() -> int:
         meta["note"] = args.note
     out = ss.save_checkpoint(model, _BUNDLED_ROOT / args.name, metadata=meta, weights_dtype="float16")
     size = (out / "weights.safetensors").stat().st_size / 2**20
-    print(f"bundled {args.checkpoint} as {out} ({size:.1f} MiB, threshold {args.threshold})")
+    print(f"bundled {args.checkpoint} as {out} ({size:.1f} MiB, threshold {args.threshold}, tta {args.tta})")
     return 0
 
 

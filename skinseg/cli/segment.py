@@ -72,7 +72,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="decision threshold on the lesion probability (default: the model's)",
     )
-    p.add_argument("--tta", action="store_true", help="average over 4 flips (about 4x slower)")
+    p.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="average over 4 flips (about 4x slower); default: as stored in the model (on for the "
+        "bundled default model)",
+    )
     p.add_argument(
         "--hair-removal",
         choices=["dullrazor", "blackhat", "none"],

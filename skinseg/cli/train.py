@@ -28,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--encoder", default="tu-efficientnet_lite0", help="smp encoder name (default: tu-efficientnet_lite0)")
     p.add_argument("--encoder-weights", default="imagenet",
                    help="'imagenet' (offline, Lite0 only), 'none', or a local weights file (default: imagenet)")
-    p.add_argument("--input-size", type=int, default=256, help="model input long side in px, multiple of 32 (default 256)")
+    p.add_argument("--input-size", type=int, default=None,
+                   help="model input long side in px, multiple of 32 (default 256, or the --init-from checkpoint's)")
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -43,8 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--max-batches", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--init-from", metavar="CHECKPOINT", default=None,
-                   help="fine-tune: start from this checkpoint directory (or 'default'); its architecture, encoder, "
-                        "input size and normalisation replace --arch/--encoder/--input-size")
+                   help="fine-tune: start from this checkpoint directory (or 'default'); its architecture, encoder "
+                        "and normalisation replace --arch/--encoder; --input-size, if given, changes its input size")
     p.add_argument("--out", "-o", required=True, help="run directory")
 
 
@@ -86,10 +87,12 @@ def run(args: argparse.Namespace) -> int:
             raise SkinsegError(f"--hair-removal/--denoise differ from the preprocessing stored in '{args.init_from}'.")
         preprocess = model.config.preprocess
         model.network.float().train()
+        if args.input_size is not None and args.input_size != model.config.input_size:
+            model.config = model.config.replace(input_size=args.input_size)
         weights = f"init from {args.init_from}"
     else:
         model = create_segmenter(args.arch, encoder_name=args.encoder, encoder_weights=weights,
-                                 input_size=args.input_size, preprocess=preprocess)
+                                 input_size=args.input_size or 256, preprocess=preprocess)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, loss=args.loss,
                          schedule=args.schedule, patience=args.patience, seed=args.seed,
                          max_batches_per_epoch=args.max_batches)

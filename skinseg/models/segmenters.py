@@ -50,6 +50,10 @@ class SegmenterConfig:
         Decision threshold on the lesion probability.
     preprocess : dict
         A :class:`skinseg.preprocess.PreprocessConfig` as a dict (empty: none).
+    tta : bool
+        Whether inference averages over the 4 flips by default (when
+        ``predict_proba`` / ``segment`` / ``segment_folder`` get ``tta=None``).
+        Chosen on validation data for the bundled model.
     """
 
     arch: str = "unet"
@@ -61,6 +65,7 @@ class SegmenterConfig:
     std: tuple[float, float, float] = IMAGENET_STD
     threshold: float = 0.5
     preprocess: dict = field(default_factory=dict)
+    tta: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arch", str(self.arch).lower())
@@ -77,6 +82,8 @@ class SegmenterConfig:
             raise ConfigError(f"`input_size` must be a multiple of 32, >= 32; got {self.input_size!r}.")
         if not 0.0 < float(self.threshold) < 1.0:
             raise ConfigError(f"`threshold` must be in (0, 1); got {self.threshold!r}.")
+        if not isinstance(self.tta, bool):
+            raise ConfigError(f"`tta` must be True or False; got {self.tta!r}.")
         if not isinstance(self.preprocess, dict):
             raise ConfigError(f"`preprocess` must be a dict (PreprocessConfig.to_dict()); got {self.preprocess!r}.")
 

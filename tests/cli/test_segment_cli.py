@@ -224,3 +224,19 @@ def test_help_documents_exit_codes(capsys) -> None:
     assert exc.value.code == 0
     text = capsys.readouterr().out
     assert "exit codes" in text and "3 some files failed" in text and "resume" in text
+
+
+def test_tta_defaults_to_the_models_stored_setting(images: Path, tmp_path: Path, capsys) -> None:
+    from skinseg.models import create_segmenter, save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_segmenter(
+        "unet", encoder_name="resnet18", encoder_depth=3, decoder_channels=(32, 16, 8), input_size=64
+    )
+    model.config = model.config.replace(tta=True)
+    ckpt = save_checkpoint(model, tmp_path / "tta_model")
+    for flag, expected in [((), True), (("--no-tta",), False), (("--tta",), True)]:
+        out = tmp_path / f"out{len(flag)}{expected}"
+        assert _segment(images, out, ckpt, "--no-overlay", *flag) == 0
+        assert json.loads((out / "run.json").read_text())["settings"]["tta"] is expected
+    capsys.readouterr()

@@ -1,0 +1,111 @@
+"""Choose a segmenter's inference settings on ``val``: input scale and flip TTA.
+
+Runs the model once per (input size, flip) on every image of a split, keeps the
+probability maps, and scores every combination (single scale or the mean over
+several scales; no flips or the 4 flips) after the same post-processing as
+``skinseg segment``. Prints per-image macro-mean Dice / IoU / ISIC thresholded
+Jaccard for each, so the setting can be chosen on ``val`` (never on ``test``).
+
+    python benchmarks/inference_sweep.py --model default --split val \
+        --data ../shared/data/lesions ../shared/data/lesion-classes --sizes 256 320 384
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "lesions"
+FLIPS = ((), (3,), (2,), (2, 3))
+
+
+def main() -> int:
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    import torch
+    from tqdm.auto import tqdm
+
+    import skinseg as ss
+    from skinseg.data import read_manifest
+    from skinseg.inference import prepare_input, probabilities_to_image_size
+    from skinseg.metrics import dice_score, iou_score
+    from skinseg.postprocess import postprocess_mask
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--data", nargs="+", default=[str(DEFAULT_DATA)], help="dev-set folders with manifest.csv")
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--sizes", nargs="+", type=int, default=[256, 320, 384], help="input sizes (multiples of 32)")
+    ap.add_argument("--thresholds", nargs="+", type=float, default=None)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json", help="write the table here")
+    args = ap.parse_args()
+    if args.split == "test":
+        print("note: inference settings must be chosen on 'val'; 'test' only reports the chosen one.", file=sys.stderr)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print("command: python " + " ".join(sys.argv), flush=True)
+    model = ss.load_segmenter(args.model)
+    model.eval()
+    thresholds = args.thresholds or [model.config.threshold]
+    items = []
+    for d in args.data:
+        items += read_manifest(Path(d) / "manifest.csv", args.split)
+    configs = {s: model.config.replace(input_size=s) for s in args.sizes}
+    # per image: {(size, flip_index): prob map at image size}
+    scores: dict[tuple, list[tuple[float, float]]] = {}
+    combos = []
+    for r in range(1, len(args.sizes) + 1):
+        for sizes in itertools.combinations(args.sizes, r):
+            for tta in (False, True):
+                for t in thresholds:
+                    combos.append((sizes, tta, t))
+    t0 = time.perf_counter()
+    for image_path, mask_path in tqdm(items, desc=f"{args.split} images", unit="img"):
+        image = ss.read_image(image_path)
+        truth = ss.read_mask(mask_path, shape=image.shape[:2])
+        probs = {}
+        for s, cfg in configs.items():
+            x, hw = prepare_input(image, cfg)
+            xt = torch.from_numpy(x[None])
+            for k, dims in enumerate(FLIPS):
+                with torch.no_grad():
+                    xi = torch.flip(xt, dims) if dims else xt
+                    p = torch.sigmoid(model(xi.contiguous(memory_format=torch.channels_last)).float())
+                    p = torch.flip(p, dims) if dims else p
+                probs[s, k] = probabilities_to_image_size(p[0, 0].numpy(), hw, image.shape[:2])
+        for sizes, tta, t in combos:
+            ks = range(len(FLIPS)) if tta else (0,)
+            prob = np.mean([probs[s, k] for s in sizes for k in ks], axis=0).astype(np.float32)
+            pred = postprocess_mask(np.clip(prob, 0, 1), threshold=t)
+            scores.setdefault((sizes, tta, t), []).append((dice_score(pred, truth), iou_score(pred, truth)))
+    seconds = time.perf_counter() - t0
+    print(f"{len(items)} images of split '{args.split}' from {', '.join(args.data)}; {seconds:.0f} s")
+    print(f"{'sizes':>16} {'tta':>5} {'thr':>5} {'Dice':>8} {'IoU':>8} {'thr.Jacc':>9} {'#IoU<0.65':>10}")
+    table = []
+    for (sizes, tta, t), rows in scores.items():
+        d = np.array([r[0] for r in rows])
+        j = np.array([r[1] for r in rows])
+        tj = np.where(j >= 0.65, j, 0.0)
+        row = {"sizes": list(sizes), "tta": tta, "threshold": t, "dice": float(d.mean()), "iou": float(j.mean()),
+               "thresholded_jaccard": float(tj.mean()), "n_below_0.65": int((j < 0.65).sum())}
+        table.append(row)
+        print(f"{'+'.join(map(str, sizes)):>16} {str(tta):>5} {t:5.2f} {row['dice']:8.4f} {row['iou']:8.4f} "
+              f"{row['thresholded_jaccard']:9.4f} {row['n_below_0.65']:10d}")
+    print("aggregation: per-image metrics, macro mean over images (ISIC); thr.Jacc = IoU, or 0 where IoU < 0.65")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"command": "python " + " ".join(sys.argv), "split": args.split,
+                                               "data": args.data, "n_images": len(items), "table": table}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
