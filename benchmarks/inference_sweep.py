@@ -24,7 +24,6 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "lesions"
-FLIPS = ((), (3,), (2,), (2, 3))
 
 
 def main() -> int:
@@ -34,7 +33,7 @@ def main() -> int:
 
     import skinseg as ss
     from skinseg.data import read_manifest
-    from skinseg.inference import prepare_input, probabilities_to_image_size
+    from skinseg.inference import _FLIPS, _flip_probas, prepare_input, probabilities_to_image_size
     from skinseg.metrics import dice_score, iou_score
     from skinseg.postprocess import postprocess_mask
 
@@ -59,7 +58,7 @@ def main() -> int:
     for d in args.data:
         items += read_manifest(Path(d) / "manifest.csv", args.split)
     configs = {s: model.config.replace(input_size=s) for s in args.sizes}
-    # per image: {(size, flip_index): prob map at image size}
+    # per image: {(size, flip index): prob map at image size}; identity is flip 0
     scores: dict[tuple, list[tuple[float, float]]] = {}
     combos = []
     for r in range(1, len(args.sizes) + 1):
@@ -74,15 +73,10 @@ def main() -> int:
         probs = {}
         for s, cfg in configs.items():
             x, hw = prepare_input(image, cfg)
-            xt = torch.from_numpy(x[None])
-            for k, dims in enumerate(FLIPS):
-                with torch.no_grad():
-                    xi = torch.flip(xt, dims) if dims else xt
-                    p = torch.sigmoid(model(xi.contiguous(memory_format=torch.channels_last)).float())
-                    p = torch.flip(p, dims) if dims else p
+            for k, p in enumerate(_flip_probas(model, torch.from_numpy(x[None]), _FLIPS)):
                 probs[s, k] = probabilities_to_image_size(p[0, 0].numpy(), hw, image.shape[:2])
         for sizes, tta, t in combos:
-            ks = range(len(FLIPS)) if tta else (0,)
+            ks = range(len(_FLIPS)) if tta else (0,)
             prob = np.mean([probs[s, k] for s in sizes for k in ks], axis=0).astype(np.float32)
             pred = postprocess_mask(np.clip(prob, 0, 1), threshold=t)
             scores.setdefault((sizes, tta, t), []).append((dice_score(pred, truth), iou_score(pred, truth)))

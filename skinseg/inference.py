@@ -65,15 +65,19 @@ def probabilities_to_image_size(prob_small: np.ndarray, hw: tuple[int, int], out
 
 
 @torch.no_grad()
-def _forward_proba(model: torch.nn.Module, x: torch.Tensor, tta: bool) -> torch.Tensor:
-    flips = _FLIPS if tta else ((),)
-    total = None
+def _flip_probas(model: torch.nn.Module, x: torch.Tensor, flips: Sequence[tuple[int, ...]]) -> list[torch.Tensor]:
+    """Sigmoid output for each flip of ``x``, each flipped back to ``x``'s orientation."""
+    out = []
     for dims in flips:
         xi = torch.flip(x, dims) if dims else x
         p = torch.sigmoid(model(xi.contiguous(memory_format=torch.channels_last)).float())
-        p = torch.flip(p, dims) if dims else p
-        total = p if total is None else total + p
-    return total / len(flips)
+        out.append(torch.flip(p, dims) if dims else p)
+    return out
+
+
+def _forward_proba(model: torch.nn.Module, x: torch.Tensor, tta: bool) -> torch.Tensor:
+    probs = _flip_probas(model, x, _FLIPS if tta else ((),))
+    return sum(probs[1:], probs[0]) / len(probs)
 
 
 def _device_of(model: torch.nn.Module) -> torch.device:

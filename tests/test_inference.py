@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -65,9 +67,7 @@ def test_stored_tta_default_is_used_and_can_be_overridden(model, tmp_path):
     plain, flipped = ss.predict_proba(model, image, tta=False), ss.predict_proba(model, image, tta=True)
     assert not np.allclose(plain, flipped, atol=1e-4)  # a random net is not flip-invariant
     np.testing.assert_array_equal(ss.predict_proba(model, image), plain)  # config.tta is False by default
-    on = ss.create_segmenter("unet", encoder_name="resnet18", encoder_depth=3, decoder_channels=(32, 16, 8),
-                             input_size=64)
-    on.load_state_dict(model.state_dict())
+    on = copy.deepcopy(model)
     on.config = on.config.replace(tta=True)
     np.testing.assert_allclose(ss.predict_proba(on, image), flipped, atol=1e-6)
     np.testing.assert_allclose(ss.predict_proba(on, image, tta=False), plain, atol=1e-6)
