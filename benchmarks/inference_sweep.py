@@ -1,13 +1,15 @@
-"""Choose a segmenter's inference settings on ``val``: input scale and flip TTA.
+"""Choose a segmenter's inference settings on ``val``: input scale, flip TTA, ensembles.
 
-Runs the model once per (input size, flip) on every image of a split, keeps the
+Runs each model once per (input size, flip) on every image of a split, keeps the
 probability maps, and scores every combination (single scale or the mean over
-several scales; no flips or the 4 flips) after the same post-processing as
-``skinseg segment``. Prints per-image macro-mean Dice / IoU / ISIC thresholded
-Jaccard for each, so the setting can be chosen on ``val`` (never on ``test``).
+several scales; no flips or the 4 flips; each model alone or the probability mean
+of several models) after the same post-processing as ``skinseg segment``. Prints
+per-image macro-mean Dice / IoU / ISIC thresholded Jaccard for each, so the
+setting can be chosen on ``val`` (never on ``test``).
 
     python benchmarks/inference_sweep.py --model default --split val \
         --data ../shared/data/lesions ../shared/data/lesion-classes --sizes 256 320 384
+    python benchmarks/inference_sweep.py --model default runs/deeplab/best --sizes 256 ...
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ def main() -> int:
     from skinseg.postprocess import postprocess_mask
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="default")
+    ap.add_argument("--model", nargs="+", default=["default"],
+                    help="one or more segmenters; with several, every subset's probability mean is scored too")
     ap.add_argument("--data", nargs="+", default=[str(DEFAULT_DATA)], help="dev-set folders with manifest.csv")
     ap.add_argument("--split", default="val")
     ap.add_argument("--sizes", nargs="+", type=int, default=[256, 320, 384], help="input sizes (multiples of 32)")
@@ -51,47 +54,46 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     print("command: python " + " ".join(sys.argv), flush=True)
-    model = ss.load_segmenter(args.model)
-    model.eval()
-    thresholds = args.thresholds or [model.config.threshold]
+    models = [ss.load_segmenter(m).eval() for m in args.model]
+    thresholds = args.thresholds or [models[0].config.threshold]
     items = []
     for d in args.data:
         items += read_manifest(Path(d) / "manifest.csv", args.split)
-    configs = {s: model.config.replace(input_size=s) for s in args.sizes}
-    # per image: {(size, flip index): prob map at image size}; identity is flip 0
+    configs = {(m, s): model.config.replace(input_size=s) for m, model in enumerate(models) for s in args.sizes}
+    # per image: {(model index, size, flip index): prob map at image size}; identity is flip 0
     scores: dict[tuple, list[tuple[float, float]]] = {}
-    combos = []
-    for r in range(1, len(args.sizes) + 1):
-        for sizes in itertools.combinations(args.sizes, r):
-            for tta in (False, True):
-                for t in thresholds:
-                    combos.append((sizes, tta, t))
+    subsets = [ms for r in range(1, len(models) + 1) for ms in itertools.combinations(range(len(models)), r)]
+    size_sets = [ss_ for r in range(1, len(args.sizes) + 1) for ss_ in itertools.combinations(args.sizes, r)]
+    combos = [(ms, sizes, tta, t) for ms in subsets for sizes in size_sets for tta in (False, True)
+              for t in thresholds]
     t0 = time.perf_counter()
     for image_path, mask_path in tqdm(items, desc=f"{args.split} images", unit="img"):
         image = ss.read_image(image_path)
         truth = ss.read_mask(mask_path, shape=image.shape[:2])
         probs = {}
-        for s, cfg in configs.items():
+        for (m, s), cfg in configs.items():
             x, hw = prepare_input(image, cfg)
-            for k, p in enumerate(_flip_probas(model, torch.from_numpy(x[None]), _FLIPS)):
-                probs[s, k] = probabilities_to_image_size(p[0, 0].numpy(), hw, image.shape[:2])
-        for sizes, tta, t in combos:
+            for k, p in enumerate(_flip_probas(models[m], torch.from_numpy(x[None]), _FLIPS)):
+                probs[m, s, k] = probabilities_to_image_size(p[0, 0].numpy(), hw, image.shape[:2])
+        for ms, sizes, tta, t in combos:
             ks = range(len(_FLIPS)) if tta else (0,)
-            prob = np.mean([probs[s, k] for s in sizes for k in ks], axis=0).astype(np.float32)
+            prob = np.mean([probs[m, s, k] for m in ms for s in sizes for k in ks], axis=0).astype(np.float32)
             pred = postprocess_mask(np.clip(prob, 0, 1), threshold=t)
-            scores.setdefault((sizes, tta, t), []).append((dice_score(pred, truth), iou_score(pred, truth)))
+            scores.setdefault((ms, sizes, tta, t), []).append((dice_score(pred, truth), iou_score(pred, truth)))
     seconds = time.perf_counter() - t0
     print(f"{len(items)} images of split '{args.split}' from {', '.join(args.data)}; {seconds:.0f} s")
-    print(f"{'sizes':>16} {'tta':>5} {'thr':>5} {'Dice':>8} {'IoU':>8} {'thr.Jacc':>9} {'#IoU<0.65':>10}")
+    for m, name in enumerate(args.model):
+        print(f"model {m}: {name}")
+    print(f"{'models':>8} {'sizes':>16} {'tta':>5} {'thr':>5} {'Dice':>8} {'IoU':>8} {'thr.Jacc':>9} {'#IoU<0.65':>10}")
     table = []
-    for (sizes, tta, t), rows in scores.items():
+    for (ms, sizes, tta, t), rows in scores.items():
         d = np.array([r[0] for r in rows])
         j = np.array([r[1] for r in rows])
         tj = np.where(j >= 0.65, j, 0.0)
-        row = {"sizes": list(sizes), "tta": tta, "threshold": t, "dice": float(d.mean()), "iou": float(j.mean()),
+        row = {"models": [args.model[m] for m in ms], "sizes": list(sizes), "tta": tta, "threshold": t, "dice": float(d.mean()), "iou": float(j.mean()),
                "thresholded_jaccard": float(tj.mean()), "n_below_0.65": int((j < 0.65).sum())}
         table.append(row)
-        print(f"{'+'.join(map(str, sizes)):>16} {str(tta):>5} {t:5.2f} {row['dice']:8.4f} {row['iou']:8.4f} "
+        print(f"{'+'.join(map(str, ms)):>8} {'+'.join(map(str, sizes)):>16} {str(tta):>5} {t:5.2f} {row['dice']:8.4f} {row['iou']:8.4f} "
               f"{row['thresholded_jaccard']:9.4f} {row['n_below_0.65']:10d}")
     print("aggregation: per-image metrics, macro mean over images (ISIC); thr.Jacc = IoU, or 0 where IoU < 0.65")
     if args.json:

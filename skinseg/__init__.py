@@ -33,6 +33,7 @@ _LAZY: dict[str, str] = {
     "create_segmenter": "models",
     "list_segmenters": "models",
     "SegmenterConfig": "models",
+    "SegmenterEnsemble": "models",
     "save_checkpoint": "models",
     "load_segmenter": "models",
     # inference

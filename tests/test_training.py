@@ -165,6 +165,20 @@ def test_train_cli_init_from_keeps_or_changes_the_input_size(tmp_path, capsys):
     assert big.metadata["init_from"] == str(start)
 
 
+def test_train_cli_init_from_an_ensemble_names_the_member_folders(tmp_path, capsys):
+    from skinseg.cli import main
+    from skinseg.models import SegmenterEnsemble, save_checkpoint
+
+    root = _write_folder(tmp_path / "d", n=6)
+    ens = save_checkpoint(SegmenterEnsemble([_tiny(), _tiny()]), tmp_path / "ens")
+    rc = main(["train", "--data", str(root), "--epochs", "1", "--batch-size", "2", "--device", "cpu",
+               "--init-from", str(ens), "--out", str(tmp_path / "run")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "is an ensemble of 2 segmenters" in err and str(ens / "member1") in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_train_cli_refuses_overlap(tmp_path, capsys):
     from skinseg.cli import main
 

@@ -1,6 +1,7 @@
-"""Copy a trained checkpoint into the package as the bundled default model.
+"""Copy a trained checkpoint (or several, as an ensemble) into the package as the bundled default model.
 
     python tools/bundle_default_model.py runs/unet_lite0/best --threshold 0.5 --tta --val-json val.json [--test-json test.json]
+    python tools/bundle_default_model.py runs/a/best runs/b/best --name ensemble_dir ...   # SegmenterEnsemble
 
 Stores float16 weights (loaded back as float32), the chosen decision threshold and
 whether flip TTA is on by default, and records the validation (and, for the model card only, test) scores in the
@@ -19,7 +20,7 @@ from skinseg.models.checkpoint import _BUNDLED, _BUNDLED_ROOT
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("checkpoint")
+    ap.add_argument("checkpoint", nargs="+", help="one checkpoint, or several to bundle as a SegmenterEnsemble")
     ap.add_argument("--name", default=_BUNDLED["default"])
     ap.add_argument("--threshold", type=float, required=True)
     ap.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False,
@@ -28,16 +29,24 @@ def main() -> int:
     ap.add_argument("--test-json", help="output of benchmarks/evaluate_segmenter.py --split test --json")
     ap.add_argument("--note", default="")
     args = ap.parse_args()
-    model = ss.load_segmenter(args.checkpoint)
-    model.config = model.config.replace(threshold=args.threshold, tta=args.tta)
-    meta = dict(model.metadata)
+    out_dir = _BUNDLED_ROOT / args.name
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise SystemExit(f"'{out_dir}' is not empty: git rm the old bundle first, or pass another --name.")
+    if len(args.checkpoint) == 1:
+        model = ss.load_segmenter(args.checkpoint[0])
+        model.config = model.config.replace(threshold=args.threshold, tta=args.tta)
+        meta = dict(model.metadata)
+    else:
+        model = ss.SegmenterEnsemble([ss.load_segmenter(c) for c in args.checkpoint],
+                                     threshold=args.threshold, tta=args.tta)
+        meta = {"members": args.checkpoint}
     for key, path in (("dev_val_scores", args.val_json), ("dev_test_scores", args.test_json)):
         if path:
             meta[key] = json.loads(Path(path).read_text())
     if args.note:
         meta["note"] = args.note
-    out = ss.save_checkpoint(model, _BUNDLED_ROOT / args.name, metadata=meta, weights_dtype="float16")
-    size = (out / "weights.safetensors").stat().st_size / 2**20
+    out = ss.save_checkpoint(model, out_dir, metadata=meta, weights_dtype="float16")
+    size = sum(f.stat().st_size for f in out.rglob("weights.safetensors")) / 2**20
     print(f"bundled {args.checkpoint} as {out} ({size:.1f} MiB, threshold {args.threshold}, tta {args.tta})")
     return 0
 

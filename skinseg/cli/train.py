@@ -83,6 +83,15 @@ def run(args: argparse.Namespace) -> int:
         from ..models import load_segmenter
 
         model = load_segmenter(args.init_from)
+        if not hasattr(model, "network"):
+            from ..models.checkpoint import bundled_model_dir
+
+            d = Path(args.init_from) if Path(args.init_from).is_dir() else bundled_model_dir(args.init_from)
+            names = ", ".join(f"'{d / f'member{i}'}'" for i in range(len(model.members)))
+            raise SkinsegError(
+                f"--init-from '{args.init_from}' is an ensemble of {len(model.members)} segmenters ({names}); "
+                "fine-tune one member: pass its folder instead."
+            )
         if preprocess and preprocess != model.config.preprocess:
             raise SkinsegError(f"--hair-removal/--denoise differ from the preprocessing stored in '{args.init_from}'.")
         preprocess = model.config.preprocess

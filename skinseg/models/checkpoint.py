@@ -18,19 +18,29 @@ __all__ = ["save_checkpoint", "load_segmenter", "bundled_model_dir", "list_bundl
 
 WEIGHTS_FILE = "weights.safetensors"
 CONFIG_FILE = "config.json"
+ENSEMBLE_FILE = "ensemble.json"
 _BUNDLED_ROOT = Path(__file__).resolve().parent.parent / "weights"
 _BUNDLED = {"default": "unet_lite0"}
 
 
 def list_bundled_models() -> list[str]:
     """Names accepted by :func:`load_segmenter` besides paths."""
-    return sorted(set(_BUNDLED) | {p.name for p in _BUNDLED_ROOT.glob("*") if (p / CONFIG_FILE).is_file()})
+    return sorted(set(_BUNDLED) | {p.name for p in _BUNDLED_ROOT.glob("*") if _is_segmenter_dir(p)})
+
+
+def _is_segmenter_dir(d: Path) -> bool:
+    if (d / ENSEMBLE_FILE).is_file():
+        return True
+    try:
+        return json.loads((d / CONFIG_FILE).read_text()).get("format") == "skinseg-segmenter"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def bundled_model_dir(name: str) -> Path:
     """Directory of a model shipped inside the package."""
     d = _BUNDLED_ROOT / _BUNDLED.get(name, name)
-    if not (d / CONFIG_FILE).is_file():
+    if not _is_segmenter_dir(d):
         raise CheckpointError(
             f"The bundled model {name!r} is not installed (looked in '{d}'). Available: "
             f"{', '.join(list_bundled_models()) or 'none'}. Pass a checkpoint directory instead."
@@ -50,12 +60,39 @@ def save_checkpoint(model: Any, path: str | os.PathLike, *, metadata: dict[str, 
     the config. ``weights_dtype="float16"`` stores floating-point tensors at half
     precision (half the file size; :func:`load_segmenter` casts them back to the
     model's float32). Both files are written atomically. Returns the directory.
+
+    A :class:`SegmenterEnsemble` is saved as ``path/ensemble.json`` (threshold,
+    TTA default, metadata) and one checkpoint per member (``member0``, ...).
     """
     import torch
 
     from safetensors.torch import save as save_bytes
 
     from .. import __version__
+    from .segmenters import SegmenterEnsemble
+
+    if isinstance(model, SegmenterEnsemble):
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        names = []
+        for i, member in enumerate(model.members):
+            save_checkpoint(member, out / f"member{i}", metadata=getattr(member, "metadata", {}),
+                            weights_dtype=weights_dtype)
+            names.append(f"member{i}")
+        payload = {
+            "format": "skinseg-segmenter-ensemble",
+            "skinseg_version": __version__,
+            "members": names,
+            "threshold": model.config.threshold,
+            "tta": model.config.tta,
+            "metadata": metadata or {},
+        }
+        try:
+            text = json.dumps(payload, indent=2)
+        except TypeError as exc:
+            raise ConfigError(f"`metadata` must be JSON-serialisable: {exc}") from exc
+        _atomic_write_bytes(out / ENSEMBLE_FILE, text.encode())
+        return out
 
     config = getattr(model, "config", None)
     if config is None or not hasattr(config, "to_dict"):
@@ -85,6 +122,11 @@ def save_checkpoint(model: Any, path: str | os.PathLike, *, metadata: dict[str, 
 def read_checkpoint_config(path_or_name: str | os.PathLike) -> dict[str, Any]:
     """Return the parsed ``config.json`` of a checkpoint directory or bundled name."""
     d = _resolve(path_or_name)
+    if (d / ENSEMBLE_FILE).is_file():
+        raise CheckpointError(
+            f"'{d}' is a segmenter ensemble: its settings are in '{d / ENSEMBLE_FILE}' and each member "
+            "(member0, member1, ...) has its own config.json. Load it with skinseg.load_segmenter()."
+        )
     try:
         payload = json.loads((d / CONFIG_FILE).read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -97,6 +139,8 @@ def read_checkpoint_config(path_or_name: str | os.PathLike) -> dict[str, Any]:
 def _resolve(path_or_name: str | os.PathLike) -> Path:
     p = Path(path_or_name)
     if p.is_dir():
+        if (p / ENSEMBLE_FILE).is_file():
+            return p
         if not (p / CONFIG_FILE).is_file() or not (p / WEIGHTS_FILE).is_file():
             raise CheckpointError(
                 f"'{p}' is not a complete checkpoint: it needs {WEIGHTS_FILE} and {CONFIG_FILE}. "
@@ -114,14 +158,37 @@ def _resolve(path_or_name: str | os.PathLike) -> Path:
 def load_segmenter(path_or_name: str | os.PathLike = "default", *, device: str = "cpu") -> Any:
     """Load a segmenter from a checkpoint directory or a bundled name (``"default"``).
 
-    Returns the model in eval mode on ``device``; its ``metadata`` attribute holds
-    the stored training data and scores.
+    Returns the model (a :class:`Segmenter`, or a :class:`SegmenterEnsemble` for
+    a directory with ``ensemble.json``) in eval mode on ``device``; its
+    ``metadata`` attribute holds the stored training data and scores.
     """
     from safetensors.torch import load_file
 
-    from .segmenters import Segmenter, SegmenterConfig, build_network, checked_load_state_dict
+    from .segmenters import Segmenter, SegmenterConfig, SegmenterEnsemble, build_network, checked_load_state_dict
 
     d = _resolve(path_or_name)
+    if (d / ENSEMBLE_FILE).is_file():
+        try:
+            ens_payload = json.loads((d / ENSEMBLE_FILE).read_text())
+            names = [str(n) for n in ens_payload["members"]]
+            threshold, tta = ens_payload.get("threshold"), ens_payload.get("tta")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"Cannot read '{d / ENSEMBLE_FILE}': {exc}. Re-save the ensemble.") from exc
+        for n in names:
+            if Path(n).name != n or n in ("", ".", ".."):
+                raise CheckpointError(f"'{d / ENSEMBLE_FILE}' names member {n!r}, which is not a sub-folder name.")
+        members = []
+        for n in names:
+            member = load_segmenter(d / n, device=device)
+            if not isinstance(member, Segmenter):
+                raise CheckpointError(f"Ensemble member '{d / n}' is itself an ensemble; nest members flat.")
+            members.append(member)
+        try:
+            ens = SegmenterEnsemble(members, threshold=threshold, tta=tta)
+        except ConfigError as exc:
+            raise CheckpointError(f"Invalid ensemble '{d}': {exc}") from exc
+        ens.metadata = ens_payload.get("metadata", {})
+        return ens.to(device).eval()
     payload = read_checkpoint_config(d)
     try:
         config = SegmenterConfig.from_dict(payload["config"])

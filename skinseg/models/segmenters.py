@@ -20,7 +20,8 @@ from ..errors import ConfigError, UnknownNameError
 from .pretrained import LITE0_ENCODERS, load_lite0_imagenet_state_dict
 from .registry import get_builder, list_segmenters, register_segmenter
 
-__all__ = ["SegmenterConfig", "Segmenter", "create_segmenter", "build_network", "checked_load_state_dict"]
+__all__ = ["SegmenterConfig", "Segmenter", "SegmenterEnsemble", "create_segmenter", "build_network",
+           "checked_load_state_dict"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -122,6 +123,70 @@ class Segmenter(nn.Module):
 
     def extra_repr(self) -> str:
         return f"arch={self.config.arch!r}, encoder={self.config.encoder_name!r}, input_size={self.config.input_size}"
+
+
+class SegmenterEnsemble(nn.Module):
+    """Several segmenters whose lesion probabilities are averaged.
+
+    ``forward`` returns the logit of the members' mean sigmoid probability, so
+    every inference path (:func:`skinseg.predict_proba`, flip TTA, ``segment``,
+    ``segment_folder``, ONNX export) treats an ensemble like one
+    :class:`Segmenter`. The members may differ in architecture and encoder but
+    must be fed the same input: equal ``input_size``, ``mean``, ``std`` and
+    ``preprocess``.
+
+    Parameters
+    ----------
+    members : list of Segmenter
+    threshold : float, optional
+        Decision threshold of the mean probability (default: the first member's).
+    tta : bool, optional
+        Flip-TTA default of the ensemble (default: the first member's).
+
+    Attributes
+    ----------
+    config : SegmenterConfig
+        The shared input settings with the ensemble's ``threshold`` and ``tta``;
+        its ``arch`` / ``encoder_name`` are the first member's (see :attr:`members`).
+    """
+
+    _SHARED = ("input_size", "mean", "std", "preprocess")
+
+    def __init__(self, members: list[Segmenter], *, threshold: float | None = None, tta: bool | None = None) -> None:
+        super().__init__()
+        members = list(members)
+        if len(members) < 2:
+            raise ConfigError(f"A SegmenterEnsemble needs at least 2 members; got {len(members)}.")
+        for i, m in enumerate(members):
+            if not isinstance(m, Segmenter):
+                raise ConfigError(f"Ensemble member {i} must be a skinseg Segmenter; got {type(m).__name__}.")
+        first = members[0].config
+        for i, m in enumerate(members[1:], start=1):
+            for key in self._SHARED:
+                if getattr(m.config, key) != getattr(first, key):
+                    raise ConfigError(
+                        f"Ensemble members must share {key!r}: member 0 has {getattr(first, key)!r}, member {i} "
+                        f"has {getattr(m.config, key)!r}. Re-train or fine-tune one of them with the other's setting."
+                    )
+        changes: dict[str, Any] = {}
+        if threshold is not None:
+            changes["threshold"] = float(threshold)
+        if tta is not None:
+            changes["tta"] = tta
+        self.config = first.replace(**changes)
+        self._members = nn.ModuleList(members)
+        self.metadata: dict[str, Any] = {}
+
+    @property
+    def members(self) -> list[Segmenter]:
+        return list(self._members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        prob = torch.stack([torch.sigmoid(m(x).float()) for m in self._members]).mean(0)
+        return torch.logit(prob.clamp(1e-7, 1 - 1e-7))
+
+    def extra_repr(self) -> str:
+        return f"members={len(self._members)}, input_size={self.config.input_size}, threshold={self.config.threshold}"
 
 
 def _smp():
