@@ -12,6 +12,8 @@ In one run (the machine is shared and noisy, so only numbers from the same run a
    (the plain loop writes no overlay; with overlays is also shown), for each backend; the
    timed run includes loading the model (and, for onnx, the ORT session) but not the one-off
    ONNX export, which a warm-up run caches in OUT_DIR/.cache. Ratio = best (b) / (a).
+   Both run one forward per image: (b) passes ``--no-tta``, since the bundled model's
+   default flip TTA costs 4 forwards.
 3. **Model throughput**: forward passes only, batch 8 at the dev images' padded input
    shape (256x192), torch fp32 channels_last and ONNX Runtime; FLOPs of one forward from
    ``torch.utils.flop_counter`` (a multiply-add counts 2); GFLOP/s as a fraction of the
@@ -176,11 +178,15 @@ def main() -> None:
         os.symlink(p.resolve(), subset / p.name)
     model = load_segmenter(args.model)
     cfg = model.config
-    print(f"model: {cfg.arch} / {cfg.encoder_name}, input_size {cfg.input_size}, threshold {cfg.threshold}")
+    # a SegmenterEnsemble has no single .network: its forward (logits of the mean probability) stands in
+    network = getattr(model, "network", model)
+    members = getattr(model, "members", [model])
+    print(f"model: {' + '.join(f'{m.config.arch} / {m.config.encoder_name}' for m in members)}, "
+          f"input_size {cfg.input_size}, threshold {cfg.threshold}")
 
     # --- (a) plain loop
     with Phase("plain loop"):
-        t_plain = plain_loop(model.network, paths, tmp / "plain", cfg.mean, cfg.std)
+        t_plain = plain_loop(network, paths, tmp / "plain", cfg.mean, cfg.std)
     plain_ips = n / t_plain
     print(f"(a) plain smp + PyTorch loop, one image at a time: {t_plain:.1f} s, {plain_ips:.2f} img/s")
 
@@ -193,6 +199,7 @@ def main() -> None:
         str(args.batch_size),
         "--workers",
         str(args.workers),
+        "--no-tta",  # like the plain loop: one forward per image
     ]
     results = {}
     warm = tmp / "warmup"
@@ -244,8 +251,8 @@ def main() -> None:
 
     h, w = box_hw(cfg.input_size)
     shape = (args.batch_size, 3, h, w)
-    flops = forward_flops(model.network, (1, 3, h, w))
-    net = model.network.eval().to(memory_format=torch.channels_last)
+    flops = forward_flops(network, (1, 3, h, w))
+    net = network.eval().to(memory_format=torch.channels_last)
     x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
 
     def torch_run(t):
