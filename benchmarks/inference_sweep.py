@@ -90,11 +90,12 @@ def main() -> int:
         d = np.array([r[0] for r in rows])
         j = np.array([r[1] for r in rows])
         tj = np.where(j >= 0.65, j, 0.0)
-        row = {"models": [args.model[m] for m in ms], "sizes": list(sizes), "tta": tta, "threshold": t, "dice": float(d.mean()), "iou": float(j.mean()),
+        row = {"models": [args.model[m] for m in ms], "sizes": list(sizes), "tta": tta, "threshold": t,
+               "dice": float(d.mean()), "iou": float(j.mean()),
                "thresholded_jaccard": float(tj.mean()), "n_below_0.65": int((j < 0.65).sum())}
         table.append(row)
-        print(f"{'+'.join(map(str, ms)):>8} {'+'.join(map(str, sizes)):>16} {str(tta):>5} {t:5.2f} {row['dice']:8.4f} {row['iou']:8.4f} "
-              f"{row['thresholded_jaccard']:9.4f} {row['n_below_0.65']:10d}")
+        print(f"{'+'.join(map(str, ms)):>8} {'+'.join(map(str, sizes)):>16} {str(tta):>5} {t:5.2f} "
+              f"{row['dice']:8.4f} {row['iou']:8.4f} {row['thresholded_jaccard']:9.4f} {row['n_below_0.65']:10d}")
     print("aggregation: per-image metrics, macro mean over images (ISIC); thr.Jacc = IoU, or 0 where IoU < 0.65")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

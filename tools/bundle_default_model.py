@@ -1,7 +1,7 @@
 """Copy a trained checkpoint (or several, as an ensemble) into the package as the bundled default model.
 
     python tools/bundle_default_model.py runs/unet_lite0/best --threshold 0.5 --tta --val-json val.json [--test-json test.json]
-    python tools/bundle_default_model.py runs/a/best runs/b/best --name ensemble_dir ...   # SegmenterEnsemble
+    python tools/bundle_default_model.py runs/a/best runs/b/best --name DIR ...   # a SegmenterEnsemble
 
 Stores float16 weights (loaded back as float32), the chosen decision threshold and
 whether flip TTA is on by default, and records the validation (and, for the model card only, test) scores in the
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import skinseg as ss
@@ -30,8 +31,6 @@ def main() -> int:
     ap.add_argument("--note", default="")
     args = ap.parse_args()
     out_dir = _BUNDLED_ROOT / args.name
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise SystemExit(f"'{out_dir}' is not empty: git rm the old bundle first, or pass another --name.")
     if len(args.checkpoint) == 1:
         model = ss.load_segmenter(args.checkpoint[0])
         model.config = model.config.replace(threshold=args.threshold, tta=args.tta)
@@ -45,6 +44,8 @@ def main() -> int:
             meta[key] = json.loads(Path(path).read_text())
     if args.note:
         meta["note"] = args.note
+    if out_dir.exists():  # replace the old bundle whole, so a single model and an ensemble never mix
+        shutil.rmtree(out_dir)
     out = ss.save_checkpoint(model, out_dir, metadata=meta, weights_dtype="float16")
     size = sum(f.stat().st_size for f in out.rglob("weights.safetensors")) / 2**20
     print(f"bundled {args.checkpoint} as {out} ({size:.1f} MiB, threshold {args.threshold}, tta {args.tta})")

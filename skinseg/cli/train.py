@@ -80,10 +80,10 @@ def run(args: argparse.Namespace) -> int:
         preprocess = PreprocessConfig(hair_removal=args.hair_removal, denoise=args.denoise).to_dict()
     weights = None if args.encoder_weights.lower() == "none" else args.encoder_weights
     if args.init_from:
-        from ..models import load_segmenter
+        from ..models import SegmenterEnsemble, load_segmenter
 
         model = load_segmenter(args.init_from)
-        if not hasattr(model, "network"):
+        if isinstance(model, SegmenterEnsemble):
             from ..models.checkpoint import bundled_model_dir
 
             d = Path(args.init_from) if Path(args.init_from).is_dir() else bundled_model_dir(args.init_from)
