@@ -1,0 +1,125 @@
+"""Does a zoomed second pass help? And what do the failures look like?
+
+For every image of a split: the model's probability map (with its TTA default), the
+mask ``skinseg segment`` would write, then a second pass on the crop around that mask
+(its bounding box grown by ``margin`` of its size on each side, plus 8 px), mapped back
+into the full map either replacing the first pass there or averaged with it. Crops that
+would cover more than 80 % of the image are skipped (the first pass stands). Prints
+per-image macro-mean Dice / IoU / ISIC thresholded Jaccard for each variant, per data
+folder and overall, then the first pass's failures (IoU < 0.65) with recall and precision,
+so under- and over-segmentation can be told apart. Choose on ``val``, never on ``test``.
+
+    python benchmarks/zoom_refine.py --split val \
+        --data ../shared/data/lesions ../shared/data/lesion-classes
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "lesions"
+
+
+def crop_box(mask: np.ndarray, margin: float) -> tuple[int, int, int, int] | None:
+    """(y0, y1, x0, x1) around ``mask`` grown by ``margin`` of its size + 8 px; None if empty or > 80 %."""
+    if not mask.any():
+        return None
+    h_img, w_img = mask.shape
+    ys, xs = np.nonzero(mask)
+    y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    my, mx = round(margin * (y1 - y0)) + 8, round(margin * (x1 - x0)) + 8
+    y0, y1, x0, x1 = max(0, y0 - my), min(h_img, y1 + my), max(0, x0 - mx), min(w_img, x1 + mx)
+    if (y1 - y0) * (x1 - x0) > 0.8 * h_img * w_img:
+        return None
+    return y0, y1, x0, x1
+
+
+def main() -> int:
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    import torch
+    from tqdm.auto import tqdm
+
+    import skinseg as ss
+    from skinseg.data import read_manifest
+    from skinseg.metrics import dice_score, iou_score
+    from skinseg.postprocess import postprocess_mask
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--data", nargs="+", default=[str(DEFAULT_DATA)],
+                    help="dev-set folders with manifest.csv")
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--margins", nargs="+", type=float, default=[0.15, 0.35])
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    if args.split == "test":
+        print("note: choices must be made on 'val'; 'test' only reports the chosen one.", file=sys.stderr)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print("command: python " + " ".join(sys.argv), flush=True)
+    model = ss.load_segmenter(args.model).eval()
+    threshold = model.config.threshold
+    items = [(Path(d).name, im, mk) for d in args.data
+             for im, mk in read_manifest(Path(d) / "manifest.csv", args.split)]
+    variants = ["first pass"] + [f"zoom {m:g} {how}" for m in args.margins for how in ("replace", "average")]
+    scores: dict[str, list[tuple[str, float, float]]] = {v: [] for v in variants}
+    failures = []
+    t0 = time.perf_counter()
+    for source, image_path, mask_path in tqdm(items, desc=f"{args.split} images", unit="img"):
+        image = ss.read_image(image_path)
+        truth = ss.read_mask(mask_path, shape=image.shape[:2])
+        p1 = ss.predict_proba(model, image)
+        m1 = postprocess_mask(p1, threshold=threshold)
+        preds = {"first pass": m1}
+        for margin in args.margins:
+            box = crop_box(m1, margin)
+            replace, average = p1.copy(), p1.copy()
+            if box is not None:
+                y0, y1, x0, x1 = box
+                pc = ss.predict_proba(model, np.ascontiguousarray(image[y0:y1, x0:x1]))
+                replace[y0:y1, x0:x1] = pc
+                average[y0:y1, x0:x1] = (pc + p1[y0:y1, x0:x1]) / 2
+            preds[f"zoom {margin:g} replace"] = postprocess_mask(replace, threshold=threshold)
+            preds[f"zoom {margin:g} average"] = postprocess_mask(average, threshold=threshold)
+        for v, pred in preds.items():
+            scores[v].append((source, dice_score(pred, truth), iou_score(pred, truth)))
+        j = scores["first pass"][-1][2]
+        if j < 0.65:
+            inter = float((m1 & truth).sum())
+            recall, precision = inter / max(truth.sum(), 1), inter / max(m1.sum(), 1)
+            failures.append((j, image_path.stem, source, recall, precision,
+                             float(truth.mean()), float(m1.mean())))
+    seconds = time.perf_counter() - t0
+    print(f"{len(items)} images of split '{args.split}'; model {args.model}; {seconds:.0f} s")
+    groups = sorted({s for s, _, _ in items}) + ["all"]
+    print(f"{'variant':>22} {'data':>16} {'n':>4} {'Dice':>8} {'IoU':>8} {'thr.Jacc':>9} {'#IoU<0.65':>10}")
+    for v, rows in scores.items():
+        for g in groups:
+            sel = [r for r in rows if g in ("all", r[0])]
+            d = np.array([r[1] for r in sel])
+            j = np.array([r[2] for r in sel])
+            print(f"{v:>22} {g:>16} {len(sel):4d} {d.mean():8.4f} {j.mean():8.4f} "
+                  f"{np.where(j >= 0.65, j, 0).mean():9.4f} {int((j < 0.65).sum()):10d}")
+    print("aggregation: per-image metrics, macro mean over images (ISIC); "
+          "thr.Jacc = IoU, or 0 where IoU < 0.65")
+    print(f"\nfirst-pass failures (IoU < 0.65): {len(failures)}")
+    print(f"{'image':>14} {'data':>16} {'IoU':>6} {'recall':>7} {'precision':>9} "
+          f"{'truth area':>10} {'pred area':>9}")
+    for j, stem, source, rec, prec, ta, pa in sorted(failures):
+        print(f"{stem:>14} {source:>16} {j:6.3f} {rec:7.2f} {prec:9.2f} {ta:10.3f} {pa:9.3f}")
+    under = sum(rec < 0.8 and prec >= 0.9 for _, _, _, rec, prec, _, _ in failures)
+    over = sum(prec < 0.8 and rec >= 0.9 for _, _, _, rec, prec, _, _ in failures)
+    print(f"under-segmented (recall < 0.8, precision >= 0.9): {under}; "
+          f"over-segmented (precision < 0.8, recall >= 0.9): {over}; other: {len(failures) - under - over}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
