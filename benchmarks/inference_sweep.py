@@ -28,6 +28,17 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "lesions"
 
 
+def start_choice_run(split: str, threads: int | None) -> None:
+    """Warn when choices are scored on 'test', set the torch threads, print the command."""
+    import torch
+
+    if split == "test":
+        print("note: choices must be made on 'val'; 'test' only reports the chosen one.", file=sys.stderr)
+    if threads:
+        torch.set_num_threads(threads)
+    print("command: python " + " ".join(sys.argv), flush=True)
+
+
 def main() -> int:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     import torch
@@ -49,11 +60,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", help="write the table here")
     args = ap.parse_args()
-    if args.split == "test":
-        print("note: inference settings must be chosen on 'val'; 'test' only reports the chosen one.", file=sys.stderr)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print("command: python " + " ".join(sys.argv), flush=True)
+    start_choice_run(args.split, args.threads)
     models = [ss.load_segmenter(m).eval() for m in args.model]
     thresholds = args.thresholds or [models[0].config.threshold]
     items = []

@@ -43,7 +43,7 @@ def crop_box(mask: np.ndarray, margin: float) -> tuple[int, int, int, int] | Non
 
 def main() -> int:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-    import torch
+    from inference_sweep import start_choice_run
     from tqdm.auto import tqdm
 
     import skinseg as ss
@@ -59,11 +59,7 @@ def main() -> int:
     ap.add_argument("--margins", nargs="+", type=float, default=[0.15, 0.35])
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
-    if args.split == "test":
-        print("note: choices must be made on 'val'; 'test' only reports the chosen one.", file=sys.stderr)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print("command: python " + " ".join(sys.argv), flush=True)
+    start_choice_run(args.split, args.threads)
     model = ss.load_segmenter(args.model).eval()
     threshold = model.config.threshold
     items = [(Path(d).name, im, mk) for d in args.data
