@@ -2,9 +2,10 @@
 
 For every image of a split: the model's probability map (with its TTA default), the
 mask ``skinseg segment`` would write, then a second pass on the crop around that mask
-(its bounding box grown by ``margin`` of its size on each side, plus 8 px), mapped back
-into the full map either replacing the first pass there or averaged with it. Crops that
-would cover more than 80 % of the image are skipped (the first pass stands). Prints
+(``skinseg.crops.crop_box``: a square of side (1 + 2 margin) times the mask's
+bounding-box long side, clipped to the image), mapped back into the full map either
+replacing the first pass there or averaged with it. Crops that would cover more than
+80 % of the image are skipped (the first pass stands). Prints
 per-image macro-mean Dice / IoU / ISIC thresholded Jaccard for each variant, per data
 folder and overall, then the first pass's failures (IoU < 0.65) with recall and precision,
 so under- and over-segmentation can be told apart. Choose on ``val``, never on ``test``.
@@ -27,18 +28,17 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "lesions"
 
 
-def crop_box(mask: np.ndarray, margin: float) -> tuple[int, int, int, int] | None:
-    """(y0, y1, x0, x1) around ``mask`` grown by ``margin`` of its size + 8 px; None if empty or > 80 %."""
+def zoom_box(mask: np.ndarray, margin: float) -> tuple[int, int, int, int] | None:
+    """:func:`skinseg.crops.crop_box` (the classifier's square crop) clipped to the image, as
+    (y0, y1, x0, x1); None if the mask is empty or the box covers more than 80 % of the image."""
+    from skinseg.crops import crop_box
+
     if not mask.any():
         return None
-    h_img, w_img = mask.shape
-    ys, xs = np.nonzero(mask)
-    y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
-    my, mx = round(margin * (y1 - y0)) + 8, round(margin * (x1 - x0)) + 8
-    y0, y1, x0, x1 = max(0, y0 - my), min(h_img, y1 + my), max(0, x0 - mx), min(w_img, x1 + mx)
-    if (y1 - y0) * (x1 - x0) > 0.8 * h_img * w_img:
-        return None
-    return y0, y1, x0, x1
+    h, w = mask.shape
+    top, left, bottom, right = crop_box(mask, margin=margin)
+    y0, y1, x0, x1 = max(0, top), min(h, bottom), max(0, left), min(w, right)
+    return None if (y1 - y0) * (x1 - x0) > 0.8 * h * w else (y0, y1, x0, x1)
 
 
 def main() -> int:
@@ -48,7 +48,7 @@ def main() -> int:
 
     import skinseg as ss
     from skinseg.data import read_manifest
-    from skinseg.metrics import dice_score, iou_score
+    from skinseg.metrics import ISIC_JACCARD_THRESHOLD as TJ, dice_score, iou_score, sensitivity_score
     from skinseg.postprocess import postprocess_mask
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -75,7 +75,7 @@ def main() -> int:
         m1 = postprocess_mask(p1, threshold=threshold)
         preds = {"first pass": m1}
         for margin in args.margins:
-            box = crop_box(m1, margin)
+            box = zoom_box(m1, margin)
             replace, average = p1.copy(), p1.copy()
             if box is not None:
                 y0, y1, x0, x1 = box
@@ -87,11 +87,9 @@ def main() -> int:
         for v, pred in preds.items():
             scores[v].append((source, dice_score(pred, truth), iou_score(pred, truth)))
         j = scores["first pass"][-1][2]
-        if j < 0.65:
-            inter = float((m1 & truth).sum())
-            recall, precision = inter / max(truth.sum(), 1), inter / max(m1.sum(), 1)
-            failures.append((j, image_path.stem, source, recall, precision,
-                             float(truth.mean()), float(m1.mean())))
+        if j < TJ:  # precision is the sensitivity with the roles of prediction and truth swapped
+            failures.append((j, image_path.stem, source, sensitivity_score(m1, truth),
+                             sensitivity_score(truth, m1), float(truth.mean()), float(m1.mean())))
     seconds = time.perf_counter() - t0
     print(f"{len(items)} images of split '{args.split}'; model {args.model}; {seconds:.0f} s")
     groups = sorted({s for s, _, _ in items}) + ["all"]
@@ -102,7 +100,7 @@ def main() -> int:
             d = np.array([r[1] for r in sel])
             j = np.array([r[2] for r in sel])
             print(f"{v:>22} {g:>16} {len(sel):4d} {d.mean():8.4f} {j.mean():8.4f} "
-                  f"{np.where(j >= 0.65, j, 0).mean():9.4f} {int((j < 0.65).sum()):10d}")
+                  f"{np.where(j >= TJ, j, 0).mean():9.4f} {int((j < TJ).sum()):10d}")
     print("aggregation: per-image metrics, macro mean over images (ISIC); "
           "thr.Jacc = IoU, or 0 where IoU < 0.65")
     print(f"\nfirst-pass failures (IoU < 0.65): {len(failures)}")
