@@ -1,9 +1,15 @@
 """skinseg: dermoscopy lesion segmentation, measurement and classification.
 
 Numpy arrays at the boundary: images are (H, W, 3) uint8 RGB, masks (H, W) bool,
-probability maps (H, W) float32. Torch-backed names are imported lazily, so
-``import skinseg`` and the numpy-only stages (io, preprocess, postprocess, metrics)
-do not import torch.
+probability maps (H, W) float32. Names are imported lazily from the table below
+(PEP 562), so ``import skinseg`` and the numpy-only stages (io, preprocess,
+postprocess, metrics) do not import torch, and neither does the ONNX inference path.
+
+Pipeline stages, each a module or package, importing only from earlier ones
+(``tests/test_architecture.py`` keeps it so)::
+
+    io -> preprocess, postprocess -> models -> inference -> training
+       -> metrics, crops, features -> report, classify -> runs -> cli
 """
 
 from __future__ import annotations
@@ -37,14 +43,15 @@ _LAZY: dict[str, str] = {
     "save_checkpoint": "models",
     "load_segmenter": "models",
     # inference
+    "Predictor": "inference",
     "predict_proba": "inference",
     "predict_proba_batch": "inference",
+    "segment": "inference",
     # postprocess
     "threshold": "postprocess",
     "keep_largest_component": "postprocess",
     "fill_holes": "postprocess",
     "postprocess_mask": "postprocess",
-    "segment": "postprocess",
     # features
     "lesion_features": "features",
     # crops and classifier
@@ -52,11 +59,15 @@ _LAZY: dict[str, str] = {
     "create_classifier": "classify",
     "load_classifier": "classify",
     "save_classifier": "classify",
+    # folder runs
+    "segment_folder": "runs",
+    "classify_folder": "runs",
 }
 
 _SUBMODULES = {
-    "io", "preprocess", "models", "losses", "data", "training", "inference",
-    "postprocess", "metrics", "features", "report", "folder", "testing", "errors", "cli", "crops", "classify",
+    "io", "preprocess", "models", "losses", "data", "training", "inference", "runs",
+    "postprocess", "metrics", "features", "report", "testing", "errors", "cli", "crops", "classify",
+    "folder", "onnx_backend",  # deprecated aliases of runs / inference (they warn on import)
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

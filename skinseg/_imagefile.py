@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import io
 import os
-import secrets
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -378,27 +376,6 @@ def _to_mask(
 
 
 # ----------------------------------------------------------------------------- writing helpers
-
-
-def _write_atomic(path: PathLike, data: bytes, *, overwrite: bool) -> None:
-    """Write ``data`` to a hidden temp file beside ``path``, fsync, then os.replace it into place."""
-    target = Path(_fspath(path))
-    if target.is_dir():
-        raise IsADirectoryError(f"'{target}' is a directory; pass a file path to write to.")
-    if not overwrite and target.exists():
-        raise FileExistsError(f"'{target}' already exists. Pass overwrite=True to replace it.")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 & ~umask, like open()
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _encode(ext: str, arr: np.ndarray, params: list[int], path: PathLike) -> bytes:

@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["RGBImage", "BinaryMask", "ProbMap", "IMAGE_EXTENSIONS", "IMAGE_MULTIPLE", "Device"]
+__all__ = ["RGBImage", "BinaryMask", "ProbMap", "IMAGE_EXTENSIONS", "IMAGE_MULTIPLE", "CROP_MODES", "Device"]
 
 RGBImage = npt.NDArray[np.uint8]
 """(H, W, 3) uint8 RGB image."""
@@ -22,5 +22,8 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".
 
 IMAGE_MULTIPLE = 32
 """Model inputs are padded so height and width are multiples of this (encoder stride)."""
+
+CROP_MODES: tuple[str, ...] = ("dilated_bbox", "masked", "mask_channel", "full")
+"""Lesion crop modes of :func:`skinseg.crops.crop_lesion` (and of a classifier's config)."""
 
 Device = Literal["cpu", "cuda"] | str

@@ -30,11 +30,10 @@ import cv2
 import numpy as np
 
 from ._checks import as_bool_mask, check_rgb_image
+from ._types import CROP_MODES
 from .errors import ConfigError, MaskShapeError, MaskValueError
 
 __all__ = ["CROP_MODES", "crop_box", "crop_lesion"]
-
-CROP_MODES = ("dilated_bbox", "masked", "mask_channel", "full")
 
 
 def crop_box(mask: np.ndarray, *, margin: float = 0.25) -> tuple[int, int, int, int]:

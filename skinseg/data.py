@@ -13,15 +13,18 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ._deps import import_albumentations
 from ._geometry import box_hw, fit_size, resize_image, resize_mask
 from .errors import ConfigError
 
 __all__ = [
+    "ManifestItem",
     "read_manifest",
     "collect_items",
     "train_augmentation",
@@ -38,28 +41,53 @@ AUGMENTATIONS = (
 """What :func:`train_augmentation` applies (jointly to image and mask; nearest for masks)."""
 
 
-def read_manifest(path: str | os.PathLike, splits: str | Sequence[str] | None = None) -> list[tuple[Path, Path]]:
-    """(image, mask) pairs listed in a dev-set ``manifest.csv``, optionally only some splits.
+@dataclass(frozen=True)
+class ManifestItem:
+    """One row of a dev-set manifest: image path, mask path (None if the file is absent), label, id."""
 
-    The manifest needs an ``id`` column (and ``split`` when ``splits`` is given);
-    images are ``images/<id>.jpg`` and masks ``masks/<id>.png`` beside it.
+    image: Path
+    mask: Path | None
+    label: str | None = None
+    id: str = ""
+
+
+def read_manifest(
+    source: str | os.PathLike, splits: str | Sequence[str] | None = None, *, label_column: str | None = None
+) -> list[ManifestItem]:
+    """The items listed in a dev-set ``manifest.csv`` (or a folder holding one), optionally only some splits.
+
+    The manifest needs an ``id`` column, ``split`` when ``splits`` is given and
+    ``label_column`` when given (its value becomes ``item.label``); images are
+    ``images/<id>.jpg`` and masks ``masks/<id>.png`` beside it (``item.mask`` is None
+    when that file does not exist). The one manifest reader of skinseg: segmentation
+    training (:func:`collect_items`) and classifier training both use it.
+
+    Raises
+    ------
+    FileNotFoundError
+        No manifest at ``source``.
+    ConfigError
+        A needed column is missing, or no row matches ``splits``.
     """
-    path = Path(path)
+    src = Path(source)
+    path = src / "manifest.csv" if src.is_dir() else src
     if not path.is_file():
-        raise FileNotFoundError(f"Manifest '{path}' not found. Pass a manifest.csv or an image folder.")
+        raise FileNotFoundError(f"Manifest '{path}' not found. Pass a manifest.csv, a folder holding one, or an image folder.")
     wanted = {splits} if isinstance(splits, str) else (set(splits) if splits is not None else None)
     root = path.parent
     items = []
-    with open(path, newline="") as fh:
+    with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
-        if reader.fieldnames is None or "id" not in reader.fieldnames:
-            raise ConfigError(f"Manifest '{path}' must have an 'id' column; got columns {reader.fieldnames}.")
-        if wanted is not None and "split" not in reader.fieldnames:
-            raise ConfigError(f"Manifest '{path}' has no 'split' column, so splits={sorted(wanted)} cannot be chosen.")
+        need = {"id"} | ({"split"} if wanted is not None else set()) | ({label_column} if label_column else set())
+        missing = sorted(need - set(reader.fieldnames or []))
+        if missing:
+            raise ConfigError(f"Manifest '{path}' lacks the column(s) {missing}; it has {reader.fieldnames}.")
         for row in reader:
             if wanted is not None and row["split"] not in wanted:
                 continue
-            items.append((root / "images" / f"{row['id']}.jpg", root / "masks" / f"{row['id']}.png"))
+            mask = root / "masks" / f"{row['id']}.png"
+            items.append(ManifestItem(root / "images" / f"{row['id']}.jpg", mask if mask.is_file() else None,
+                                      row[label_column] if label_column else None, row["id"]))
     if not items:
         raise ConfigError(f"Manifest '{path}' lists no images for splits {sorted(wanted or [])}.")
     return items
@@ -74,10 +102,16 @@ def collect_items(
     a ``masks/`` subfolder if present, else beside the images.
     """
     src = Path(source)
-    if src.is_file():
-        return read_manifest(src, splits)
-    if (src / "manifest.csv").is_file():
-        return read_manifest(src / "manifest.csv", splits)
+    if src.is_file() or (src / "manifest.csv").is_file():
+        items = read_manifest(src, splits)
+        lacking = [it.image for it in items if it.mask is None]
+        if lacking:
+            raise ConfigError(
+                f"{len(lacking)} image(s) listed in the manifest of '{src}' have no mask file, e.g. "
+                f"'{lacking[0].with_suffix('.png').name}' in '{lacking[0].parent.parent / 'masks'}'. "
+                "Add the masks or remove those rows."
+            )
+        return [(it.image, it.mask) for it in items]  # type: ignore[misc]
     if splits is not None:
         raise ConfigError(f"splits={splits!r} needs a manifest.csv, and '{src}' has none.")
     from .io import pair_images_and_masks
@@ -95,10 +129,9 @@ def collect_items(
 
 def train_augmentation(input_size: int, *, strength: float = 1.0, seed: int | None = None) -> Callable[..., dict[str, Any]]:
     """The albumentations training pipeline for images already scaled to the model box."""
-    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-    import albumentations as A
     import cv2
 
+    A = import_albumentations()
     h, w = box_hw(input_size)
     s = float(strength)
     return A.Compose([
@@ -123,10 +156,9 @@ def train_augmentation(input_size: int, *, strength: float = 1.0, seed: int | No
 
 def val_transform(input_size: int) -> Callable[..., dict[str, Any]]:
     """Deterministic transform: pad the scaled image to the model box (no randomness)."""
-    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-    import albumentations as A
     import cv2
 
+    A = import_albumentations()
     h, w = box_hw(input_size)
     return A.Compose([A.PadIfNeeded(min_height=h, min_width=w, border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0)])
 

@@ -130,6 +130,7 @@ __all__ = [
     "FEATURE_NAMES",
     "DERMOSCOPIC_COLORS",
     "COLOR_MIN_FRACTION",
+    "check_pixel_size",
     "lesion_features",
 ]
 
@@ -176,7 +177,8 @@ _BOX_OFFSETS = 4  # box grids shifted by 0, 1/4, 1/2, 3/4 of a box in x and y; c
 _COLOUR_CHUNK = 1 << 18  # distinct colours converted to Lab at a time
 
 
-def _check_pixel_size(value: object) -> float | None:
+def check_pixel_size(value: object) -> float | None:
+    """``value`` as a float millimetres-per-pixel (> 0, finite), or None; else :class:`ConfigError`."""
     if value is None:
         return None
     if (
@@ -400,7 +402,7 @@ def lesion_features(
     image = check_rgb_image(image)
     m = as_bool_mask(mask)
     check_same_hw(image, m, ("image", "mask"))
-    px = _check_pixel_size(pixel_size_mm)
+    px = check_pixel_size(pixel_size_mm)
     area = int(np.count_nonzero(m))
     if area == 0:
         raise MaskValueError(

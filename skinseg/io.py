@@ -12,12 +12,14 @@ names the file and says how to fix it.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from ._checks import as_bool_mask, check_positive_int, check_rgb_image
+from ._files import atomic_write
 from ._imagefile import (
     PathLike,
     _decode,
@@ -27,7 +29,6 @@ from ._imagefile import (
     _read_bytes,
     _to_mask,
     _to_rgb,
-    _write_atomic,
 )
 from ._types import IMAGE_EXTENSIONS, BinaryMask, RGBImage
 from .errors import ConfigError
@@ -37,8 +38,12 @@ __all__ = [
     "read_mask",
     "write_image",
     "write_mask",
+    "encode_image",
+    "encode_mask",
     "image_size",
     "list_images",
+    "scan_images",
+    "ImageScan",
     "pair_images_and_masks",
 ]
 
@@ -221,12 +226,26 @@ def write_mask(path: PathLike, mask: np.ndarray, *, overwrite: bool = False) -> 
     >>> int(read_mask(path).sum())
     4
     """
-    binary = as_bool_mask(mask)
     p = _fspath(path)
     if Path(p).suffix.lower() != ".png":
         raise ConfigError(f"`path` must end in .png (masks are stored losslessly); got '{p}'. Rename it.")
-    data = _encode(".png", np.where(binary, np.uint8(255), np.uint8(0)), [], path)
-    _write_atomic(path, data, overwrite=overwrite)
+    atomic_write(p, encode_mask(mask), overwrite=overwrite)
+
+
+def encode_mask(mask: np.ndarray) -> bytes:
+    """The bytes :func:`write_mask` writes: an 8-bit single-channel PNG with values {0, 255}."""
+    binary = as_bool_mask(mask)
+    return _encode(".png", np.where(binary, np.uint8(255), np.uint8(0)), [], "mask")
+
+
+def encode_image(image: np.ndarray, ext: str = ".png") -> bytes:
+    """The bytes :func:`write_image` writes for an RGB uint8 image: PNG, or JPEG (quality 95) for ``.jpg``."""
+    image = check_rgb_image(image)
+    ext = ext.lower()
+    if ext not in (".png", ".jpg", ".jpeg"):
+        raise ConfigError(f"`ext` must be .png, .jpg or .jpeg; got '{ext}'.")
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext != ".png" else []
+    return _encode(ext, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params, "image")
 
 
 def write_image(path: PathLike, image: np.ndarray, *, overwrite: bool = False) -> None:
@@ -269,9 +288,7 @@ def write_image(path: PathLike, image: np.ndarray, *, overwrite: bool = False) -
     ext = Path(p).suffix.lower()
     if ext not in (".png", ".jpg", ".jpeg"):
         raise ConfigError(f"`path` must end in .png, .jpg or .jpeg; got '{p}'. Use one of those extensions.")
-    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext != ".png" else []
-    data = _encode(ext, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params, path)
-    _write_atomic(path, data, overwrite=overwrite)
+    atomic_write(p, encode_image(image, ext), overwrite=overwrite)
 
 
 # ----------------------------------------------------------------------------- folders
@@ -286,6 +303,77 @@ def _check_folder(folder: PathLike, name: str) -> Path:
     else:
         return d
     raise err
+
+
+@dataclass(frozen=True)
+class ImageScan:
+    """What :func:`scan_images` found: the image files, and every other entry by why it was left out.
+
+    ``skipped`` maps a reason to the paths: ``"mask_suffix"`` (stem ends with the mask
+    suffix, taken for a mask), ``"subfolder"`` (a folder, not searched without
+    ``recursive``), ``"not_an_image_name"`` (another file ending), ``"hidden"`` (name
+    starts with a dot), ``"dangling_link"``, ``"directory_named_like_an_image"`` and
+    ``"special_file"`` (FIFO, socket, device). Empty reasons are left out.
+    """
+
+    images: list[Path]
+    skipped: dict[str, list[Path]]
+
+    def skipped_counts(self) -> dict[str, int]:
+        """``{reason: number of entries}`` for every reason with at least one entry."""
+        return {k: len(v) for k, v in self.skipped.items() if v}
+
+
+def scan_images(folder: PathLike, *, recursive: bool = False, exclude_suffix: str | None = None) -> ImageScan:
+    """List the image files of a folder (sorted) and account for every other entry (see :class:`ImageScan`).
+
+    An image is a non-hidden regular file (or a link to one) whose name ends in one of
+    ``skinseg._types.IMAGE_EXTENSIONS`` (any case) and whose stem does not end with
+    ``exclude_suffix``. With ``recursive`` non-hidden sub-folders are searched too.
+    """
+    import stat as stat_mod
+
+    root = _check_folder(folder, "folder")
+    if exclude_suffix == "":
+        raise ConfigError(
+            "`exclude_suffix` must be a non-empty string or None; got ''. Pass None to keep all files."
+        )
+    found: list[Path] = []
+    skipped: dict[str, list[Path]] = {}
+
+    def skip(reason: str, path: Path) -> None:
+        skipped.setdefault(reason, []).append(path)
+
+    for dirpath, dirnames, filenames in os.walk(root):
+        base = Path(dirpath)
+        for d in list(dirnames):
+            path = base / d
+            if d.startswith("."):
+                skip("hidden", path)
+            elif path.suffix.lower() in IMAGE_EXTENSIONS:
+                skip("directory_named_like_an_image", path)
+            elif not recursive:
+                skip("subfolder", path)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")] if recursive else []
+        for name in filenames:
+            path = base / name
+            if name.startswith("."):
+                skip("hidden", path)
+                continue
+            try:
+                mode = os.stat(path).st_mode
+            except OSError:
+                skip("dangling_link", path)
+                continue
+            if not stat_mod.S_ISREG(mode):
+                skip("special_file", path)
+            elif path.suffix.lower() not in IMAGE_EXTENSIONS:
+                skip("not_an_image_name", path)
+            elif exclude_suffix and path.stem.endswith(exclude_suffix):
+                skip("mask_suffix", path)
+            else:
+                found.append(path)
+    return ImageScan(sorted(found), {k: sorted(v) for k, v in sorted(skipped.items())})
 
 
 def list_images(
@@ -307,7 +395,8 @@ def list_images(
     -------
     paths : list of Path
         ``folder / relative path`` of every non-hidden file whose name ends in
-        one of ``skinseg._types.IMAGE_EXTENSIONS`` (any case), sorted.
+        one of ``skinseg._types.IMAGE_EXTENSIONS`` (any case), sorted. Use
+        :func:`scan_images` to also learn what was left out and why.
 
     Raises
     ------
@@ -326,24 +415,7 @@ def list_images(
     >>> [p.name for p in list_images(d, exclude_suffix="_mask")]
     ['b.png']
     """
-    root = _check_folder(folder, "folder")
-    if exclude_suffix == "":
-        raise ConfigError(
-            "`exclude_suffix` must be a non-empty string or None; got ''. Pass None to keep all files."
-        )
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")] if recursive else []
-        for name in filenames:
-            path = Path(dirpath) / name
-            if (
-                not name.startswith(".")
-                and path.suffix.lower() in IMAGE_EXTENSIONS
-                and not (exclude_suffix and path.stem.endswith(exclude_suffix))
-                and path.is_file()
-            ):
-                found.append(path)
-    return sorted(found)
+    return scan_images(folder, recursive=recursive, exclude_suffix=exclude_suffix).images
 
 
 def _by_stem(paths: list[Path], what: str) -> dict[str, Path]:

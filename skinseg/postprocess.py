@@ -7,8 +7,6 @@ never modified and an empty mask stays empty.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from scipy import ndimage
 
@@ -22,7 +20,6 @@ __all__ = [
     "remove_small_components",
     "fill_holes",
     "postprocess_mask",
-    "segment",
 ]
 
 
@@ -193,19 +190,3 @@ def postprocess_mask(
 _threshold = threshold
 _fill_holes = fill_holes
 
-
-def segment(model: Any, image: np.ndarray, *, threshold: float | None = None, tta: bool | None = None,
-            largest_component: bool = True, fill_holes: bool = True, preprocess: bool = True) -> np.ndarray:
-    """Lesion mask of ``image``: :func:`predict_proba` then threshold and clean-up.
-
-    ``threshold`` defaults to the model's stored decision threshold and ``tta``
-    (flip test-time augmentation) to the model's stored ``config.tta``. With
-    ``largest_component`` only the largest connected region is kept; with
-    ``fill_holes`` enclosed holes are filled.
-    """
-    from .inference import predict_proba
-
-    config = getattr(model, "config", None)
-    prob = predict_proba(model, image, tta=tta, preprocess=preprocess)
-    thr = config.threshold if threshold is None else threshold
-    return postprocess_mask(prob, threshold=thr, largest_component=largest_component, fill_holes=fill_holes)

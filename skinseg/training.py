@@ -1,5 +1,13 @@
-"""Training loop for segmenters: AdamW, cosine schedule, early stopping,
-best-on-validation-Dice checkpoint, resumable from the last epoch.
+"""Training: one epoch loop shared by segmenters and classifiers, and the segmenter's ``fit``.
+
+:func:`run_epochs` owns what every training run does: learning-rate schedule, one pass
+per epoch (:func:`train_one_epoch`, tqdm bar), validation, early stopping, the
+best-so-far checkpoint, the resume state after every epoch (:func:`save_resume_state`,
+read back with ``weights_only=True``), ``history.csv``/``.json`` and the learning-curve
+plot. What differs between a segmenter and a classifier -- the batches of an epoch, the
+validation scores, how the best model is saved -- comes in a :class:`TrainingTask`.
+:func:`fit` is the segmenter's task (Dice, AdamW, cosine schedule);
+:func:`skinseg.classify.fit_classifier` is the classifier's.
 
 ``fit`` writes into ``out_dir``:
 
@@ -17,21 +25,28 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-from .errors import ConfigError
+from ._figures import new_figure, save_figure
+from ._files import atomic_output, atomic_write
+from .errors import CheckpointError, ConfigError
 from .losses import create_loss
-from .models.checkpoint import _atomic_write_bytes, save_checkpoint
+from .models.checkpoint import save_checkpoint
 
 __all__ = [
     "TrainConfig",
+    "TrainingTask",
     "fit",
+    "run_epochs",
+    "seed_everything",
     "evaluate_dice",
+    "cosine_lr_factor",
     "plot_history",
     "train_one_epoch",
     "save_resume_state",
@@ -71,7 +86,13 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def _seed_everything(seed: int) -> None:
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global generators (training only; call it before building the model).
+
+    On the CPU a seeded run repeats bit for bit (same data, same batch order, same
+    augmentation, same initial weights). On a GPU some cuDNN kernels are not
+    deterministic, so losses agree only approximately.
+    """
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 - albumentations/torch workers may consult it
     torch.manual_seed(seed)
@@ -117,13 +138,9 @@ def _lr_factor(epoch: int, config: TrainConfig) -> float:
 
 def plot_history(history: list[dict[str, Any]], path: str | os.PathLike) -> None:
     """Write a learning-curve PNG (loss and validation Dice per epoch)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     epochs = [h["epoch"] for h in history]
-    fig, ax1 = plt.subplots(figsize=(7, 4), dpi=100)
+    fig = new_figure((7, 4))
+    ax1 = fig.add_subplot()
     ax1.plot(epochs, [h["train_loss"] for h in history], "o-", color="tab:blue", label="train loss")
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("train loss", color="tab:blue")
@@ -136,11 +153,7 @@ def plot_history(history: list[dict[str, Any]], path: str | os.PathLike) -> None
     ax2.set_title(f"best val Dice {best['val_dice']:.4f} at epoch {best['epoch']}")
     fig.legend(loc="lower center", ncol=3, fontsize=8)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 def train_one_epoch(model: torch.nn.Module, loader: Any, loss_fn: Any, optimizer: Any, *, n_batches: int,
@@ -180,8 +193,8 @@ def write_history(history: list[dict[str, Any]], out: Path, plot: Any = None) ->
     """Write ``history.csv`` / ``history.json`` atomically, then ``learning_curve.png`` with ``plot``."""
     keys = list(history[0])
     lines = [",".join(keys)] + [",".join(str(h[k]) for k in keys) for h in history]
-    _atomic_write_bytes(out / "history.csv", ("\n".join(lines) + "\n").encode())
-    _atomic_write_bytes(out / "history.json", json.dumps(history, indent=1).encode())
+    atomic_write(out / "history.csv", "\n".join(lines) + "\n")
+    atomic_write(out / "history.json", json.dumps(history, indent=1))
     (plot or plot_history)(history, out / "learning_curve.png")
 
 
@@ -203,9 +216,8 @@ def save_resume_state(
         "history": json.dumps(history),
         **extra,
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_resume_state(
@@ -215,8 +227,6 @@ def load_resume_state(
 
     Returns (the raw state, the history, the first epoch still to train).
     """
-    from .errors import CheckpointError
-
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         network.load_state_dict(state["model"])
@@ -228,6 +238,146 @@ def load_resume_state(
         ) from exc
     torch.set_rng_state(state["torch_rng"])
     return state, json.loads(state["history"]), int(state["epoch"]) + 1
+
+
+class TrainingTask(Protocol):
+    """The parts of a training run that differ between a segmenter and a classifier (see :func:`run_epochs`)."""
+
+    monitor: str
+    """History key of the validation score to maximise (early stopping, best checkpoint)."""
+    monitor_label: str
+    """How messages name it, e.g. "val Dice"."""
+
+    def loader(self, epoch: int) -> Iterable[Any]:
+        """The (input, target) batches of ``epoch`` (0-based), seeded for that epoch."""
+
+    def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+        """Validation scores (keys starting with ``val_``)."""
+
+    def save_best(self, model: torch.nn.Module, metadata: dict[str, Any]) -> None:
+        """Save ``model`` as the best so far (``metadata`` holds the epoch, scores and config)."""
+
+    def plot(self, history: list[dict[str, Any]], path: Path) -> None:
+        """Write the learning-curve PNG."""
+
+    def describe(self, scores: dict[str, float]) -> str:
+        """One line of validation scores for the epoch log."""
+
+
+def run_epochs(
+    model: torch.nn.Module,
+    task: TrainingTask,
+    *,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    epochs: int,
+    patience: int,
+    out_dir: Path,
+    n_batches: int,
+    lr_at: Callable[[int], float] | None = None,
+    plateau: Any = None,
+    train_config: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+    device: str = "cpu",
+    channels_last: bool = False,
+    resume: bool = True,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """The epoch loop shared by every training run; returns the history (one dict per epoch).
+
+    Each epoch: set the learning rate (``lr_at(epoch)``, or a ReduceLROnPlateau
+    ``plateau`` stepped on the monitored score), train ``n_batches`` batches of
+    ``task.loader(epoch)``, score ``task.evaluate``; save the best model with
+    ``task.save_best``; write ``last.pt`` (resume state), ``history.csv``/``.json`` and
+    the plot. With ``resume`` and an existing ``last.pt`` training continues after its
+    epoch with the same state. Stops early after ``patience`` epochs without a gain.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    history: list[dict[str, Any]] = []
+    start_epoch, best = 0, -math.inf
+    last_path = out / "last.pt"
+    network = getattr(model, "network", model)
+    if resume and last_path.is_file():
+        state, history, start_epoch = load_resume_state(last_path, network=network, optimizer=optimizer)
+        if plateau is not None and state.get("plateau"):
+            plateau.load_state_dict(state["plateau"])
+        best = max((h[task.monitor] for h in history), default=-math.inf)
+        if progress:
+            print(f"resuming {out} after epoch {start_epoch} (best {task.monitor_label} so far {best:.4f})", flush=True)
+    stale = 0
+    if history:
+        stale = history[-1]["epoch"] - max(history, key=lambda h: h[task.monitor])["epoch"]
+    for epoch in range(start_epoch, epochs):
+        if stale >= patience:
+            if progress:
+                print(f"early stopping: no {task.monitor_label} gain for {stale} epochs", flush=True)
+            break
+        if lr_at is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(epoch)
+        lr = optimizer.param_groups[0]["lr"]
+        t0 = time.time()
+        losses = train_one_epoch(model, task.loader(epoch), loss_fn, optimizer, n_batches=n_batches, device=device,
+                                 channels_last=channels_last, desc=f"epoch {epoch + 1}/{epochs}", lr=lr,
+                                 progress=progress)
+        scores = task.evaluate(model)
+        if plateau is not None:
+            plateau.step(scores[task.monitor])
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": float(np.mean(losses)), **scores,
+               "seconds": round(time.time() - t0, 1)}
+        history.append(row)
+        improved = scores[task.monitor] > best
+        if improved:
+            best, stale = scores[task.monitor], 0
+            meta = dict(metadata or {})
+            meta.update({"train_config": dict(train_config or {}), "best_epoch": epoch + 1,
+                         "validation": {k: round(v, 6) for k, v in scores.items()}})
+            model.eval()
+            task.save_best(model, meta)
+        else:
+            stale += 1
+        save_resume_state(last_path, network=network, optimizer=optimizer, epoch=epoch, history=history,
+                          plateau=plateau.state_dict() if plateau is not None else {})
+        write_history(history, out, plot=task.plot)
+        if progress:
+            print(f"epoch {epoch + 1}: loss {row['train_loss']:.4f} {task.describe(scores)} ({row['seconds']} s)"
+                  f"{' *best*' if improved else ''}", flush=True)
+    model.eval()
+    return history
+
+
+class _SegmenterTask:
+    monitor, monitor_label = "val_dice", "val Dice"
+
+    def __init__(self, train_set: Any, val_set: Any, config: TrainConfig, out: Path, device: str) -> None:
+        from torch.utils.data import DataLoader
+
+        self.train_set, self.config, self.out, self.device = train_set, config, out, device
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, drop_last=True,
+                                       num_workers=config.num_workers, generator=self.generator)
+        self.val_loader = DataLoader(val_set, batch_size=config.batch_size, shuffle=False,
+                                     num_workers=config.num_workers)
+
+    def loader(self, epoch: int) -> Any:
+        transform = getattr(self.train_set, "transform", None)
+        if hasattr(transform, "set_random_seed"):
+            transform.set_random_seed(self.config.seed + epoch)
+        self.generator.manual_seed(self.config.seed + 1000 * epoch)
+        return self.train_loader
+
+    def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+        return evaluate_dice(model, self.val_loader, self.device)
+
+    def save_best(self, model: torch.nn.Module, metadata: dict[str, Any]) -> None:
+        save_checkpoint(model, self.out / "best", metadata=metadata)
+
+    def plot(self, history: list[dict[str, Any]], path: Path) -> None:
+        plot_history(history, path)
+
+    def describe(self, scores: dict[str, float]) -> str:
+        return f"val Dice {scores['val_dice']:.4f} IoU {scores['val_iou']:.4f}"
 
 
 def fit(
@@ -242,7 +392,7 @@ def fit(
     resume: bool = True,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """Train ``model`` and keep the best checkpoint on validation Dice.
+    """Train a segmenter and keep the best checkpoint on validation Dice.
 
     Parameters
     ----------
@@ -263,81 +413,29 @@ def fit(
     -------
     list of dict
         One row per epoch: epoch, lr, train_loss, val_dice, val_iou, seconds.
-    """
-    from torch.utils.data import DataLoader
 
+    Notes
+    -----
+    The global RNGs are seeded with ``config.seed`` here; seed them before creating the
+    model too (:func:`seed_everything`) for a bit-reproducible run on the CPU.
+    """
     config = config or TrainConfig()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    _seed_everything(config.seed)
+    seed_everything(config.seed)
     model = model.to(device).to(memory_format=torch.channels_last)
-    loss_fn = create_loss(config.loss)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     plateau = (
         torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=2, min_lr=config.min_lr)
         if config.schedule == "plateau" else None
     )
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
-    best_dice = -1.0
-    last_path = out / "last.pt"
-    if resume and last_path.is_file():
-        state, history, start_epoch = load_resume_state(last_path, network=model.network, optimizer=optimizer)
-        if plateau is not None and state.get("plateau"):
-            plateau.load_state_dict(state["plateau"])
-        best_dice = max((h["val_dice"] for h in history), default=-1.0)
-        if progress:
-            print(f"resuming {out} after epoch {start_epoch} (best val Dice so far {best_dice:.4f})", flush=True)
-    generator = torch.Generator().manual_seed(config.seed)
-    if start_epoch:
-        generator.manual_seed(config.seed + 1000 * start_epoch)
-    train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, drop_last=True,
-                              num_workers=config.num_workers, generator=generator)
-    val_loader = DataLoader(val_set, batch_size=config.batch_size, shuffle=False, num_workers=config.num_workers)
-    stale = 0
-    if history:
-        best_epoch = max(history, key=lambda h: h["val_dice"])["epoch"]
-        stale = history[-1]["epoch"] - best_epoch
-    for epoch in range(start_epoch, config.epochs):
-        if stale >= config.patience:
-            if progress:
-                print(f"early stopping: no val Dice gain for {stale} epochs", flush=True)
-            break
-        if hasattr(train_set, "transform") and hasattr(train_set.transform, "set_random_seed"):
-            train_set.transform.set_random_seed(config.seed + epoch)
-        generator.manual_seed(config.seed + 1000 * epoch)
-        if plateau is None:
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr * _lr_factor(epoch, config)
-        lr = optimizer.param_groups[0]["lr"]
-        model.train()
-        t0 = time.time()
-        n_batches = len(train_loader) if config.max_batches_per_epoch is None else min(
-            len(train_loader), config.max_batches_per_epoch)
-        losses = train_one_epoch(model, train_loader, loss_fn, optimizer, n_batches=n_batches, device=device,
-                                 channels_last=True, desc=f"epoch {epoch + 1}/{config.epochs}", lr=lr,
-                                 progress=progress)
-        scores = evaluate_dice(model, val_loader, device)
-        if plateau is not None:
-            plateau.step(scores["val_dice"])
-        row = {"epoch": epoch + 1, "lr": lr, "train_loss": float(np.mean(losses)), **scores,
-               "seconds": round(time.time() - t0, 1)}
-        history.append(row)
-        improved = scores["val_dice"] > best_dice
-        if improved:
-            best_dice = scores["val_dice"]
-            stale = 0
-            meta = dict(metadata or {})
-            meta.update({"train_config": config.to_dict(), "best_epoch": epoch + 1,
-                         "validation": {k: round(v, 6) for k, v in scores.items()}})
-            model.eval()
-            save_checkpoint(model, out / "best", metadata=meta)
-        else:
-            stale += 1
-        save_resume_state(last_path, network=model.network, optimizer=optimizer, epoch=epoch, history=history,
-                          plateau=plateau.state_dict() if plateau is not None else {})
-        write_history(history, out)
-        if progress:
-            print(f"epoch {epoch + 1}: loss {row['train_loss']:.4f} val Dice {scores['val_dice']:.4f} "
-                  f"IoU {scores['val_iou']:.4f} ({row['seconds']} s){' *best*' if improved else ''}", flush=True)
-    return history
+    task = _SegmenterTask(train_set, val_set, config, out, device)
+    n_batches = len(task.train_loader)
+    if config.max_batches_per_epoch is not None:
+        n_batches = min(n_batches, config.max_batches_per_epoch)
+    return run_epochs(
+        model, task, optimizer=optimizer, loss_fn=create_loss(config.loss), epochs=config.epochs,
+        patience=config.patience, out_dir=out, n_batches=n_batches,
+        lr_at=None if plateau is not None else (lambda epoch: config.lr * _lr_factor(epoch, config)),
+        plateau=plateau, train_config=config.to_dict(), metadata=metadata, device=device, channels_last=True,
+        resume=resume, progress=progress,
+    )

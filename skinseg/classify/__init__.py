@@ -1,28 +1,26 @@
 """Downstream lesion classifier on crops cut with the lesion mask (stage after segmentation).
 
-``create_classifier`` builds a timm network (offline ImageNet EfficientNet-Lite0
-by default); ``load_classifier("default")`` loads the bundled ensemble;
-``predict(model, image, mask)`` returns ``{label: probability}``; ``gradcam``
-explains a prediction; ``fit_classifier`` trains on precomputed crops.
+The networks, their config and checkpoints are in :mod:`skinseg.models` (re-exported
+here): ``create_classifier`` builds a timm network (offline ImageNet EfficientNet-Lite0
+by default) and ``load_classifier("default")`` loads the bundled ensemble. This package
+runs them: ``predict_proba(model, image, mask)`` -> (K,), ``predict_proba_batch`` ->
+(N, K), ``predict_label`` -> class name, ``predict`` -> ``{label: probability}``;
+``gradcam`` explains a prediction; ``fit_classifier`` trains on precomputed crops.
+Folders are classified by :func:`skinseg.runs.classify_folder` (``skinseg classify``).
 """
 
 from __future__ import annotations
 
-from .model import (
-    CLASS_NAMES,
-    Classifier,
-    ClassifierConfig,
-    ClassifierEnsemble,
-    create_classifier,
-    load_classifier,
-    save_classifier,
-)
+from ..models.checkpoint import load_classifier, save_classifier
+from ..models.classifiers import Classifier, ClassifierEnsemble, create_classifier
+from ..models.config import CLASS_NAMES, ClassifierConfig
+from .gradcam import gradcam, gradcam_overlay
 from .predict import (
     crops_to_tensor,
-    gradcam,
-    gradcam_overlay,
     predict,
+    predict_label,
     predict_proba,
+    predict_proba_batch,
     predict_proba_crops,
     prepare_crop,
 )
@@ -48,7 +46,9 @@ __all__ = [
     "gradcam",
     "gradcam_overlay",
     "predict",
+    "predict_label",
     "predict_proba",
+    "predict_proba_batch",
     "predict_proba_crops",
     "prepare_crop",
     "ClassifierTrainConfig",

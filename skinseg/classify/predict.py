@@ -1,7 +1,15 @@
-"""Classifier inference on (image, mask) pairs: crops, probabilities, optional flip TTA, Grad-CAM."""
+"""Classifier inference on (image, mask) pairs: lesion crops, class probabilities, optional flip TTA.
+
+Symmetric with the segmenter's API: :func:`predict_proba` takes one image (and its
+mask) and returns (K,) probabilities, :func:`predict_proba_batch` takes lists and
+returns (N, K), :func:`predict_label` returns the class name and :func:`predict` a
+``{label: probability}`` dict. Each member of an ensemble cuts its own crop (its crop
+mode and input size) and the members' softmax probabilities are averaged.
+"""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,17 +18,18 @@ import torch
 
 from .._checks import as_bool_mask, check_rgb_image
 from ..crops import crop_lesion
-from ..errors import MaskShapeError
-from .model import Classifier, ClassifierConfig, ClassifierEnsemble
+from ..errors import ConfigError, MaskShapeError
+from ..models.classifiers import Classifier, ClassifierEnsemble
+from ..models.config import ClassifierConfig
 
 __all__ = [
     "prepare_crop",
     "crops_to_tensor",
     "predict_proba",
+    "predict_proba_batch",
     "predict_proba_crops",
+    "predict_label",
     "predict",
-    "gradcam",
-    "gradcam_overlay",
 ]
 
 
@@ -76,41 +85,85 @@ def predict_proba_crops(
 ) -> np.ndarray:
     """Probabilities (N, K) for crops already cut by :func:`prepare_crop` for this (single) model's config."""
     if not isinstance(model, Classifier):
-        raise TypeError(
+        raise ConfigError(
             "predict_proba_crops takes one Classifier (ensemble members cut different crops); "
-            "use predict_proba(model, images, masks) for an ensemble."
+            "use predict_proba_batch(model, images, masks) for an ensemble."
         )
     return _member_proba(model, np.asarray(crops), tta, batch_size)
 
 
-def predict_proba(
+def _check_classifier(model: Any) -> None:
+    if not isinstance(model, Classifier | ClassifierEnsemble):
+        raise ConfigError(
+            f"`model` must be a skinseg Classifier or ClassifierEnsemble (load_classifier / create_classifier); "
+            f"got {type(model).__name__}."
+        )
+
+
+def predict_proba_batch(
     model: Classifier | ClassifierEnsemble,
-    images: np.ndarray | Sequence[np.ndarray],
-    masks: np.ndarray | Sequence[np.ndarray | None] | None = None,
+    images: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray | None] | None = None,
     *,
     tta: bool = False,
     batch_size: int = 16,
 ) -> np.ndarray:
-    """Class probabilities for one image (-> (K,)) or a list of images (-> (N, K)).
+    """Class probabilities (N, K) for lists of images and their lesion masks (None: no mask).
 
-    Each member of an ensemble cuts its own crop (its crop mode and size) and the
-    members' softmax probabilities are averaged. ``tta`` also averages over
-    horizontal/vertical flips.
+    Parameters
+    ----------
+    model : Classifier or ClassifierEnsemble
+    images : list of (H, W, 3) uint8 RGB
+    masks : list of (H, W) bool masks or None, optional
+        An empty or missing mask falls back to the whole image as the lesion box.
+    tta : bool
+        Also average over horizontal and vertical flips.
+    batch_size : int
+        Crops per forward pass.
     """
-    single = isinstance(images, np.ndarray) and images.ndim == 3
-    imgs = [images] if single else list(images)
-    if masks is None:
-        msks: list[Any] = [None] * len(imgs)
-    else:
-        msks = [masks] if single else list(masks)
+    _check_classifier(model)
+    if isinstance(images, np.ndarray):
+        raise ConfigError("`images` must be a list of (H, W, 3) arrays; for one image use predict_proba().")
+    imgs = list(images)
+    msks: list[Any] = [None] * len(imgs) if masks is None else list(masks)
     if len(msks) != len(imgs):
-        raise ValueError(f"{len(imgs)} images but {len(msks)} masks were given.")
+        raise ConfigError(f"{len(imgs)} images but {len(msks)} masks were given; pass one mask (or None) per image.")
+    k = len(model.class_names)
+    if not imgs:
+        return np.zeros((0, k), np.float32)
     probs = []
     for member in model.members:
-        crops = np.stack([prepare_crop(im, m, member.config)[0] for im, m in zip(imgs, msks)])
+        crops = np.stack([prepare_crop(im, m, member.config)[0] for im, m in zip(imgs, msks, strict=True)])
         probs.append(_member_proba(member, crops, tta, batch_size))
-    p = np.mean(probs, axis=0)
-    return p[0] if single else p
+    return np.mean(probs, axis=0)
+
+
+def predict_proba(
+    model: Classifier | ClassifierEnsemble,
+    image: np.ndarray,
+    mask: np.ndarray | None = None,
+    *,
+    tta: bool = False,
+    batch_size: int = 16,
+) -> np.ndarray:
+    """Class probabilities (K,) of one image and its lesion mask (None: no mask); they sum to 1.
+
+    Passing a list of images still works but is deprecated: use :func:`predict_proba_batch`.
+    """
+    if not (isinstance(image, np.ndarray) and image.ndim == 3):
+        if isinstance(image, list | tuple) or (isinstance(image, np.ndarray) and image.ndim == 4):
+            warnings.warn("predict_proba() with a list of images is deprecated; use predict_proba_batch().",
+                          FutureWarning, stacklevel=2)
+            return predict_proba_batch(model, list(image), mask, tta=tta, batch_size=batch_size)
+        check_rgb_image(image, "image")
+    return predict_proba_batch(model, [image], [mask], tta=tta, batch_size=batch_size)[0]
+
+
+def predict_label(
+    model: Classifier | ClassifierEnsemble, image: np.ndarray, mask: np.ndarray | None = None, *, tta: bool = False
+) -> str:
+    """The most probable class name of one image and its lesion mask."""
+    return str(model.class_names[int(np.argmax(predict_proba(model, image, mask, tta=tta)))])
 
 
 def predict(
@@ -122,85 +175,4 @@ def predict(
 ) -> dict[str, float]:
     """``{label: probability}`` for one image and its lesion mask (probabilities sum to 1)."""
     p = predict_proba(model, image, mask, tta=tta)
-    return {name: float(v) for name, v in zip(model.class_names, p)}
-
-
-def gradcam(
-    model: Classifier | ClassifierEnsemble,
-    image: np.ndarray,
-    mask: np.ndarray | None = None,
-    *,
-    target: int | str | None = None,
-) -> np.ndarray:
-    """Grad-CAM heatmap (Selvaraju et al. 2017) of ``target`` (default: the predicted class).
-
-    Uses the last convolutional feature map of each member; the maps of an
-    ensemble's members are averaged. Returns an (H, W) float32 map in [0, 1] on
-    the input image's grid (the crop box is mapped back; outside it the map is 0).
-    """
-    from ..crops import crop_box
-
-    check_rgb_image(image)
-    h, w = image.shape[:2]
-    names = list(model.class_names)
-    if target is None:
-        target_idx = int(np.argmax(predict_proba(model, image, mask)))
-    elif isinstance(target, str):
-        if target not in names:
-            raise ValueError(f"Unknown class {target!r}; classes: {', '.join(names)}.")
-        target_idx = names.index(target)
-    else:
-        target_idx = int(target)
-    total = np.zeros((h, w), np.float32)
-    for member in model.members:
-        crop, empty = prepare_crop(image, mask, member.config)
-        x = crops_to_tensor(crop[None], member.config).to(next(member.parameters()).device)
-        member.eval()
-        with torch.enable_grad():
-            feats = member.forward_features(x).detach().requires_grad_(True)
-            score = member.forward_head(feats)[0, target_idx]
-            (grad,) = torch.autograd.grad(score, feats)
-        weights = grad.mean(dim=(2, 3), keepdim=True)
-        cam = torch.relu((weights * feats).sum(1))[0].detach().cpu().numpy()
-        cam = cam / cam.max() if cam.max() > 0 else cam
-        total += _cam_to_image(cam, member.config, mask, empty, (h, w), crop_box)
-    total /= len(model.members)
-    return np.clip(total, 0, 1).astype(np.float32)
-
-
-def _cam_to_image(
-    cam: np.ndarray,
-    config: ClassifierConfig,
-    mask: np.ndarray | None,
-    empty: bool,
-    shape: tuple[int, int],
-    crop_box: Any,
-) -> np.ndarray:
-    import cv2
-
-    h, w = shape
-    if config.crop_mode == "full":
-        return cv2.resize(cam, (w, h), interpolation=cv2.INTER_LINEAR)
-    if empty:
-        m = np.ones((h, w), bool)
-        y0, x0, y1, x1 = crop_box(m, margin=0.0)
-    else:
-        y0, x0, y1, x1 = crop_box(as_bool_mask(mask), margin=config.margin)
-    side = y1 - y0
-    big = cv2.resize(cam, (side, side), interpolation=cv2.INTER_LINEAR)
-    out = np.zeros((h, w), np.float32)
-    sy0, sx0, sy1, sx1 = max(y0, 0), max(x0, 0), min(y1, h), min(x1, w)
-    out[sy0:sy1, sx0:sx1] = big[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0]
-    return out
-
-
-def gradcam_overlay(image: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.45) -> np.ndarray:
-    """Blend a [0, 1] heatmap (jet colour map) over the RGB image; returns a new uint8 RGB image."""
-    import cv2
-
-    check_rgb_image(image)
-    if heatmap.shape != image.shape[:2]:
-        raise MaskShapeError(f"heatmap is {heatmap.shape} but the image is {image.shape[:2]}.")
-    colour = cv2.applyColorMap(np.uint8(np.clip(heatmap, 0, 1) * 255), cv2.COLORMAP_JET)[..., ::-1]
-    weight = (alpha * np.clip(heatmap, 0, 1))[..., None]
-    return np.uint8(np.clip(image * (1 - weight) + colour * weight, 0, 255))
+    return {name: float(v) for name, v in zip(model.class_names, p, strict=True)}

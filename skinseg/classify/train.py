@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import os
-import random
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,16 +11,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import ConfigError, SkinsegError
+from .._deps import import_albumentations
+from .._figures import new_figure, save_figure
+from ..data import ManifestItem, read_manifest
+from ..errors import ConfigError
 from ..metrics import balanced_accuracy
-from ..training import (
-    cosine_lr_factor,
-    load_resume_state,
-    save_resume_state,
-    train_one_epoch,
-    write_history,
-)
-from .model import Classifier, save_classifier
+from ..models.checkpoint import save_classifier
+from ..models.classifiers import Classifier
+from ..training import cosine_lr_factor, run_epochs, seed_everything
 from .predict import crops_to_tensor, prepare_crop
 
 __all__ = [
@@ -37,53 +32,19 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class LabelledItem:
-    """One labelled image: its path, its lesion mask path (or None) and its diagnosis."""
-
-    image: Path
-    mask: Path | None
-    label: str
-    id: str = ""
+LabelledItem = ManifestItem
+"""One labelled image (:class:`skinseg.data.ManifestItem`: image, mask or None, label, id)."""
 
 
 def read_labelled_manifest(
     source: str | os.PathLike, splits: str | list[str] | None = None, label_column: str = "label"
-) -> list[LabelledItem]:
-    """Labelled items from a dev-set ``manifest.csv`` (or a folder holding one).
-
-    Needs columns ``id``, ``split`` (if ``splits`` is given) and ``label``; images are
-    ``images/<id>.jpg`` and masks ``masks/<id>.png`` beside the manifest.
-    """
-    src = Path(source)
-    path = src / "manifest.csv" if src.is_dir() else src
-    if not path.is_file():
-        raise SkinsegError(f"No manifest found at '{path}'. Pass a manifest.csv or a folder holding one.")
-    wanted = {splits} if isinstance(splits, str) else (set(splits) if splits is not None else None)
-    items = []
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        need = {"id", label_column} | ({"split"} if wanted else set())
-        missing = need - set(reader.fieldnames or [])
-        if missing:
-            raise SkinsegError(f"'{path}' lacks the column(s) {sorted(missing)}; it has {reader.fieldnames}.")
-        for row in reader:
-            if wanted is not None and row["split"] not in wanted:
-                continue
-            mask = path.parent / "masks" / f"{row['id']}.png"
-            items.append(
-                LabelledItem(
-                    path.parent / "images" / f"{row['id']}.jpg",
-                    mask if mask.is_file() else None,
-                    row[label_column],
-                    row["id"],
-                )
-            )
-    return items
+) -> list[ManifestItem]:
+    """Labelled items from a dev-set ``manifest.csv``: :func:`skinseg.data.read_manifest` with ``label_column``."""
+    return read_manifest(source, splits, label_column=label_column)
 
 
 def build_crops(
-    items: list[LabelledItem],
+    items: list[ManifestItem],
     config: Any,
     *,
     masks: dict[str, np.ndarray] | None = None,
@@ -118,9 +79,9 @@ def build_crops(
 
 def classifier_augmentation(size: int, *, seed: int | None = None) -> Any:
     """Albumentations pipeline for square lesion crops (a 4th mask channel is passed as ``mask``)."""
-    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-    import albumentations as A
     import cv2
+
+    A = import_albumentations()
 
     return A.Compose(
         [
@@ -227,13 +188,9 @@ def _evaluate(
 
 def plot_classifier_history(history: list[dict[str, Any]], path: str | os.PathLike) -> None:
     """Learning curve: training loss and validation balanced accuracy per epoch (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     ep = [h["epoch"] for h in history]
-    fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig = new_figure((9, 3.4), dpi=110)
+    ax = fig.subplots(1, 2)
     ax[0].plot(ep, [h["train_loss"] for h in history], "o-", label="train loss")
     ax[0].plot(ep, [h["val_nll"] for h in history], "s-", label="val NLL")
     ax[0].set_xlabel("epoch")
@@ -243,10 +200,42 @@ def plot_classifier_history(history: list[dict[str, Any]], path: str | os.PathLi
     ax[1].set_xlabel("epoch")
     ax[1].legend()
     fig.tight_layout()
-    tmp = Path(path).with_name(".tmp_" + Path(path).name)
-    fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
+
+
+class _ClassifierTask:
+    monitor, monitor_label = "val_balanced_accuracy", "val balanced accuracy"
+
+    def __init__(self, model: Classifier, train_set: Any, weights: np.ndarray, labels: np.ndarray,
+                 val: tuple[np.ndarray, np.ndarray], cfg: ClassifierTrainConfig, out: Path) -> None:
+        self.model, self.train_set, self.weights, self.labels = model, train_set, weights, labels
+        self.val, self.cfg, self.out = val, cfg, out
+        self.generator = torch.Generator()
+
+    def loader(self, epoch: int) -> Any:
+        from torch.utils.data import DataLoader, WeightedRandomSampler
+
+        self.generator.manual_seed(self.cfg.seed + 1000 * epoch)
+        self.train_set.transform.set_random_seed(self.cfg.seed + epoch)
+        if self.cfg.balance == "sampler":
+            sampler = WeightedRandomSampler(torch.from_numpy(self.weights[self.labels]).double(), len(self.labels),
+                                            replacement=True, generator=self.generator)
+            return DataLoader(self.train_set, batch_size=self.cfg.batch_size, sampler=sampler, drop_last=True)
+        return DataLoader(self.train_set, batch_size=self.cfg.batch_size, shuffle=True, drop_last=True,
+                          generator=self.generator)
+
+    def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+        return _evaluate(model, *self.val, self.cfg.batch_size)[0]  # type: ignore[arg-type]
+
+    def save_best(self, model: torch.nn.Module, metadata: dict[str, Any]) -> None:
+        model.metadata = metadata
+        save_classifier(model, self.out / "best", metadata=metadata)
+
+    def plot(self, history: list[dict[str, Any]], path: Path) -> None:
+        plot_classifier_history(history, path)
+
+    def describe(self, scores: dict[str, float]) -> str:
+        return f"val bal.acc {scores['val_balanced_accuracy']:.4f} acc {scores['val_accuracy']:.4f}"
 
 
 def fit_classifier(
@@ -266,10 +255,9 @@ def fit_classifier(
 
     Writes ``out_dir/best`` (safetensors + config.json), ``last.pt`` every epoch
     (loaded with ``weights_only=True`` to resume), ``history.csv``/``.json`` and
-    ``learning_curve.png``. Labels are class indices into ``model.class_names``.
+    ``learning_curve.png`` (the loop is :func:`skinseg.training.run_epochs`). Labels are
+    class indices into ``model.class_names``.
     """
-    from torch.utils.data import DataLoader, WeightedRandomSampler
-
     cfg = config or ClassifierTrainConfig()
     k = model.config.num_classes
     train_labels = np.asarray(train_labels, dtype=np.int64)
@@ -279,87 +267,21 @@ def fit_classifier(
     if train_labels.min() < 0 or train_labels.max() >= k:
         raise ConfigError(f"labels must be in 0..{k - 1}.")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)  # noqa: NPY002
-    torch.manual_seed(cfg.seed)
+    seed_everything(cfg.seed)
     weights = class_weights(train_labels, k)
     loss_w = torch.from_numpy(weights) if cfg.balance == "weights" else None
     loss_fn = torch.nn.CrossEntropyLoss(weight=loss_w, label_smoothing=cfg.label_smoothing)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    history: list[dict[str, Any]] = []
-    start, best = 0, -1.0
-    last = out / "last.pt"
-    if resume and last.is_file():
-        _, history, start = load_resume_state(last, network=model.network, optimizer=optimizer)
-        best = max((h["val_balanced_accuracy"] for h in history), default=-1.0)
-        if progress:
-            print(f"resuming {out} after epoch {start} (best val balanced accuracy {best:.4f})", flush=True)
     transform = classifier_augmentation(model.config.input_size, seed=cfg.seed)
     train_set = _CropDataset(train_crops, train_labels, model.config, transform)
-    generator = torch.Generator()
-    stale = 0
-    if history:
-        stale = history[-1]["epoch"] - max(history, key=lambda h: h["val_balanced_accuracy"])["epoch"]
-    for epoch in range(start, cfg.epochs):
-        if stale >= cfg.patience:
-            if progress:
-                print(f"early stopping: no val balanced accuracy gain for {stale} epochs", flush=True)
-            break
-        generator.manual_seed(cfg.seed + 1000 * epoch)
-        transform.set_random_seed(cfg.seed + epoch)
-        if cfg.balance == "sampler":
-            sampler = WeightedRandomSampler(
-                torch.from_numpy(weights[train_labels]).double(),
-                len(train_labels),
-                replacement=True,
-                generator=generator,
-            )
-            loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=True)
-        else:
-            loader = DataLoader(
-                train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True, generator=generator
-            )
-        lr = cfg.lr * cosine_lr_factor(epoch, epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs, lr=cfg.lr,
-                                       min_lr=cfg.min_lr)
-        for g in optimizer.param_groups:
-            g["lr"] = lr
-        model.train()
-        t0 = time.time()
-        n = len(loader) if cfg.max_batches_per_epoch is None else min(len(loader), cfg.max_batches_per_epoch)
-        losses = train_one_epoch(model, loader, loss_fn, optimizer, n_batches=n, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                                 lr=lr, progress=progress)
-        scores, _ = _evaluate(model, val_crops, val_labels, cfg.batch_size)
-        row = {
-            "epoch": epoch + 1,
-            "lr": lr,
-            "train_loss": float(np.mean(losses)),
-            **scores,
-            "seconds": round(time.time() - t0, 1),
-        }
-        history.append(row)
-        improved = scores["val_balanced_accuracy"] > best
-        if improved:
-            best, stale = scores["val_balanced_accuracy"], 0
-            meta = dict(metadata or {})
-            meta.update(
-                {
-                    "train_config": dataclasses.asdict(cfg),
-                    "best_epoch": epoch + 1,
-                    "validation": {kk: round(v, 6) for kk, v in scores.items()},
-                }
-            )
-            model.metadata = meta
-            save_classifier(model, out / "best", metadata=meta)
-        else:
-            stale += 1
-        save_resume_state(last, network=model.network, optimizer=optimizer, epoch=epoch, history=history)
-        write_history(history, out, plot=plot_classifier_history)
-        if progress:
-            print(
-                f"epoch {epoch + 1}: loss {row['train_loss']:.4f} val bal.acc {scores['val_balanced_accuracy']:.4f} "
-                f"acc {scores['val_accuracy']:.4f} ({row['seconds']} s){' *best*' if improved else ''}",
-                flush=True,
-            )
-    model.eval()
-    return history
+    task = _ClassifierTask(model, train_set, weights, train_labels, (val_crops, val_labels), cfg, out)
+    n_batches = len(train_labels) // cfg.batch_size
+    if cfg.max_batches_per_epoch is not None:
+        n_batches = min(n_batches, cfg.max_batches_per_epoch)
+    return run_epochs(
+        model, task, optimizer=optimizer, loss_fn=loss_fn, epochs=cfg.epochs, patience=cfg.patience, out_dir=out,
+        n_batches=n_batches,
+        lr_at=lambda epoch: cfg.lr * cosine_lr_factor(epoch, epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs,
+                                                      lr=cfg.lr, min_lr=cfg.min_lr),
+        train_config=dataclasses.asdict(cfg), metadata=metadata, resume=resume, progress=progress,
+    )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
+from typing import Any
 
 from ..errors import SkinsegError
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def resolve_device(name: str) -> str:
@@ -26,3 +29,36 @@ def has_manifest(src: str) -> bool:
     """True if ``src`` is a manifest CSV or a folder holding ``manifest.csv``."""
     p = Path(src)
     return (p.is_file() and p.suffix.lower() == ".csv") or (p / "manifest.csv").is_file()
+
+
+def cache_dir() -> Path:
+    """The user cache folder for ONNX exports: $SKINSEG_CACHE_DIR, else $XDG_CACHE_HOME/skinseg, else ~/.cache/skinseg.
+
+    Only the CLI reads environment variables; library functions take ``cache_dir=``.
+    """
+    if os.environ.get("SKINSEG_CACHE_DIR"):
+        return Path(os.environ["SKINSEG_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "skinseg"
+
+
+def report_run(result: Any, verb: str, extra: dict[str, Any] | None = None) -> None:
+    """Print a folder run's summary on stderr and its JSON on stdout (shared by segment and classify)."""
+    import json
+
+    print(f"{result.n_ok} of {result.n_images} images {verb} ({result.n_skipped} complete from an earlier run), "
+          f"{result.n_failed} failed; results in {result.results_csv}", file=sys.stderr)
+    for file, kind, message in result.failed[:10]:
+        print(f"  failed: {file}: {kind}: {message}", file=sys.stderr)
+    if result.n_failed > 10:
+        print(f"  ... and {result.n_failed - 10} more (see {result.results_csv.name})", file=sys.stderr)
+    if result.gone:
+        print(f"  {len(result.gone)} input(s) of the earlier run are gone; their rows and files were removed: "
+              f"{', '.join(result.gone[:5])}{' ...' if len(result.gone) > 5 else ''}", file=sys.stderr)
+    if result.not_taken:
+        kinds = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in result.not_taken.items())
+        print(f"  not taken as images: {kinds}", file=sys.stderr)
+    payload = {"images": result.n_images, "ok": result.n_ok, "failed": result.n_failed,
+               "processed": result.n_processed, "skipped": result.n_skipped, "gone": len(result.gone),
+               "not_taken": result.not_taken, "results": str(result.results_csv), **(extra or {})}
+    print(json.dumps(payload))

@@ -8,7 +8,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from ._common import EXIT_OK, EXIT_SOME_FAILED
+from ._common import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED
+
+CSV_FILE = "classification.csv"
 
 EPILOG = """\
 outputs (in OUT_DIR):
@@ -18,14 +20,16 @@ outputs (in OUT_DIR):
                             color_*, diameter_*; see README) unless --no-measure
   masks/<stem>_mask.png     the predicted lesion masks (without --masks)
   gradcam/<stem>_gradcam.png  Grad-CAM heatmap of the predicted class over the image (--gradcam)
-  rows.jsonl                per-image log used to resume: rerun the same command after an
-                            interruption and finished images are not redone
+  run.json, journal.jsonl   the settings and the per-image log used to resume: rerun the same
+                            command after an interruption and finished images are not redone;
+                            a rerun with other settings is refused (--overwrite starts afresh)
+  timings.csv               seconds per image
 
 An empty predicted mask (nothing found) is classified on the whole image and flagged in
 mask_empty. The classifier is a research tool, not a diagnostic device.
 
 exit codes: 0 all images classified; 3 some files failed (see classification.csv);
-2 usage or input error; 1 unexpected error.
+2 usage or input error; 1 unexpected error; 130 interrupted (rerun to resume).
 """
 
 
@@ -62,52 +66,66 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--convert", action="store_true", help="convert grayscale / 16-bit inputs instead of failing"
     )
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh: remove the outputs of the earlier run in OUT_DIR (only files it wrote)")
+    p.add_argument("--wait", action="store_true",
+                   help="if another skinseg run uses OUT_DIR, wait for it instead of exiting")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
+    import csv
+
     import torch
 
     from ..classify import load_classifier
-    from ..classify.batch import CSV_FILE, classify_folder
+    from ..runs import check_output_dir, classify_folder
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    check_output_dir(args.in_dir, args.out_dir)
     classifier = load_classifier(args.classifier)
     segmenter = None
     if args.masks is None:
         from ..models import load_segmenter
 
         segmenter = load_segmenter(args.segmenter)
-    rows = classify_folder(
-        args.in_dir,
-        args.out_dir,
-        classifier=classifier,
-        segmenter=segmenter,
-        masks_dir=args.masks,
-        mask_suffix=args.mask_suffix,
-        save_gradcam=args.gradcam,
-        measure=not args.no_measure,
-        pixel_size_mm=args.pixel_size_mm,
-        tta=args.tta,
-        convert=args.convert,
-    )
-    ok = [r for r in rows if r["status"] == "ok"]
-    failed = len(rows) - len(ok)
+    try:
+        result = classify_folder(
+            args.in_dir,
+            args.out_dir,
+            classifier=classifier,
+            segmenter=segmenter,
+            masks_dir=args.masks,
+            mask_suffix=args.mask_suffix,
+            save_gradcam=args.gradcam,
+            measure=not args.no_measure,
+            pixel_size_mm=args.pixel_size_mm,
+            tta=args.tta,
+            convert=args.convert,
+            overwrite=args.overwrite,
+            wait=args.wait,
+            progress=not args.quiet,
+        )
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished images are saved; rerun the same command to resume.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    with open(result.results_csv, newline="", encoding="utf-8") as fh:
+        predicted = Counter(r["predicted_label"] for r in csv.DictReader(fh) if r["status"] == "ok")
     print(
         json.dumps(
             {
-                "images": len(rows),
-                "classified": len(ok),
-                "failed": failed,
-                "predicted": dict(Counter(r["predicted_label"] for r in ok)),
+                "images": result.n_images,
+                "classified": result.n_ok,
+                "failed": result.n_failed,
+                "predicted": dict(predicted),
                 "csv": str(Path(args.out_dir) / CSV_FILE),
             }
         )
     )
-    if failed:
-        print(
-            f"{failed} file(s) failed; see the error column of {Path(args.out_dir) / CSV_FILE}",
-            file=sys.stderr,
-        )
+    if result.n_failed:
+        print(f"{result.n_failed} file(s) failed; see the error column of {result.results_csv}", file=sys.stderr)
+        for file, kind, message in result.failed[:10]:
+            print(f"  failed: {file}: {kind}: {message}", file=sys.stderr)
         return EXIT_SOME_FAILED
     return EXIT_OK

@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
+from ..errors import SkinsegError
 from ._common import EXIT_OK
 
 EPILOG = """\
 The file holds the network (input 'image' (N, 3, H, W) normalised float32, H and W
 multiples of 32; output 'logits' (N, 1, H, W)), dynamic batch/height/width, opset 17,
 and the model's config in its metadata. Use it with `skinseg segment --backend onnx`
-(save it as <checkpoint>/model.onnx to be picked up) or skinseg.onnx_backend.OnnxSegmenter.
+(save it as <checkpoint>/model.onnx to be picked up) or skinseg.inference.OnnxBackend.
 
 parity: the largest difference of lesion probabilities between ONNX Runtime and torch
 on random inputs of both orientations is printed; above --tolerance (default 1e-3) the
@@ -33,6 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", metavar="MODEL", help="checkpoint folder or bundled model name ('default')")
     p.add_argument("-o", "--out", required=True, metavar="FILE.onnx", help="destination file")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument("--overwrite", action="store_true", help="replace FILE.onnx if it exists")
     p.add_argument(
         "--tolerance",
         type=float,
@@ -42,11 +45,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..inference import export_onnx
     from ..models import load_segmenter
-    from ..onnx_backend import export_onnx
+    from ..models.checkpoint import checkpoint_fingerprint, resolve_checkpoint
 
-    model = load_segmenter(args.model, device="cpu")
-    diff = export_onnx(model, args.out, opset=args.opset, tolerance=args.tolerance)
+    target = Path(args.out)
+    if target.is_dir():
+        raise SkinsegError(f"-o '{target}' is a folder; pass a file name such as '{target / 'model.onnx'}'.")
+    if target.exists() and not args.overwrite:
+        raise SkinsegError(f"'{target}' already exists. Pass --overwrite to replace it, or choose another name.")
+    ckpt = resolve_checkpoint(args.model)
+    model = load_segmenter(ckpt, device="cpu")
+    diff = export_onnx(model, target, opset=args.opset, tolerance=args.tolerance, overwrite=args.overwrite,
+                       source_fingerprint=checkpoint_fingerprint(ckpt))
     print(
         f"exported {args.out}; parity: max |p_onnx - p_torch| = {diff:.2e} (tolerance {args.tolerance:g})",
         file=sys.stderr,

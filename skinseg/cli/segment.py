@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 from ..errors import SkinsegError
-from ._common import EXIT_OK, EXIT_SOME_FAILED, resolve_device
-
-EXIT_INTERRUPTED = 130
+from ._common import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, cache_dir, report_run, resolve_device
 
 EPILOG = """\
 outputs (in OUT_DIR):
@@ -23,14 +19,18 @@ outputs (in OUT_DIR):
                                asymmetry*, border_*, color_*, diameter_px, major_axis_px,
                                minor_axis_px, area_px, perimeter_px, diameter_mm, area_mm2
                                (empty for an empty mask; the mm columns need --pixel-size-mm)
+  run.json                     the settings of the run and a summary of the last run
+  journal.jsonl                one line per finished image (used to resume)
   timings.csv                  append-only log: seconds per image and stage, per run
-  run.json                     the settings of the run
 
-resume: rerunning the same command skips every image whose results.csv row is 'ok' and
-whose mask (and overlay) exist; all others (killed mid-way, or 'error') are redone. A
-killed and resumed run ends with the same bytes in masks, overlays and results.csv as an
-uninterrupted one. --overwrite starts afresh. Settings (--measure and --pixel-size-mm
-included) must match to resume.
+resume: rerunning the same command skips every image that finished 'ok' from the same
+input file (same size and modification time) and whose mask (and overlay) exist; all
+others (killed mid-way, 'error', or a changed input) are redone, and inputs that are gone
+are reported and their rows and files removed. A killed and resumed run ends with the same
+bytes in masks, overlays and results.csv as an uninterrupted one. --overwrite starts
+afresh, removing only the files the earlier run wrote. Settings (--measure and
+--pixel-size-mm included) must match to resume. One run at a time per OUT_DIR (a second
+one exits 2 naming the first, or waits with --wait).
 
 bad files (empty, truncated, corrupt, not an image, grayscale or 16-bit without --convert,
 transparent, larger than --max-pixels) get an 'error' row and the run goes on.
@@ -96,8 +96,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--backend",
         default="torch",
         choices=["torch", "onnx"],
-        help="torch, or onnx: ONNX Runtime on the CPU, often faster (uses <model>/model.onnx if it "
-        "matches, else exports once to OUT_DIR/.cache/)",
+        help="torch, or onnx: ONNX Runtime on the CPU, often faster (uses <model>/model.onnx if it was exported "
+        "from these weights, else exports once into the user cache folder, see SKINSEG_CACHE_DIR)",
     )
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
     p.add_argument(
@@ -107,7 +107,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--threads", type=int, default=None, help="torch/ONNX Runtime CPU threads (default: torch's)"
     )
     p.add_argument("--no-overlay", dest="overlay", action="store_false", help="do not write overlays")
-    p.add_argument("--overwrite", action="store_true", help="start afresh, replacing existing outputs")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh: remove the outputs of the earlier run in OUT_DIR (only files it wrote) and redo all",
+    )
+    p.add_argument(
+        "--wait", action="store_true", help="if another skinseg run uses OUT_DIR, wait for it instead of exiting"
+    )
     p.add_argument("--recursive", action="store_true", help="include sub-folders (outputs mirror them)")
     p.add_argument(
         "--mask-suffix",
@@ -143,80 +150,47 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _preprocess_arg(args: argparse.Namespace, model_preprocess: dict) -> object:
-    """'model' unless a flag is given; flags override the stored steps one by one."""
+    """'model' unless a flag is given; flags replace the stored steps one by one."""
     if args.hair_removal is None and args.denoise is None:
         return "model"
     from ..preprocess import PreprocessConfig
 
     stored = PreprocessConfig.from_dict(model_preprocess) if model_preprocess else PreprocessConfig()
-    fields = stored.to_dict()
-    for name, value in (("hair_removal", args.hair_removal), ("denoise", args.denoise)):
-        new = None if value == "none" else value
-        if value is not None and new != fields[name]:
-            fields[name] = new
-            params = "hair_params" if name == "hair_removal" else "denoise_params"
-            fields[params] = {}  # the stored parameters belonged to the replaced step
-    return PreprocessConfig.from_dict(fields)
-
-
-def _onnx_model(model: object, model_arg: str, out_dir: Path) -> object:
-    from ..folder import model_fingerprint
-    from ..models.checkpoint import bundled_model_dir
-    from ..onnx_backend import export_onnx, load_onnx_segmenter
-
-    fingerprint = model_fingerprint(model)
-    ckpt = Path(model_arg) if Path(model_arg).is_dir() else bundled_model_dir(model_arg)
-    shipped = ckpt / "model.onnx"
-    if shipped.is_file():
-        onnx_model = load_onnx_segmenter(shipped)
-        if onnx_model.source_fingerprint == fingerprint:
-            return onnx_model
-        print(f"note: '{shipped}' was exported from other weights; exporting a fresh copy", file=sys.stderr)
-    cached = out_dir / ".cache" / f"model-{fingerprint[:16]}.onnx"
-    if not cached.is_file():
-        print(f"exporting the model to ONNX: {cached}", file=sys.stderr, flush=True)
-        diff = export_onnx(model, cached, source_fingerprint=fingerprint)
-        print(f"ONNX parity: max |p_onnx - p_torch| = {diff:.2e}", file=sys.stderr)
-    return load_onnx_segmenter(cached)
+    steps = {name: (None if value == "none" else value)
+             for name, value in (("hair_removal", args.hair_removal), ("denoise", args.denoise)) if value is not None}
+    return stored.replace_steps(**steps)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from ..folder import check_output_dir, segment_folder
+    from ..inference import Predictor, load_backend
     from ..io import DEFAULT_MAX_PIXELS
-    from ..models import load_segmenter
+    from ..runs import check_output_dir, segment_folder
 
     if args.batch_size < 1 or args.workers < 1 or (args.threads is not None and args.threads < 1):
         raise SkinsegError("--batch-size, --workers and --threads must be integers >= 1.")
     if args.pixel_size_mm is not None and not args.measure:
-        raise SkinsegError(
-            "--pixel-size-mm is used only by the measurements; add --measure, or leave it out."
-        )
-    check_output_dir(args.in_dir, args.out_dir)  # before any export writes into OUT_DIR
-    if args.threads:
-        torch.set_num_threads(args.threads)
+        raise SkinsegError("--pixel-size-mm is used only by the measurements; add --measure, or leave it out.")
+    check_output_dir(args.in_dir, args.out_dir)  # before any model is loaded or exported
     if args.backend == "onnx":
         if args.device == "cuda":
-            raise SkinsegError(
-                "--backend onnx runs on the CPU; use --device cpu (or auto), or --backend torch."
-            )
+            raise SkinsegError("--backend onnx runs on the CPU; use --device cpu (or auto), or --backend torch.")
         device = "cpu"
     else:
         device = resolve_device(args.device)
-    model = load_segmenter(args.model, device=device)
-    preprocess = _preprocess_arg(args, model.config.preprocess)
-    if args.backend == "onnx":
-        model = _onnx_model(model, args.model, Path(args.out_dir))
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+    backend = load_backend(args.model, backend=args.backend, device=device, threads=args.threads,
+                           cache_dir=cache_dir())
+    predictor = Predictor(backend, tta=args.tta, batch_size=args.batch_size,
+                          preprocess=_preprocess_arg(args, backend.config.preprocess))
     try:
         result = segment_folder(
-            model,
+            predictor,
             args.in_dir,
             args.out_dir,
             threshold=args.threshold,
-            tta=args.tta,
-            preprocess=preprocess,
-            batch_size=args.batch_size,
             workers=args.workers,
             overlay=args.overlay,
             overwrite=args.overwrite,
@@ -227,29 +201,10 @@ def run(args: argparse.Namespace) -> int:
             measure=args.measure,
             pixel_size_mm=args.pixel_size_mm,
             progress=not args.quiet,
+            wait=args.wait,
         )
     except KeyboardInterrupt:
         print("\ninterrupted: finished images are saved; rerun the same command to resume.", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(
-        f"{result.n_ok} of {result.n_images} images segmented ({result.n_skipped} complete from an earlier "
-        f"run), {result.n_failed} failed; results in {result.results_csv}",
-        file=sys.stderr,
-    )
-    for file, kind, message in result.failed[:10]:
-        print(f"  failed: {file}: {kind}: {message}", file=sys.stderr)
-    if result.n_failed > 10:
-        print(f"  ... and {result.n_failed - 10} more (see results.csv)", file=sys.stderr)
-    print(
-        json.dumps(
-            {
-                "images": result.n_images,
-                "ok": result.n_ok,
-                "failed": result.n_failed,
-                "processed": result.n_processed,
-                "skipped": result.n_skipped,
-                "results": str(result.results_csv),
-            }
-        )
-    )
+    report_run(result, "segmented")
     return EXIT_SOME_FAILED if result.n_failed else EXIT_OK

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..errors import SkinsegError
 from ._common import EXIT_OK, has_manifest, resolve_device
 
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data import LesionSegDataset, collect_items, train_augmentation, val_transform
     from ..models import create_segmenter
-    from ..training import TrainConfig, fit
+    from ..training import TrainConfig, fit, seed_everything
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -79,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
         preprocess = PreprocessConfig(hair_removal=args.hair_removal, denoise=args.denoise).to_dict()
     weights = None if args.encoder_weights.lower() == "none" else args.encoder_weights
+    seed_everything(args.seed)  # before the model is built: its random initialisation is part of the run
     if args.init_from:
         from ..models import SegmenterEnsemble, load_segmenter
 

@@ -114,6 +114,9 @@ def run(args: argparse.Namespace) -> int:
 
     if set(names) == set(CLASS_NAMES):
         names = list(CLASS_NAMES)
+    from ..training import seed_everything
+
+    seed_everything(args.seed)  # before the new head is initialised
     if args.init_from:
         model = _init_from(args, names)
     else:

@@ -1,20 +1,58 @@
-"""Segmentation models: factory, registry, checkpoints and offline pretrained weights."""
+"""Models: segmenters and classifiers, their configs, registry, checkpoints and fingerprints.
+
+One model layer for both kinds of network:
+
+- :mod:`~skinseg.models.config` -- ``SegmenterConfig``, ``ClassifierConfig`` and the
+  normalisation constants (torch-free);
+- :mod:`~skinseg.models.registry` -- architecture names -> builders (torch-free);
+- :mod:`~skinseg.models.segmenters` / :mod:`~skinseg.models.classifiers` -- the networks;
+- :mod:`~skinseg.models.checkpoint` -- one safetensors + JSON checkpoint format, bundled
+  names, and model fingerprints (readable without torch);
+- :mod:`~skinseg.models.pretrained` -- offline ImageNet weights.
+
+Names are resolved lazily (PEP 562), so reading a config or a checkpoint's
+fingerprint does not import torch.
+"""
 
 from __future__ import annotations
 
-from .checkpoint import list_bundled_models, load_segmenter, read_checkpoint_config, save_checkpoint
-from .registry import list_segmenters, register_segmenter
-from .segmenters import Segmenter, SegmenterConfig, SegmenterEnsemble, create_segmenter
+import importlib
+from typing import Any
 
-__all__ = [
-    "Segmenter",
-    "SegmenterConfig",
-    "SegmenterEnsemble",
-    "create_segmenter",
-    "list_bundled_models",
-    "list_segmenters",
-    "load_segmenter",
-    "read_checkpoint_config",
-    "register_segmenter",
-    "save_checkpoint",
-]
+_LAZY: dict[str, str] = {
+    "SegmenterConfig": "config",
+    "ClassifierConfig": "config",
+    "CLASS_NAMES": "config",
+    "IMAGENET_MEAN": "config",
+    "IMAGENET_STD": "config",
+    "list_segmenters": "registry",
+    "register_segmenter": "registry",
+    "Segmenter": "segmenters",
+    "SegmenterEnsemble": "segmenters",
+    "create_segmenter": "segmenters",
+    "Classifier": "classifiers",
+    "ClassifierEnsemble": "classifiers",
+    "create_classifier": "classifiers",
+    "save_checkpoint": "checkpoint",
+    "save_classifier": "checkpoint",
+    "load_segmenter": "checkpoint",
+    "load_classifier": "checkpoint",
+    "read_checkpoint_config": "checkpoint",
+    "list_bundled_models": "checkpoint",
+    "model_fingerprint": "checkpoint",
+    "checkpoint_fingerprint": "checkpoint",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'skinseg.models' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,60 +1,209 @@
-"""Checkpoints: a directory with ``weights.safetensors`` and ``config.json``.
+"""Checkpoints of segmenters and classifiers: one format, one loader core.
 
-Loading never executes code from a file: weights are safetensors, the config is
-JSON, and the model is rebuilt from the config.
+A checkpoint is a directory with ``weights.safetensors`` (the network's state dict) and
+``config.json`` (``format``, ``skinseg_version``, the model's config and free
+``metadata``). An ensemble is a directory with ``ensemble.json`` and one such
+checkpoint per member (``member0``, ``member1``, ...). Bundled models live in
+``skinseg/weights/`` and load by name (``"default"``).
+
+Loading never executes code from a file: weights are safetensors, the config is JSON,
+and the model is rebuilt from the config. Reading a config, resolving a bundled name
+and computing a model's fingerprint (:func:`checkpoint_fingerprint`) need no torch.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .._imagefile import _write_atomic
+import numpy as np
+
+from .._files import atomic_write
 from ..errors import CheckpointError, ConfigError
 
-__all__ = ["save_checkpoint", "load_segmenter", "bundled_model_dir", "list_bundled_models", "read_checkpoint_config"]
+__all__ = [
+    "WEIGHTS_FILE",
+    "CONFIG_FILE",
+    "ENSEMBLE_FILE",
+    "BUNDLED_ROOT",
+    "save_checkpoint",
+    "save_classifier",
+    "load_segmenter",
+    "load_classifier",
+    "read_checkpoint_config",
+    "resolve_checkpoint",
+    "bundled_model_dir",
+    "list_bundled_models",
+    "model_fingerprint",
+    "checkpoint_fingerprint",
+]
 
 WEIGHTS_FILE = "weights.safetensors"
 CONFIG_FILE = "config.json"
 ENSEMBLE_FILE = "ensemble.json"
-_BUNDLED_ROOT = Path(__file__).resolve().parent.parent / "weights"
-_BUNDLED = {"default": "unet_lite0"}
+BUNDLED_ROOT = Path(__file__).resolve().parent.parent / "weights"
+"""Folder of the models shipped inside the package."""
+
+# kind -> (format of one model, format of an ensemble, bundled name -> folder in BUNDLED_ROOT)
+_KINDS: dict[str, tuple[str, str, dict[str, str]]] = {
+    "segmenter": ("skinseg-segmenter", "skinseg-segmenter-ensemble", {"default": "unet_lite0"}),
+    "classifier": ("skinseg-classifier", "skinseg-classifier-ensemble", {"default": "classifier_lite0"}),
+}
+_LOADER = {"segmenter": "skinseg.load_segmenter()", "classifier": "skinseg.load_classifier()"}
 
 
-def list_bundled_models() -> list[str]:
-    """Names accepted by :func:`load_segmenter` besides paths."""
-    return sorted(set(_BUNDLED) | {p.name for p in _BUNDLED_ROOT.glob("*") if _is_segmenter_dir(p)})
+# ----------------------------------------------------------------------------- locating checkpoints
 
 
-def _is_segmenter_dir(d: Path) -> bool:
-    if (d / ENSEMBLE_FILE).is_file():
-        return True
+def _read_json(path: Path) -> Any:
     try:
-        return json.loads((d / CONFIG_FILE).read_text()).get("format") == "skinseg-segmenter"
-    except (OSError, ValueError, AttributeError):
-        return False
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"Cannot read '{path}': {exc}. Re-save the checkpoint.") from exc
 
 
-def bundled_model_dir(name: str) -> Path:
-    """Directory of a model shipped inside the package."""
-    d = _BUNDLED_ROOT / _BUNDLED.get(name, name)
-    if not _is_segmenter_dir(d):
+def _kind_of(d: Path) -> str | None:
+    """'segmenter' / 'classifier' for a checkpoint folder (single or ensemble), else None."""
+    for name in (ENSEMBLE_FILE, CONFIG_FILE):
+        try:
+            fmt = json.loads((d / name).read_text(encoding="utf-8")).get("format")
+        except (OSError, ValueError, AttributeError):
+            continue
+        for kind, (single, ensemble, _) in _KINDS.items():
+            if fmt in (single, ensemble):
+                return kind
+    return None
+
+
+def list_bundled_models(kind: str = "segmenter") -> list[str]:
+    """Names accepted by :func:`load_segmenter` (``kind="segmenter"``) or :func:`load_classifier` besides paths."""
+    table = _KINDS[kind][2]
+    folders = {p.name for p in BUNDLED_ROOT.glob("*") if p.is_dir() and _kind_of(p) == kind}
+    return sorted(set(table) | (folders - set(table.values())))
+
+
+def bundled_model_dir(name: str, kind: str = "segmenter") -> Path:
+    """Directory of a model shipped inside the package (``kind``: "segmenter" or "classifier")."""
+    d = BUNDLED_ROOT / _KINDS[kind][2].get(name, name)
+    if _kind_of(d) != kind:
         raise CheckpointError(
-            f"The bundled model {name!r} is not installed (looked in '{d}'). Available: "
-            f"{', '.join(list_bundled_models()) or 'none'}. Pass a checkpoint directory instead."
+            f"The bundled {kind} {name!r} is not installed (looked in '{d}'). Available: "
+            f"{', '.join(list_bundled_models(kind)) or 'none'}. Pass a checkpoint directory instead."
         )
     return d
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    _write_atomic(path, data, overwrite=True)
+def resolve_checkpoint(path_or_name: str | os.PathLike, kind: str = "segmenter") -> Path:
+    """The checkpoint directory of a path or a bundled name; checks that it is complete."""
+    p = Path(path_or_name)
+    if p.is_dir():
+        if (p / ENSEMBLE_FILE).is_file():
+            return p
+        if not (p / CONFIG_FILE).is_file() or not (p / WEIGHTS_FILE).is_file():
+            saver = "save_checkpoint" if kind == "segmenter" else "save_classifier"
+            raise CheckpointError(
+                f"'{p}' is not a complete checkpoint: it needs {WEIGHTS_FILE} and {CONFIG_FILE} (or "
+                f"{ENSEMBLE_FILE}). Save one with skinseg.{saver}(model, dir)."
+            )
+        return p
+    if isinstance(path_or_name, str) and os.sep not in path_or_name and not p.exists():
+        return bundled_model_dir(path_or_name, kind)
+    raise CheckpointError(
+        f"Checkpoint '{p}' not found. Pass a directory holding {WEIGHTS_FILE} and {CONFIG_FILE}, "
+        f"or a bundled name: {', '.join(list_bundled_models(kind)) or 'none'}."
+    )
+
+
+def _single_payload(d: Path, kind: str) -> dict[str, Any]:
+    payload = _read_json(d / CONFIG_FILE)
+    if not isinstance(payload, dict) or "config" not in payload:
+        raise CheckpointError(f"'{d / CONFIG_FILE}' is not a skinseg checkpoint config (no 'config' entry).")
+    fmt = payload.get("format")
+    if kind == "classifier" and fmt != _KINDS[kind][0]:
+        raise CheckpointError(
+            f"'{d / CONFIG_FILE}' is not a classifier config (format {fmt!r}); segmenters load with "
+            f"{_LOADER['segmenter']}."
+        )
+    if kind == "segmenter" and fmt == _KINDS["classifier"][0]:
+        raise CheckpointError(
+            f"'{d / CONFIG_FILE}' is a classifier; load it with {_LOADER['classifier']}."
+        )
+    return payload
+
+
+def _ensemble_members(d: Path) -> tuple[dict[str, Any], list[str]]:
+    payload = _read_json(d / ENSEMBLE_FILE)
+    try:
+        names = [str(n) for n in payload["members"]]
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"Cannot read '{d / ENSEMBLE_FILE}': no member list ({exc}). Re-save the ensemble.") from exc
+    for n in names:
+        if Path(n).name != n or n in ("", ".", ".."):
+            raise CheckpointError(f"'{d / ENSEMBLE_FILE}' names member {n!r}, which is not a sub-folder name.")
+    return payload, names
+
+
+def read_checkpoint_config(path_or_name: str | os.PathLike) -> dict[str, Any]:
+    """Return the parsed ``config.json`` of a segmenter checkpoint directory or bundled name."""
+    d = resolve_checkpoint(path_or_name, "segmenter")
+    if (d / ENSEMBLE_FILE).is_file():
+        raise CheckpointError(
+            f"'{d}' is a segmenter ensemble: its settings are in '{d / ENSEMBLE_FILE}' and each member "
+            "(member0, member1, ...) has its own config.json. Load it with skinseg.load_segmenter()."
+        )
+    return _single_payload(d, "segmenter")
+
+
+# ----------------------------------------------------------------------------- saving
+
+
+def _save_single(network: Any, config: Any, out: Path, fmt: str, metadata: dict | None, weights_dtype: str) -> Path:
+    import torch
+    from safetensors.torch import save as save_bytes
+
+    from .. import __version__
+
+    if weights_dtype not in ("float32", "float16"):
+        raise ConfigError(f"`weights_dtype` must be 'float32' or 'float16'; got {weights_dtype!r}.")
+    target = torch.float16 if weights_dtype == "float16" else torch.float32
+    state = {k: (v.to(target) if v.is_floating_point() else v).detach().cpu().contiguous()
+             for k, v in network.state_dict().items()}
+    payload = {"format": fmt, "skinseg_version": __version__, "config": config.to_dict(), "metadata": metadata or {}}
+    try:
+        text = json.dumps(payload, indent=2)
+    except TypeError as exc:
+        raise ConfigError(f"`metadata` must be JSON-serialisable: {exc}") from exc
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / WEIGHTS_FILE, save_bytes(state))
+    atomic_write(out / CONFIG_FILE, text)
+    return out
+
+
+def _save_ensemble(members: list[Any], save_member: Any, out: Path, fmt: str, extra: dict[str, Any],
+                   metadata: dict | None, weights_dtype: str) -> Path:
+    from .. import __version__
+
+    out.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i, member in enumerate(members):
+        save_member(member, out / f"member{i}", metadata=getattr(member, "metadata", {}), weights_dtype=weights_dtype)
+        names.append(f"member{i}")
+    payload = {"format": fmt, "skinseg_version": __version__, "members": names, **extra, "metadata": metadata or {}}
+    try:
+        text = json.dumps(payload, indent=2)
+    except TypeError as exc:
+        raise ConfigError(f"`metadata` must be JSON-serialisable: {exc}") from exc
+    atomic_write(out / ENSEMBLE_FILE, text)
+    return out
 
 
 def save_checkpoint(model: Any, path: str | os.PathLike, *, metadata: dict[str, Any] | None = None,
                     weights_dtype: str = "float32") -> Path:
-    """Save ``model`` (a :class:`Segmenter`) as ``path/weights.safetensors`` + ``path/config.json``.
+    """Save a :class:`Segmenter` as ``path/weights.safetensors`` + ``path/config.json``.
 
     ``metadata`` (JSON-serialisable: training data, scores, ...) is stored beside
     the config. ``weights_dtype="float16"`` stores floating-point tensors at half
@@ -64,95 +213,65 @@ def save_checkpoint(model: Any, path: str | os.PathLike, *, metadata: dict[str, 
     A :class:`SegmenterEnsemble` is saved as ``path/ensemble.json`` (threshold,
     TTA default, metadata) and one checkpoint per member (``member0``, ...).
     """
-    import torch
-
-    from safetensors.torch import save as save_bytes
-
-    from .. import __version__
     from .segmenters import SegmenterEnsemble
 
+    single, ensemble, _ = _KINDS["segmenter"]
     if isinstance(model, SegmenterEnsemble):
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
-        names = []
-        for i, member in enumerate(model.members):
-            save_checkpoint(member, out / f"member{i}", metadata=getattr(member, "metadata", {}),
-                            weights_dtype=weights_dtype)
-            names.append(f"member{i}")
-        payload = {
-            "format": "skinseg-segmenter-ensemble",
-            "skinseg_version": __version__,
-            "members": names,
-            "threshold": model.config.threshold,
-            "tta": model.config.tta,
-            "metadata": metadata or {},
-        }
-        try:
-            text = json.dumps(payload, indent=2)
-        except TypeError as exc:
-            raise ConfigError(f"`metadata` must be JSON-serialisable: {exc}") from exc
-        _atomic_write_bytes(out / ENSEMBLE_FILE, text.encode())
-        return out
-
+        extra = {"threshold": model.config.threshold, "tta": model.config.tta}
+        return _save_ensemble(model.members, save_checkpoint, Path(path), ensemble, extra, metadata, weights_dtype)
     config = getattr(model, "config", None)
-    if config is None or not hasattr(config, "to_dict"):
+    if config is None or not hasattr(config, "to_dict") or not hasattr(model, "network"):
         raise ConfigError("`model` must be a skinseg Segmenter (made by create_segmenter or load_segmenter).")
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
-    if weights_dtype not in ("float32", "float16"):
-        raise ConfigError(f"`weights_dtype` must be 'float32' or 'float16'; got {weights_dtype!r}.")
-    target = torch.float16 if weights_dtype == "float16" else torch.float32
-    state = {k: (v.to(target) if v.is_floating_point() else v).detach().cpu().contiguous()
-             for k, v in model.network.state_dict().items()}
-    payload = {
-        "format": "skinseg-segmenter",
-        "skinseg_version": __version__,
-        "config": config.to_dict(),
-        "metadata": metadata or {},
-    }
+    return _save_single(model.network, config, Path(path), single, metadata, weights_dtype)
+
+
+def save_classifier(model: Any, path: str | os.PathLike, *, metadata: dict[str, Any] | None = None,
+                    weights_dtype: str = "float32") -> Path:
+    """Save a classifier (``weights.safetensors`` + ``config.json``) or an ensemble.
+
+    An ensemble is a directory with ``ensemble.json`` and one sub-directory per
+    member (``member0``, ``member1``, ...). ``weights_dtype="float16"`` halves the size.
+    """
+    from .classifiers import Classifier, ClassifierEnsemble
+
+    single, ensemble, _ = _KINDS["classifier"]
+    if isinstance(model, ClassifierEnsemble):
+        return _save_ensemble(model.members, save_classifier, Path(path), ensemble, {}, metadata, weights_dtype)
+    if not isinstance(model, Classifier):
+        raise ConfigError("`model` must be a skinseg Classifier or ClassifierEnsemble.")
+    return _save_single(model.network, model.config, Path(path), single, metadata, weights_dtype)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _load_state(d: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
     try:
-        text = json.dumps(payload, indent=2, sort_keys=False)
-    except TypeError as exc:
-        raise ConfigError(f"`metadata` must be JSON-serialisable: {exc}") from exc
-    _atomic_write_bytes(out / WEIGHTS_FILE, save_bytes(state))
-    _atomic_write_bytes(out / CONFIG_FILE, text.encode())
-    return out
+        return load_file(str(d / WEIGHTS_FILE))
+    except Exception as exc:  # safetensors raises its own error types
+        raise CheckpointError(f"Cannot read weights '{d / WEIGHTS_FILE}': {exc}. The file may be truncated.") from exc
 
 
-def read_checkpoint_config(path_or_name: str | os.PathLike) -> dict[str, Any]:
-    """Return the parsed ``config.json`` of a checkpoint directory or bundled name."""
-    d = _resolve(path_or_name)
-    if (d / ENSEMBLE_FILE).is_file():
-        raise CheckpointError(
-            f"'{d}' is a segmenter ensemble: its settings are in '{d / ENSEMBLE_FILE}' and each member "
-            "(member0, member1, ...) has its own config.json. Load it with skinseg.load_segmenter()."
-        )
+def _load_single(d: Path, kind: str, config_cls: Any, build: Any, wrap: Any, device: str) -> Any:
+    from .segmenters import checked_load_state_dict
+
+    payload = _single_payload(d, kind)
     try:
-        payload = json.loads((d / CONFIG_FILE).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"Cannot read '{d / CONFIG_FILE}': {exc}. Re-save the checkpoint.") from exc
-    if not isinstance(payload, dict) or "config" not in payload:
-        raise CheckpointError(f"'{d / CONFIG_FILE}' is not a skinseg checkpoint config (no 'config' entry).")
-    return payload
-
-
-def _resolve(path_or_name: str | os.PathLike) -> Path:
-    p = Path(path_or_name)
-    if p.is_dir():
-        if (p / ENSEMBLE_FILE).is_file():
-            return p
-        if not (p / CONFIG_FILE).is_file() or not (p / WEIGHTS_FILE).is_file():
-            raise CheckpointError(
-                f"'{p}' is not a complete checkpoint: it needs {WEIGHTS_FILE} and {CONFIG_FILE}. "
-                "Save one with skinseg.save_checkpoint(model, dir)."
-            )
-        return p
-    if isinstance(path_or_name, str) and os.sep not in path_or_name and not p.exists():
-        return bundled_model_dir(path_or_name)
-    raise CheckpointError(
-        f"Checkpoint '{p}' not found. Pass a directory holding {WEIGHTS_FILE} and {CONFIG_FILE}, "
-        f"or a bundled name: {', '.join(list_bundled_models()) or 'none'}."
-    )
+        config = config_cls.from_dict(payload["config"])
+    except (TypeError, ConfigError) as exc:
+        raise CheckpointError(f"Invalid config in '{d / CONFIG_FILE}': {exc}") from exc
+    network = build(config)
+    state = _load_state(d)
+    try:
+        checked_load_state_dict(network, {k: v.float() if v.is_floating_point() else v for k, v in state.items()},
+                                what=f"Weights in '{d / WEIGHTS_FILE}'")
+    except ConfigError as exc:
+        raise CheckpointError(f"{exc} The config.json does not match the weights.") from exc
+    model = wrap(network, config)
+    model.metadata = payload.get("metadata", {})
+    return model.to(device).eval()
 
 
 def load_segmenter(path_or_name: str | os.PathLike = "default", *, device: str = "cpu") -> Any:
@@ -162,21 +281,12 @@ def load_segmenter(path_or_name: str | os.PathLike = "default", *, device: str =
     a directory with ``ensemble.json``) in eval mode on ``device``; its
     ``metadata`` attribute holds the stored training data and scores.
     """
-    from safetensors.torch import load_file
+    from .config import SegmenterConfig
+    from .segmenters import Segmenter, SegmenterEnsemble, build_network
 
-    from .segmenters import Segmenter, SegmenterConfig, SegmenterEnsemble, build_network, checked_load_state_dict
-
-    d = _resolve(path_or_name)
+    d = resolve_checkpoint(path_or_name, "segmenter")
     if (d / ENSEMBLE_FILE).is_file():
-        try:
-            ens_payload = json.loads((d / ENSEMBLE_FILE).read_text())
-            names = [str(n) for n in ens_payload["members"]]
-            threshold, tta = ens_payload.get("threshold"), ens_payload.get("tta")
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise CheckpointError(f"Cannot read '{d / ENSEMBLE_FILE}': {exc}. Re-save the ensemble.") from exc
-        for n in names:
-            if Path(n).name != n or n in ("", ".", ".."):
-                raise CheckpointError(f"'{d / ENSEMBLE_FILE}' names member {n!r}, which is not a sub-folder name.")
+        payload, names = _ensemble_members(d)
         members = []
         for n in names:
             member = load_segmenter(d / n, device=device)
@@ -184,25 +294,94 @@ def load_segmenter(path_or_name: str | os.PathLike = "default", *, device: str =
                 raise CheckpointError(f"Ensemble member '{d / n}' is itself an ensemble; nest members flat.")
             members.append(member)
         try:
-            ens = SegmenterEnsemble(members, threshold=threshold, tta=tta)
+            ens = SegmenterEnsemble(members, threshold=payload.get("threshold"), tta=payload.get("tta"))
         except ConfigError as exc:
             raise CheckpointError(f"Invalid ensemble '{d}': {exc}") from exc
-        ens.metadata = ens_payload.get("metadata", {})
+        ens.metadata = payload.get("metadata", {})
         return ens.to(device).eval()
-    payload = read_checkpoint_config(d)
+    return _load_single(d, "segmenter", SegmenterConfig, build_network, Segmenter, device)
+
+
+def load_classifier(path_or_name: str | os.PathLike = "default", *, device: str = "cpu") -> Any:
+    """Load a classifier or ensemble saved by :func:`save_classifier` (or ``"default"``, the bundled one).
+
+    Weights are read with safetensors: loading never executes code from the file.
+    Returns the model in eval mode, float32, on ``device``.
+    """
+    from .classifiers import Classifier, ClassifierEnsemble, build_classifier_network
+    from .config import ClassifierConfig
+
+    d = resolve_checkpoint(path_or_name, "classifier")
+    if (d / ENSEMBLE_FILE).is_file():
+        payload, names = _ensemble_members(d)
+        ens = ClassifierEnsemble([load_classifier(d / n, device=device) for n in names])
+        ens.metadata = payload.get("metadata", {})
+        return ens.eval()
+    return _load_single(d, "classifier", ClassifierConfig, build_classifier_network, Classifier, device)
+
+
+# ----------------------------------------------------------------------------- fingerprints
+
+
+def _hash(config: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> str:
+    h = hashlib.sha256(json.dumps(dict(config), sort_keys=True).encode())
+    for name in sorted(arrays):
+        a = arrays[name]
+        if np.issubdtype(a.dtype, np.floating):
+            a = a.astype(np.float32, copy=False)
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _combine(kind: str, members: list[str], extra: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps({"ensemble": kind, "members": members, **extra}, sort_keys=True).encode()).hexdigest()
+
+
+def model_fingerprint(model: Any) -> str:
+    """SHA-256 identifying a model's config and weights (``model.fingerprint`` if it has one).
+
+    Equal to :func:`checkpoint_fingerprint` of the checkpoint the model was loaded
+    from (float tensors are hashed at float32, names in sorted order), so a folder
+    run records which model made it and a resume with other weights is refused.
+    """
+    own = getattr(model, "fingerprint", None)
+    if isinstance(own, str):
+        return own
+    members = getattr(model, "members", None)
+    if hasattr(model, "_members") and members is not None:  # an ensemble
+        extra = {"threshold": model.config.threshold, "tta": model.config.tta} if hasattr(model, "config") else {}
+        return _combine(type(model).__name__, [model_fingerprint(m) for m in members], extra)
+    state = {k: v.detach().cpu().contiguous().numpy() for k, v in model.network.state_dict().items()}
+    return _hash(model.config.to_dict(), state)
+
+
+def checkpoint_fingerprint(path_or_name: str | os.PathLike, kind: str = "segmenter") -> str:
+    """:func:`model_fingerprint` of a checkpoint, computed from its files without torch."""
+    from safetensors.numpy import load_file
+
+    d = resolve_checkpoint(path_or_name, kind)
+    if (d / ENSEMBLE_FILE).is_file():
+        payload, names = _ensemble_members(d)
+        fps = [checkpoint_fingerprint(d / n, kind) for n in names]
+        if kind == "segmenter":
+            first = _single_payload(d / names[0], kind)["config"]
+            extra: dict[str, Any] = {
+                "threshold": float(payload["threshold"]) if payload.get("threshold") is not None
+                else float(first.get("threshold", 0.5)),
+                "tta": payload["tta"] if payload.get("tta") is not None else bool(first.get("tta", False)),
+            }
+            return _combine("SegmenterEnsemble", fps, extra)
+        return _combine("ClassifierEnsemble", fps, {})
+    payload = _single_payload(d, kind)
+    from .config import ClassifierConfig, SegmenterConfig
+
+    config_cls = SegmenterConfig if kind == "segmenter" else ClassifierConfig
     try:
-        config = SegmenterConfig.from_dict(payload["config"])
+        config = config_cls.from_dict(payload["config"]).to_dict()
+        arrays = load_file(str(d / WEIGHTS_FILE))
     except (TypeError, ConfigError) as exc:
         raise CheckpointError(f"Invalid config in '{d / CONFIG_FILE}': {exc}") from exc
-    network = build_network(config)
-    try:
-        state = load_file(str(d / WEIGHTS_FILE))
     except Exception as exc:  # safetensors raises its own error types
         raise CheckpointError(f"Cannot read weights '{d / WEIGHTS_FILE}': {exc}. The file may be truncated.") from exc
-    try:
-        checked_load_state_dict(network, state, what=f"Weights in '{d / WEIGHTS_FILE}'")
-    except ConfigError as exc:
-        raise CheckpointError(f"{exc} The architecture in its config.json does not match the weights.") from exc
-    model = Segmenter(network, config)
-    model.metadata = payload.get("metadata", {})
-    return model.to(device).eval()
+    return _hash(config, arrays)

@@ -1,20 +1,43 @@
-"""Name -> builder table for segmentation architectures."""
+"""Name -> builder table for segmentation architectures (torch-free).
+
+Builders are registered with :func:`register_segmenter`; the built-in ones (``unet``,
+``deeplabv3plus``) are registered by :mod:`skinseg.models.segmenters` when it is
+imported. Their names are also known here (:data:`BUILTIN_SEGMENTERS`), so a config
+can be validated -- and the ONNX path can run -- without importing torch; asking for a
+built-in builder imports that module on demand.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
 from .._checks import did_you_mean
 from ..errors import UnknownNameError
 
-__all__ = ["register_segmenter", "list_segmenters", "get_builder", "closest_name_error"]
+__all__ = [
+    "BUILTIN_SEGMENTERS",
+    "register_segmenter",
+    "list_segmenters",
+    "get_builder",
+    "check_segmenter_name",
+    "closest_name_error",
+]
+
+BUILTIN_SEGMENTERS: tuple[str, ...] = ("deeplabv3plus", "unet")
+"""Architectures registered by :mod:`skinseg.models.segmenters` (a test keeps the two in step)."""
 
 _SEGMENTERS: dict[str, Callable[..., Any]] = {}
 
 
 def register_segmenter(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator registering ``builder`` under ``name`` (lower-cased)."""
+    """Decorator registering ``builder(config, *, encoder_weights=None)`` under ``name`` (lower-cased).
+
+    The builder returns an smp-style network (one logit channel) for a
+    :class:`~skinseg.models.SegmenterConfig`; ``encoder_weights`` is passed on to smp
+    (None: random initialisation).
+    """
     key = name.lower()
 
     def decorator(builder: Callable[..., Any]) -> Callable[..., Any]:
@@ -28,7 +51,7 @@ def register_segmenter(name: str) -> Callable[[Callable[..., Any]], Callable[...
 
 def list_segmenters() -> list[str]:
     """Return the registered architecture names, sorted (e.g. ``['deeplabv3plus', 'unet']``)."""
-    return sorted(_SEGMENTERS)
+    return sorted(set(_SEGMENTERS) | set(BUILTIN_SEGMENTERS))
 
 
 def closest_name_error(kind: str, name: str, valid: list[str]) -> UnknownNameError:
@@ -36,8 +59,16 @@ def closest_name_error(kind: str, name: str, valid: list[str]) -> UnknownNameErr
     return UnknownNameError(f"Unknown {kind} {name!r}. Available: {', '.join(valid)}.{did_you_mean(name, valid)}")
 
 
+def check_segmenter_name(name: object) -> str:
+    """Return ``name`` lower-cased if it is a registered architecture; else raise :class:`UnknownNameError`."""
+    if not isinstance(name, str) or name.lower() not in list_segmenters():
+        raise closest_name_error("segmenter", str(name), list_segmenters())
+    return name.lower()
+
+
 def get_builder(name: str) -> Callable[..., Any]:
     """Return the builder registered under ``name`` (case-insensitive)."""
-    if not isinstance(name, str) or name.lower() not in _SEGMENTERS:
-        raise closest_name_error("segmenter", name, list_segmenters())
-    return _SEGMENTERS[name.lower()]
+    key = check_segmenter_name(name)
+    if key not in _SEGMENTERS:  # a built-in whose module is not imported yet
+        importlib.import_module(".segmenters", __package__)
+    return _SEGMENTERS[key]

@@ -8,107 +8,19 @@ logit channel; the sigmoid lives in :mod:`skinseg.inference`.
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError, UnknownNameError
+from .config import SegmenterConfig
 from .pretrained import LITE0_ENCODERS, load_lite0_imagenet_state_dict
-from .registry import get_builder, list_segmenters, register_segmenter
+from .registry import check_segmenter_name, get_builder, register_segmenter
 
 __all__ = ["SegmenterConfig", "Segmenter", "SegmenterEnsemble", "create_segmenter", "build_network",
            "checked_load_state_dict"]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class SegmenterConfig:
-    """Everything needed to rebuild a segmenter and feed it images.
-
-    Parameters
-    ----------
-    arch : str
-        Registered architecture name (see :func:`list_segmenters`).
-    encoder_name : str
-        smp encoder name, e.g. ``"tu-efficientnet_lite0"`` or ``"resnet34"``.
-    encoder_depth : int
-        Number of encoder stages used (3 to 5).
-    decoder_channels : list of int or None
-        U-Net decoder widths (None: smp's default). Ignored by DeepLabv3+.
-    input_size : int
-        Images are resized so their longest side is ``input_size`` pixels before
-        the forward pass (and padded to a multiple of 32); probabilities are
-        resized back to the original size.
-    mean, std : tuple of 3 floats
-        Normalisation applied to RGB values scaled to [0, 1].
-    threshold : float
-        Decision threshold on the lesion probability.
-    preprocess : dict
-        A :class:`skinseg.preprocess.PreprocessConfig` as a dict (empty: none).
-    tta : bool
-        Whether inference averages over the 4 flips by default (when
-        ``predict_proba`` / ``segment`` / ``segment_folder`` get ``tta=None``).
-        Chosen on validation data for the bundled model.
-    """
-
-    arch: str = "unet"
-    encoder_name: str = "tu-efficientnet_lite0"
-    encoder_depth: int = 5
-    decoder_channels: tuple[int, ...] | None = None
-    input_size: int = 256
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    threshold: float = 0.5
-    preprocess: dict = field(default_factory=dict)
-    tta: bool = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "arch", str(self.arch).lower())
-        get_builder(self.arch)  # raises UnknownNameError listing valid names
-        if self.decoder_channels is not None:
-            object.__setattr__(self, "decoder_channels", tuple(int(c) for c in self.decoder_channels))
-        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
-        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ConfigError(f"`mean` and `std` must be 3 numbers each, std > 0; got {self.mean}, {self.std}.")
-        if not 3 <= int(self.encoder_depth) <= 5:
-            raise ConfigError(f"`encoder_depth` must be an integer in [3, 5]; got {self.encoder_depth!r}.")
-        if int(self.input_size) < 32 or int(self.input_size) % 32:
-            raise ConfigError(f"`input_size` must be a multiple of 32, >= 32; got {self.input_size!r}.")
-        if not 0.0 < float(self.threshold) < 1.0:
-            raise ConfigError(f"`threshold` must be in (0, 1); got {self.threshold!r}.")
-        if not isinstance(self.tta, bool):
-            raise ConfigError(f"`tta` must be True or False; got {self.tta!r}.")
-        if not isinstance(self.preprocess, dict):
-            raise ConfigError(f"`preprocess` must be a dict (PreprocessConfig.to_dict()); got {self.preprocess!r}.")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable dict (tuples become lists)."""
-        d = dataclasses.asdict(self)
-        for k in ("decoder_channels", "mean", "std"):
-            if d[k] is not None:
-                d[k] = list(d[k])
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SegmenterConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"Unknown SegmenterConfig keys {unknown}; valid keys: {sorted(names)}.")
-        return cls(**d)
-
-    def replace(self, **changes: Any) -> SegmenterConfig:
-        """Return a copy with ``changes`` applied (validated)."""
-        return dataclasses.replace(self, **changes)
-
 
 class Segmenter(nn.Module):
     """An smp network with its :class:`SegmenterConfig`. ``forward`` returns (N, 1, H, W) logits."""
@@ -190,14 +102,13 @@ class SegmenterEnsemble(nn.Module):
 
 
 def _smp():
-    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     import segmentation_models_pytorch as smp
 
     return smp
 
 
 @register_segmenter("unet")
-def _build_unet(config: SegmenterConfig) -> nn.Module:
+def _build_unet(config: SegmenterConfig, *, encoder_weights: str | None = None) -> nn.Module:
     kwargs: dict[str, Any] = {}
     if config.decoder_channels is not None:
         kwargs["decoder_channels"] = config.decoder_channels
@@ -206,26 +117,29 @@ def _build_unet(config: SegmenterConfig) -> nn.Module:
     return _smp().Unet(
         encoder_name=config.encoder_name,
         encoder_depth=config.encoder_depth,
-        encoder_weights=None,
+        encoder_weights=encoder_weights,
         classes=1,
         **kwargs,
     )
 
 
 @register_segmenter("deeplabv3plus")
-def _build_deeplabv3plus(config: SegmenterConfig) -> nn.Module:
+def _build_deeplabv3plus(config: SegmenterConfig, *, encoder_weights: str | None = None) -> nn.Module:
     return _smp().DeepLabV3Plus(
         encoder_name=config.encoder_name,
         encoder_depth=config.encoder_depth,
-        encoder_weights=None,
+        encoder_weights=encoder_weights,
         classes=1,
     )
 
 
-def build_network(config: SegmenterConfig) -> nn.Module:
-    """Build the randomly initialised smp network that ``config`` describes."""
+def build_network(config: SegmenterConfig, *, encoder_weights: str | None = None) -> nn.Module:
+    """Build the smp network that ``config`` describes through the registry (random init by default).
+
+    ``encoder_weights`` is passed to the builder (smp's own weight names; they may download).
+    """
     try:
-        return get_builder(config.arch)(config)
+        return get_builder(config.arch)(config, encoder_weights=encoder_weights)
     except KeyError as exc:  # smp raises KeyError for unknown encoders
         raise UnknownNameError(
             f"Unknown encoder {config.encoder_name!r} for {config.arch!r}: {exc}. "
@@ -315,8 +229,7 @@ def create_segmenter(
     Segmenter
         A ``torch.nn.Module`` producing (N, 1, H, W) logits, in eval mode.
     """
-    if not isinstance(arch, str) or arch.lower() not in list_segmenters():
-        get_builder(str(arch))  # raises with suggestions
+    check_segmenter_name(arch)  # raises with suggestions
     config = SegmenterConfig(arch=arch, encoder_name=encoder_name, **config_kwargs)
     if isinstance(encoder_weights, str) and encoder_weights.startswith("download:"):
         network = _download_network(config, encoder_weights.split(":", 1)[1])
@@ -338,6 +251,4 @@ def _download_network(config: SegmenterConfig, weights: str) -> nn.Module:
             f"Downloading {weights!r} weights for {config.encoder_name!r} needs network access, which is not "
             f"available ({exc}). Use encoder_weights=None, 'imagenet' with tu-efficientnet_lite0, or a local file."
         ) from exc
-    smp = _smp()
-    cls = {"unet": smp.Unet, "deeplabv3plus": smp.DeepLabV3Plus}[config.arch]
-    return cls(encoder_name=config.encoder_name, encoder_depth=config.encoder_depth, encoder_weights=weights, classes=1)
+    return build_network(config, encoder_weights=weights)

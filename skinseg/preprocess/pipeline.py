@@ -120,6 +120,24 @@ class PreprocessConfig:
             "denoise_params": dict(self.denoise_params),
         }
 
+    def replace_steps(self, **steps: str | None) -> PreprocessConfig:
+        """A copy with some steps replaced (``hair_removal=``, ``denoise=``; None switches a step off).
+
+        A step whose method changes starts from its default parameters (the stored ones
+        belonged to the replaced method); a step given with its current method keeps them.
+        """
+        unknown = sorted(k for k in steps if k not in ("hair_removal", "denoise"))
+        if unknown:
+            raise _unknown_keys(unknown, ("hair_removal", "denoise"), "steps")
+        fields = self.to_dict()
+        for name, value in steps.items():
+            new = _method_name(value, name, _hair.HAIR_METHODS if name == "hair_removal" else _denoise.DENOISE_METHODS,
+                               "hair-removal method" if name == "hair_removal" else "denoising method")
+            if new != fields[name]:
+                fields[name] = new
+                fields["hair_params" if name == "hair_removal" else "denoise_params"] = {}
+        return PreprocessConfig.from_dict(fields)
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PreprocessConfig:
         """Build a config from :meth:`to_dict` output; missing keys take their defaults.

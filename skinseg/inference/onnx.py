@@ -1,0 +1,303 @@
+"""ONNX export of a segmenter, and :class:`OnnxBackend`, which runs the export with ONNX Runtime.
+
+:func:`export_onnx` writes the network (image in, logits out; dynamic batch, height
+and width) with its :class:`~skinseg.models.SegmenterConfig` and the fingerprint of
+the weights it came from in the ONNX metadata, after checking it against torch.
+:class:`OnnxBackend` implements the :class:`~skinseg.inference.Backend` protocol; it
+needs ``onnxruntime`` but not torch (exporting needs torch and ``onnx``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import CheckpointError, ConfigError
+
+__all__ = [
+    "OnnxBackend",
+    "export_onnx",
+    "export_onnx_bytes",
+    "onnx_parity",
+    "load_onnx_for_checkpoint",
+    "onnx_cache_path",
+    "ONNX_OPSET",
+    "MODEL_ONNX_FILE",
+]
+
+ONNX_OPSET = 17
+MODEL_ONNX_FILE = "model.onnx"
+"""A checkpoint folder may hold its own export under this name (used when its fingerprint matches)."""
+_META_CONFIG = "skinseg_config"
+_META_SOURCE = "skinseg_source_fingerprint"
+_META_VERSION = "skinseg_version"
+
+
+def _require(module: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(
+            f"The ONNX backend needs the '{module}' package, which is not installed. "
+            "Install it with: pip install 'skinseg-dermoscopy[onnx]' (onnx and onnxruntime)."
+        ) from exc
+
+
+class OnnxBackend:
+    """A segmenter exported to ONNX, run with ONNX Runtime on the CPU (a :class:`~skinseg.inference.Backend`).
+
+    Parameters
+    ----------
+    source : path or bytes
+        An ``.onnx`` file written by :func:`export_onnx` (it carries the config), or its bytes.
+    threads : int, optional
+        ONNX Runtime intra-op threads; default: ONNX Runtime's choice (the physical cores).
+
+    Attributes
+    ----------
+    config : SegmenterConfig
+    fingerprint : str
+        The fingerprint of the checkpoint it was exported from (stored at export), so a
+        folder run records the same model whichever backend runs it.
+    path : Path or None
+    """
+
+    name = "onnx"
+    device = "cpu"
+
+    def __init__(self, source: str | os.PathLike | bytes, *, threads: int | None = None) -> None:
+        ort = _require("onnxruntime")
+        from ..models.config import SegmenterConfig
+
+        if isinstance(source, bytes | bytearray):
+            self.path, data, label = None, bytes(source), "the exported model"
+        else:
+            self.path = Path(source)
+            label = f"'{self.path}'"
+            if not self.path.is_file():
+                raise CheckpointError(f"ONNX model '{self.path}' does not exist. Export one with skinseg export-onnx.")
+            data = self.path.read_bytes()
+        options = ort.SessionOptions()
+        if threads is not None:
+            if int(threads) < 1:
+                raise ConfigError(f"`threads` must be an integer >= 1; got {threads!r}.")
+            options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self._session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise CheckpointError(f"ONNX Runtime cannot load {label}: {exc}") from exc
+        meta = self._session.get_modelmeta().custom_metadata_map
+        if _META_CONFIG not in meta:
+            raise CheckpointError(f"{label} has no skinseg config in its metadata; export it with skinseg export-onnx.")
+        self._config = SegmenterConfig.from_dict(json.loads(meta[_META_CONFIG]))
+        self.source_fingerprint = meta.get(_META_SOURCE)
+        self._fingerprint = self.source_fingerprint or hashlib.sha256(data).hexdigest()
+        self.metadata: dict[str, Any] = {}
+        self._input = self._session.get_inputs()[0].name
+        self.threads = threads
+
+    @property
+    def config(self) -> Any:
+        return self._config
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def predict_logits(self, x: np.ndarray) -> np.ndarray:
+        """(N, 3, H, W) float32 normalised input -> (N, 1, H, W) float32 logits."""
+        return self._session.run(None, {self._input: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        from scipy.special import expit
+
+        return expit(self.predict_logits(batch)[:, 0]).astype(np.float32, copy=False)
+
+    def __repr__(self) -> str:
+        where = f"'{self.path}'" if self.path is not None else "<in memory>"
+        return f"OnnxBackend({where}, arch={self._config.arch!r}, encoder={self._config.encoder_name!r})"
+
+
+def onnx_parity(
+    model: Any,
+    onnx_model: OnnxBackend,
+    *,
+    sizes: tuple[tuple[int, int], ...] | None = None,
+    batch: int = 2,
+    rng: np.random.Generator | int | None = 0,
+) -> float:
+    """Largest absolute difference of the lesion probabilities (after the sigmoid), torch vs ONNX.
+
+    Random normalised inputs of ``batch`` images are run at each (H, W) of ``sizes``
+    (default: the model's landscape box and its transpose, so the dynamic height and
+    width are exercised).
+    """
+    import torch
+
+    from .._geometry import box_hw
+
+    if sizes is None:
+        h, w = box_hw(model.config.input_size)
+        sizes = ((h, w), (w, h))
+    gen = np.random.default_rng(rng)
+    worst = 0.0
+    model.eval()
+    for h, w in sizes:
+        x = gen.standard_normal((batch, 3, h, w)).astype(np.float32)
+        with torch.no_grad():
+            ref = torch.sigmoid(model(torch.from_numpy(x)).float()).numpy()[:, 0]
+        worst = max(worst, float(np.abs(onnx_model.run(x) - ref).max()))
+    return worst
+
+
+def export_onnx_bytes(
+    model: Any,
+    *,
+    opset: int = ONNX_OPSET,
+    tolerance: float | None = 1e-3,
+    source_fingerprint: str | None = None,
+) -> tuple[bytes, float]:
+    """Export a Segmenter to ONNX in memory and check it against torch: (the .onnx bytes, max probability diff).
+
+    See :func:`export_onnx` for the parameters; nothing is written.
+    """
+    import copy
+
+    import torch
+
+    from .. import __version__
+    from .._geometry import box_hw
+    from ..models.checkpoint import model_fingerprint
+
+    onnx = _require("onnx")
+    _require("onnxruntime")
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "input_size") or not isinstance(model, torch.nn.Module):
+        raise ConfigError("`model` must be a skinseg Segmenter (create_segmenter / load_segmenter).")
+    if source_fingerprint is None:
+        source_fingerprint = model_fingerprint(model)
+    cpu_model = copy.deepcopy(model).cpu().eval()
+    h, w = box_hw(config.input_size)
+    axes = {0: "batch", 2: "height", 3: "width"}
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # exporter deprecation/tracer notices are not the user's concern
+        torch.onnx.export(cpu_model, (torch.zeros(1, 3, h, w),), buffer, dynamo=False, opset_version=opset,
+                          input_names=["image"], output_names=["logits"],
+                          dynamic_axes={"image": axes, "logits": axes})
+    proto = onnx.load_from_string(buffer.getvalue())
+    for key, value in ((_META_CONFIG, json.dumps(config.to_dict())), (_META_SOURCE, source_fingerprint),
+                       (_META_VERSION, __version__)):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    data = proto.SerializeToString()
+    diff = float("nan")
+    if tolerance is not None:
+        diff = onnx_parity(cpu_model, OnnxBackend(data))
+        if not diff <= tolerance:
+            raise ConfigError(
+                f"ONNX export failed the parity check: probabilities differ from torch by up to {diff:.3g} "
+                f"(> {tolerance:g}). Nothing was written; try another opset or use the torch backend."
+            )
+    return data, diff
+
+
+def export_onnx(
+    model: Any,
+    path: str | os.PathLike,
+    *,
+    opset: int = ONNX_OPSET,
+    tolerance: float | None = 1e-3,
+    source_fingerprint: str | None = None,
+    overwrite: bool = False,
+) -> float:
+    """Export a Segmenter to ONNX and check it against torch.
+
+    Parameters
+    ----------
+    model : Segmenter
+        Exported from the CPU, in eval mode (the model itself is not changed).
+    path : str or os.PathLike
+        Destination ``.onnx`` file; written atomically, parent folders created.
+    opset : int, default 17
+    tolerance : float or None, default 1e-3
+        Largest allowed difference of probabilities (see :func:`onnx_parity`); None
+        skips the check. When it fails nothing is written.
+    source_fingerprint : str, optional
+        Stored in the metadata (default :func:`~skinseg.models.model_fingerprint`), so
+        the file is matched to its checkpoint.
+    overwrite : bool, default False
+        Replace an existing file; without it an existing file raises before any work.
+
+    Returns
+    -------
+    float
+        The measured largest probability difference (NaN when not checked).
+
+    Raises
+    ------
+    ConfigError
+        onnx/onnxruntime missing, or the parity check failed.
+    FileExistsError, IsADirectoryError
+        ``path`` exists (without ``overwrite``) or is a folder; checked before exporting.
+
+    Notes
+    -----
+    TorchScript-based exporter (``dynamo=False``), input ``image`` (N, 3, H, W)
+    float32 normalised, output ``logits`` (N, 1, H, W); H and W must be multiples
+    of 32, as :func:`skinseg.inference.prepare_input` produces.
+    """
+    from .._files import atomic_output
+
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        data, diff = export_onnx_bytes(model, opset=opset, tolerance=tolerance, source_fingerprint=source_fingerprint)
+        tmp.write_bytes(data)
+    return diff
+
+
+def onnx_cache_path(cache_dir: str | os.PathLike, fingerprint: str) -> Path:
+    """Where an ONNX export of the model with ``fingerprint`` is cached in ``cache_dir``."""
+    return Path(cache_dir) / f"segmenter-{fingerprint[:32]}.onnx"
+
+
+def load_onnx_for_checkpoint(
+    path_or_name: str | os.PathLike, *, threads: int | None = None, cache_dir: str | os.PathLike | None = None
+) -> OnnxBackend:
+    """The :class:`OnnxBackend` of a checkpoint: its own ``model.onnx``, a cached export, or a new export.
+
+    The checkpoint's own ``model.onnx`` and a file in ``cache_dir`` are used only when
+    their stored fingerprint equals the checkpoint's (computed without torch). Otherwise
+    the model is exported (needs torch and onnx), into ``cache_dir`` when given (written
+    atomically, so concurrent runs never see half a file) or in memory.
+    """
+    from .._files import atomic_write
+    from ..models.checkpoint import checkpoint_fingerprint, load_segmenter, resolve_checkpoint
+
+    ckpt = resolve_checkpoint(path_or_name, "segmenter")
+    fingerprint = checkpoint_fingerprint(ckpt)
+    candidates = [ckpt / MODEL_ONNX_FILE]
+    if cache_dir is not None:
+        candidates.append(onnx_cache_path(cache_dir, fingerprint))
+    for candidate in candidates:
+        if candidate.is_file():
+            try:
+                found = OnnxBackend(candidate, threads=threads)
+            except CheckpointError:
+                continue  # a damaged cache file: export afresh
+            if found.source_fingerprint == fingerprint:
+                return found
+    data, _ = export_onnx_bytes(load_segmenter(ckpt), source_fingerprint=fingerprint)
+    if cache_dir is not None:
+        atomic_write(onnx_cache_path(cache_dir, fingerprint), data)
+    return OnnxBackend(data, threads=threads)

@@ -1,0 +1,163 @@
+"""Model configurations (torch-free): what rebuilds a segmenter or a classifier and how to feed it.
+
+Frozen dataclasses that validate themselves in ``__post_init__`` and round-trip through
+JSON (``to_dict`` / ``from_dict``); checkpoints store them in ``config.json`` and ONNX
+exports in their metadata. Importing this module does not import torch, so the ONNX
+inference path can read a model's settings without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._checks import did_you_mean
+from .._types import CROP_MODES
+from ..errors import ConfigError
+from .registry import check_segmenter_name
+
+__all__ = ["SegmenterConfig", "ClassifierConfig", "IMAGENET_MEAN", "IMAGENET_STD", "CLASS_NAMES"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+"""ImageNet RGB mean (of values scaled to [0, 1]): the input normalisation of every bundled model."""
+IMAGENET_STD = (0.229, 0.224, 0.225)
+"""ImageNet RGB standard deviation (of values scaled to [0, 1])."""
+
+CLASS_NAMES = ("melanoma", "nevus", "seborrheic_keratosis")
+"""The ISIC 2017 Part 3 diagnoses, in the order of the bundled classifier's outputs."""
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    """Everything needed to rebuild a segmenter and feed it images.
+
+    Parameters
+    ----------
+    arch : str
+        Registered architecture name (see :func:`list_segmenters`).
+    encoder_name : str
+        smp encoder name, e.g. ``"tu-efficientnet_lite0"`` or ``"resnet34"``.
+    encoder_depth : int
+        Number of encoder stages used (3 to 5).
+    decoder_channels : list of int or None
+        U-Net decoder widths (None: smp's default). Ignored by DeepLabv3+.
+    input_size : int
+        Images are resized so their longest side is ``input_size`` pixels before
+        the forward pass (and padded to a multiple of 32); probabilities are
+        resized back to the original size.
+    mean, std : tuple of 3 floats
+        Normalisation applied to RGB values scaled to [0, 1].
+    threshold : float
+        Decision threshold on the lesion probability.
+    preprocess : dict
+        A :class:`skinseg.preprocess.PreprocessConfig` as a dict (empty: none).
+    tta : bool
+        Whether inference averages over the 4 flips by default (when
+        ``predict_proba`` / ``segment`` / ``segment_folder`` get ``tta=None``).
+        Chosen on validation data for the bundled model.
+    """
+
+    arch: str = "unet"
+    encoder_name: str = "tu-efficientnet_lite0"
+    encoder_depth: int = 5
+    decoder_channels: tuple[int, ...] | None = None
+    input_size: int = 256
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    threshold: float = 0.5
+    preprocess: dict = field(default_factory=dict)
+    tta: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "arch", str(self.arch).lower())
+        check_segmenter_name(self.arch)  # raises UnknownNameError listing valid names
+        if self.decoder_channels is not None:
+            object.__setattr__(self, "decoder_channels", tuple(int(c) for c in self.decoder_channels))
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ConfigError(f"`mean` and `std` must be 3 numbers each, std > 0; got {self.mean}, {self.std}.")
+        if not 3 <= int(self.encoder_depth) <= 5:
+            raise ConfigError(f"`encoder_depth` must be an integer in [3, 5]; got {self.encoder_depth!r}.")
+        if int(self.input_size) < 32 or int(self.input_size) % 32:
+            raise ConfigError(f"`input_size` must be a multiple of 32, >= 32; got {self.input_size!r}.")
+        if not 0.0 < float(self.threshold) < 1.0:
+            raise ConfigError(f"`threshold` must be in (0, 1); got {self.threshold!r}.")
+        if not isinstance(self.tta, bool):
+            raise ConfigError(f"`tta` must be True or False; got {self.tta!r}.")
+        if not isinstance(self.preprocess, dict):
+            raise ConfigError(f"`preprocess` must be a dict (PreprocessConfig.to_dict()); got {self.preprocess!r}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict (tuples become lists)."""
+        d = dataclasses.asdict(self)
+        for k in ("decoder_channels", "mean", "std"):
+            if d[k] is not None:
+                d[k] = list(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SegmenterConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"Unknown SegmenterConfig keys {unknown}; valid keys: {sorted(names)}.")
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> SegmenterConfig:
+        """Return a copy with ``changes`` applied (validated)."""
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """Everything needed to rebuild a classifier and prepare its input (stored in config.json)."""
+
+    backbone: str = "efficientnet_lite0"
+    class_names: tuple[str, ...] = CLASS_NAMES
+    input_size: int = 224
+    crop_mode: str = "dilated_bbox"
+    margin: float = 0.25
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    drop_rate: float = 0.2
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        if len(self.class_names) < 2 or len(set(self.class_names)) != len(self.class_names):
+            raise ConfigError(f"`class_names` must hold at least 2 distinct names; got {self.class_names!r}.")
+        if self.crop_mode not in CROP_MODES:
+            raise ConfigError(
+                f"Unknown crop mode {self.crop_mode!r}{did_you_mean(self.crop_mode, CROP_MODES)}. "
+                f"Valid: {', '.join(CROP_MODES)}."
+            )
+        if not isinstance(self.input_size, int) or self.input_size < 32 or self.input_size % 32:
+            raise ConfigError(f"`input_size` must be a multiple of 32, >= 32; got {self.input_size!r}.")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ConfigError("`mean` and `std` must hold 3 values each (RGB), std > 0.")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def in_chans(self) -> int:
+        return 4 if self.crop_mode == "mask_channel" else 3
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ClassifierConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(
+                f"Unknown classifier config keys {sorted(unknown)}; valid keys: {sorted(known)}."
+            )
+        return cls(**d)
