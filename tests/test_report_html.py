@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shutil
@@ -14,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
+from skinseg.cli import main
 from skinseg.errors import ConfigError
 from skinseg.io import write_image, write_mask
 from skinseg.metrics import EvaluationResult, evaluate_folders
@@ -223,6 +225,15 @@ def test_bad_input() -> None:
         write_html_report(EvaluationResult([row], {}), "unused")
     with pytest.raises(ConfigError, match="worst"):
         write_html_report(EvaluationResult([row], {}), "unused", worst=-1)
+
+
+def test_cli_report_and_images(study: dict[str, Path], tmp_path: Path, capsys) -> None:
+    out = tmp_path / "report"
+    args = ["evaluate", str(study["pred"]), str(study["truth"]), "--quiet", "--format", "json"]
+    assert main([*args, "--images", str(study["images"]), "--report", str(out), "--worst", "3"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["files"]["html"] == str(out / "index.html") and payload["n_without_image"] == 0
+    assert len(_parse(out / "index.html").srcs) == 3
 
 
 # --------------------------------------------------------------------------- a real browser
