@@ -621,3 +621,21 @@ def test_evaluate_folders_pairs_images(folders, tmp_path) -> None:
     paths = {r["id"]: r["image_path"] for r in result.rows}
     assert paths["ISIC_0000001"].endswith("ISIC_0000001.jpg") and paths["ISIC_0000002"].endswith(".jpg")
     assert paths["ISIC_0000003"] is None and result.summary["n_without_image"] == 2
+
+
+def test_report_figure_reads_masks_like_the_evaluation(tmp_path) -> None:
+    """The --out figure outlines a {0, 1} mask (it used to threshold > 128 and draw nothing)."""
+    from skinseg.report import _load_outline_mask
+
+    path = tmp_path / "zero_one.png"
+    _write(path, TRUE.astype(np.uint8))  # values {0, 1}
+    np.testing.assert_array_equal(_load_outline_mask(str(path)), TRUE)
+    assert not _load_outline_mask(None, like=TRUE).any()  # a missing prediction is drawn empty
+
+
+def test_write_evaluation_report_with_missing_prediction_scored_empty(folders, tmp_path) -> None:
+    pred_dir, truth_dir, _ = folders
+    result = evaluate_folders(pred_dir, truth_dir, missing="empty", progress=False)
+    paths = write_evaluation_report(result, tmp_path / "report")
+    assert json.loads(paths["summary"].read_text())["missing"] == "empty"
+    assert cv2.imread(str(paths["figure"])) is not None
