@@ -357,7 +357,7 @@ def _card(rank: int, r: Mapping[str, Any], src: str, anchor: str) -> str:
     label = r["label"]
     return (
         f'<figure class="card" id="{anchor}"><img src="{_e(src)}" alt="{_e(r["id"])}: truth and predicted '
-        f'contours" loading="lazy"><figcaption><b>#{rank} {_e(r["id"])}</b> '
+        f'contours"><figcaption><b>#{rank} {_e(r["id"])}</b> '
         f'<span class="badge {label}">{_e(_LABEL_TEXT[label])}</span><br>Dice {_num(r["dice"], 3)} · '
         f"sens. {_num(r['sensitivity'], 3)} · prec. {_num(r['precision'], 3)} · area "
         f"{_num(r['area_ratio'], 2)}×"

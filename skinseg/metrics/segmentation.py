@@ -491,7 +491,7 @@ def _index_folder(
 ) -> dict[str, Path]:
     folder = Path(folder)
     if not folder.is_dir():
-        raise ConfigError(f"`{name}` must be an existing folder; got '{folder}'.")
+        raise ConfigError(f"`{name}` must be an existing folder; got '{folder}'. Check the path.")
     index: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
