@@ -335,10 +335,60 @@ def _to_rgb(data: bytes, arr: np.ndarray, header: _Header, path: PathLike, *, co
     return np.ascontiguousarray(arr)
 
 
+ISIC_BINARY_LEVEL = 128
+"""The ISIC scorer reads a mask file as ``pixel > 128`` (``isic_challenge_scoring/segmentation.py``)."""
+
+
+def _mask_levels(arr: np.ndarray, p: str, binarise: str, fix: str) -> tuple[np.ndarray, str]:
+    """The one rule that turns the values of a 2-D integer mask into a bool mask.
+
+    Returns the mask and how the file stored it: ``"empty"`` (all zero), ``"0/1"`` (only
+    {0, 1}: 1 is lesion), ``"0/255"``, ``"0/max"`` (only {0, dtype max}, ``binarise="exact"``
+    only) or ``"grey>128"`` (other values with at least one above 128, binarised as
+    ``pixel > 128`` like the ISIC scorer, ``binarise="isic"`` only). Anything else raises.
+    """
+    if arr.dtype == np.uint8:
+        counts = np.bincount(arr.ravel(), minlength=256)
+        values = np.flatnonzero(counts)
+    else:
+        values = np.unique(arr)
+    found = set(values.tolist())
+    if found <= {0}:
+        return np.zeros(arr.shape, bool), "empty"
+    if found <= {0, 1}:
+        return arr != 0, "0/1"
+    if found <= {0, 255}:
+        return arr != 0, "0/255"
+    shown = ", ".join(str(v) for v in values[:8].tolist()) + (", ..." if values.size > 8 else "")
+    if binarise == "isic":
+        if int(values[-1]) > ISIC_BINARY_LEVEL:
+            return arr > ISIC_BINARY_LEVEL, "grey>128"
+        raise MaskValueError(
+            f"Mask file '{p}' is ambiguous: it has non-zero values {{{shown}}} but none above "
+            f"{ISIC_BINARY_LEVEL}, and it is not a {{0, 1}} mask. The ISIC scorer (pixel > "
+            f"{ISIC_BINARY_LEVEL}) would read it as empty. Save it with values {{0, 255}} "
+            "(e.g. skinseg.write_mask(path, arr > 0) if every non-zero pixel is lesion)."
+        )
+    top = int(np.iinfo(arr.dtype).max)
+    if found <= {0, top}:
+        return arr != 0, "0/max"
+    allowed = "{0, 1} or only {0, 255}" + (f" or only {{0, {top}}}" if top != 255 else "")
+    raise MaskValueError(f"Mask file '{p}' must contain only {allowed}; got values {{{shown}}}. {fix}")
+
+
 def _to_mask(
-    data: bytes, arr: np.ndarray, header: _Header, path: PathLike, shape: tuple[int, int] | None
-) -> np.ndarray:
-    """Decoded pixels -> (H, W) bool mask, never thresholded (see skinseg.io.read_mask)."""
+    data: bytes,
+    arr: np.ndarray,
+    header: _Header,
+    path: PathLike,
+    shape: tuple[int, int] | None,
+    binarise: str = "exact",
+) -> tuple[np.ndarray, str]:
+    """Decoded pixels -> ((H, W) bool mask, levels) (see skinseg.io.read_mask_file).
+
+    ``binarise="exact"`` never thresholds; ``"isic"`` also reads 8-bit single-channel grey
+    levels as ``pixel > 128``, as the ISIC scorer, which accepts only such files.
+    """
     p = _fspath(path)
     fix = "Binarise it explicitly (e.g. arr > 127 if that is right) and save it with skinseg.write_mask."
 
@@ -346,6 +396,18 @@ def _to_mask(
         raise MaskValueError(
             f"Mask file '{p}' must hold integer values {{0, 1}} or {{0, 255}}; got dtype {arr.dtype}. {fix}"
         )
+    if binarise == "isic":
+        if arr.ndim != 2 or header.mode in _ALPHA_MODES:
+            channels = arr.shape[2] if arr.ndim == 3 else 2
+            raise MaskValueError(
+                f"Mask file '{p}' must be single-channel (greyscale), as the ISIC scorer requires; got "
+                f"{channels} channels. Save it as an 8-bit greyscale PNG with values {{0, 255}}."
+            )
+        if arr.dtype != np.uint8:
+            raise MaskValueError(
+                f"Mask file '{p}' must be 8-bit, as the ISIC scorer requires; got {arr.dtype}. "
+                "Save it as an 8-bit greyscale PNG with values {0, 255}."
+            )
     if arr.ndim == 3:
         alpha = arr[..., 3] if arr.shape[2] == 4 else None
         if alpha is not None and not _is_opaque(alpha):
@@ -360,19 +422,13 @@ def _to_mask(
     if alpha is not None and not _is_opaque(alpha):
         raise MaskValueError(f"Mask file '{p}' has transparent pixels in its alpha channel. {fix}")
 
-    top = int(np.iinfo(arr.dtype).max)
-    values = np.unique(arr)
-    found = set(values.tolist())
-    if not (found <= {0, 1} or found <= {0, 255} or found <= {0, top}):
-        shown = ", ".join(str(v) for v in values[:8].tolist()) + (", ..." if values.size > 8 else "")
-        allowed = "{0, 1} or only {0, 255}" + (f" or only {{0, {top}}}" if top != 255 else "")
-        raise MaskValueError(f"Mask file '{p}' must contain only {allowed}; got values {{{shown}}}. {fix}")
-    if shape is not None and arr.shape != shape:
+    mask, levels = _mask_levels(arr, p, binarise, fix)
+    if shape is not None and mask.shape != shape:
         raise MaskShapeError(
-            f"Mask file '{p}' has size (H, W) = {arr.shape}, expected {shape}. Check that it belongs to "
+            f"Mask file '{p}' has size (H, W) = {mask.shape}, expected {shape}. Check that it belongs to "
             "this image, or resize it with nearest-neighbour interpolation."
         )
-    return arr != 0
+    return mask, levels
 
 
 # ----------------------------------------------------------------------------- writing helpers

@@ -23,6 +23,7 @@ __all__ = [
     "InvalidMaskError",
     "MaskValueError",
     "MaskShapeError",
+    "MissingPredictionError",
     "UnknownNameError",
     "ConfigError",
     "CheckpointError",
@@ -91,6 +92,17 @@ class MaskValueError(InvalidMaskError):
 
 class MaskShapeError(InvalidMaskError):
     """A mask whose size differs from its image (or from the other mask)."""
+
+
+class MissingPredictionError(SkinsegError, ValueError):
+    """Truth masks without a prediction in an evaluation (the ISIC scorer refuses such a submission).
+
+    ``paths`` lists the truth files that have no prediction.
+    """
+
+    def __init__(self, message: str, paths: list | None = None) -> None:
+        super().__init__(message)
+        self.paths = list(paths or [])
 
 
 class UnknownNameError(SkinsegError, ValueError):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -21,6 +22,7 @@ import numpy as np
 from ._checks import as_bool_mask, check_positive_int, check_rgb_image
 from ._files import atomic_write
 from ._imagefile import (
+    ISIC_BINARY_LEVEL,
     PathLike,
     _decode,
     _encode,
@@ -36,6 +38,10 @@ from .errors import ConfigError
 __all__ = [
     "read_image",
     "read_mask",
+    "read_mask_file",
+    "MaskFile",
+    "MaskLevels",
+    "ISIC_BINARY_LEVEL",
     "write_image",
     "write_mask",
     "encode_image",
@@ -111,6 +117,97 @@ def read_image(path: PathLike, *, convert: bool = False, max_pixels: int = DEFAU
     return _to_rgb(data, arr, header, path, convert=convert)
 
 
+MaskLevels = Literal["empty", "0/1", "0/255", "0/max", "grey>128"]
+"""How a mask file stored its lesion pixels (see :func:`read_mask_file`)."""
+
+
+@dataclass(frozen=True)
+class MaskFile:
+    """A mask read by :func:`read_mask_file`: the mask, how the file stored it, and the file."""
+
+    mask: BinaryMask
+    """(H, W) bool, True for lesion, EXIF orientation applied."""
+    levels: MaskLevels
+    """``"empty"`` (all zero), ``"0/1"`` (1 = lesion), ``"0/255"``, ``"0/max"`` (16-bit {0, 65535})
+    or ``"grey>128"`` (other grey levels, binarised as pixel > 128; ``binarise="isic"`` only)."""
+    path: Path
+
+
+def read_mask_file(
+    path: PathLike,
+    *,
+    binarise: Literal["exact", "isic"] = "exact",
+    shape: tuple[int, int] | None = None,
+) -> MaskFile:
+    """Read a lesion mask file and say how it stored the lesion: the one mask-value rule of skinseg.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The mask file (PNG, BMP, TIFF, JPEG).
+    binarise : {"exact", "isic"}, default "exact"
+        ``"exact"`` never thresholds: only {0, 1}, only {0, 255} or only {0, dtype max} are
+        accepted (:func:`read_mask`). ``"isic"`` reads masks the way the ISIC challenge scorer
+        does, for evaluation: the file must be 8-bit single-channel, and a mask with other grey
+        levels (anti-aliased edges, JPEG) is binarised as ``pixel > 128``.
+    shape : tuple of int (H, W), optional
+        Expected size; a different size raises.
+
+    Returns
+    -------
+    MaskFile
+        ``mask`` ((H, W) bool), ``levels`` (:data:`MaskLevels`) and ``path``.
+
+    Raises
+    ------
+    FileNotFoundError, IsADirectoryError, ImageFileError
+        As for :func:`read_image`.
+    MaskValueError
+        Values outside the rule below, float values, differing colour channels, transparency;
+        with ``binarise="isic"`` also several channels or more than 8 bits.
+    MaskShapeError
+        ``shape`` is given and the mask has another size.
+    ConfigError
+        ``binarise`` or ``shape`` is invalid.
+
+    Notes
+    -----
+    The rule, in this order, for both modes:
+
+    1. all pixels 0: an empty mask (``"empty"``);
+    2. only {0, 1}: **1 is lesion** (``"0/1"``). The ISIC scorer, which keeps ``pixel > 128``,
+       reads such a file as empty; skinseg never does, and callers flag these files;
+    3. only {0, 255} (or, ``"exact"`` only, {0, dtype max}): the non-zero value is lesion;
+    4. ``"isic"`` only: any other values with at least one above 128 are binarised as
+       ``pixel > 128``, exactly as the scorer (``"grey>128"``). Non-zero values none of which is
+       above 128 (e.g. {0, 100} or {0, 1, 2}) are ambiguous and raise :class:`MaskValueError`;
+    5. ``"exact"``: any other values raise.
+
+    The EXIF orientation tag is applied (the ISIC scorer ignores it; ISIC masks carry none).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> import numpy as np
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "m.png"
+    >>> _ = cv2.imwrite(str(path), np.eye(3, dtype=np.uint8))  # values {0, 1}
+    >>> read_mask_file(path).levels, int(read_mask_file(path).mask.sum())
+    ('0/1', 3)
+    """
+    if binarise not in ("exact", "isic"):
+        raise ConfigError(
+            f"`binarise` must be 'exact' or 'isic'; got {binarise!r}. Use 'isic' for evaluation."
+        )
+    if shape is not None:
+        if not isinstance(shape, tuple | list) or len(shape) != 2:
+            raise ConfigError(f"`shape` must be an (H, W) pair; got {shape!r}. Pass image.shape[:2].")
+        shape = (check_positive_int(shape[0], "shape[0]"), check_positive_int(shape[1], "shape[1]"))
+    data = _read_bytes(path)
+    arr, header = _decode(data, path, max_pixels=DEFAULT_MAX_PIXELS)
+    mask, levels = _to_mask(data, arr, header, path, shape, binarise)
+    return MaskFile(mask, levels, Path(_fspath(path)))  # type: ignore[arg-type]
+
+
 def read_mask(path: PathLike, *, shape: tuple[int, int] | None = None) -> BinaryMask:
     """Read a binary lesion mask file as an (H, W) bool array.
 
@@ -139,10 +236,11 @@ def read_mask(path: PathLike, *, shape: tuple[int, int] | None = None) -> Binary
 
     Notes
     -----
-    3- or 4-channel files are accepted when every colour channel is identical
-    and any alpha channel is fully opaque; the first channel is used. No
-    threshold is ever applied: binarise other masks explicitly and save them
-    with :func:`write_mask`.
+    ``read_mask_file(path, shape=shape).mask`` (``binarise="exact"``): a {0, 1} file is read
+    with 1 = lesion, as everywhere in skinseg (see :func:`read_mask_file`). 3- or 4-channel
+    files are accepted when every colour channel is identical and any alpha channel is fully
+    opaque; the first channel is used. No threshold is ever applied: binarise other masks
+    explicitly and save them with :func:`write_mask`.
 
     Examples
     --------
@@ -155,13 +253,7 @@ def read_mask(path: PathLike, *, shape: tuple[int, int] | None = None) -> Binary
     >>> bool((read_mask(path, shape=mask.shape) == mask).all())
     True
     """
-    if shape is not None:
-        if not isinstance(shape, tuple | list) or len(shape) != 2:
-            raise ConfigError(f"`shape` must be an (H, W) pair; got {shape!r}. Pass image.shape[:2].")
-        shape = (check_positive_int(shape[0], "shape[0]"), check_positive_int(shape[1], "shape[1]"))
-    data = _read_bytes(path)
-    arr, header = _decode(data, path, max_pixels=DEFAULT_MAX_PIXELS)
-    return _to_mask(data, arr, header, path, shape)
+    return read_mask_file(path, shape=shape).mask
 
 
 def image_size(path: PathLike) -> tuple[int, int]:

@@ -55,13 +55,25 @@ _CSV_FIRST = ("id", *METRIC_NAMES, "tp", "fp", "fn", "tn")
 
 
 def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    """Write through ``write(tmp)`` to a temp file beside ``path``, then rename it into place.
+
+    No temporary file survives a failure; an ``OSError`` is re-raised naming ``path``, not the
+    temporary name.
+    """
+    tmp: Path | None = None
     try:
-        write(Path(tmp))
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        tmp = Path(name)
+        os.close(fd)
+        write(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        raise type(exc)(exc.errno, exc.strerror or str(exc), str(path)) from exc
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise
 
 
@@ -92,17 +104,21 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def _load_outline_mask(path: str) -> np.ndarray | None:
-    import cv2
+def _load_outline_mask(path: str | None, like: np.ndarray | None = None) -> np.ndarray | None:
+    """A mask file read as the evaluation reads it; an absent (missing) prediction is empty."""
+    from .io import read_mask_file
 
-    arr = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    return None if arr is None else arr > 128
+    if not path:
+        return None if like is None else np.zeros_like(like)
+    return read_mask_file(path, binarise="isic").mask
 
 
 def _draw_worst(fig: Any, spec: Any, rows: list[dict[str, Any]]) -> None:
     """Truth (green) and prediction (magenta) outlines of the 4 worst images by Dice."""
     import cv2
     from skimage.measure import find_contours
+
+    from .io import read_image
 
     worst = sorted(rows, key=lambda r: r["dice"])[:4]
     grid = spec.subgridspec(2, 2)
@@ -113,12 +129,16 @@ def _draw_worst(fig: Any, spec: Any, rows: list[dict[str, Any]]) -> None:
             continue
         row = worst[k]
         truth = _load_outline_mask(row["truth_path"])
-        pred = _load_outline_mask(row["pred_path"])
+        pred = _load_outline_mask(row.get("pred_path"), like=truth)
+        if pred is not None and truth is not None and pred.shape != truth.shape:
+            h, w = truth.shape
+            pred = cv2.resize(pred.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST_EXACT) > 0
         background = None
         if row.get("image_path"):
-            img = cv2.imread(str(row["image_path"]), cv2.IMREAD_COLOR)
-            if img is not None:
-                background = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+            img = read_image(row["image_path"], convert=True)
+            if truth is not None and img.shape[:2] != truth.shape:
+                img = cv2.resize(img, (truth.shape[1], truth.shape[0]), interpolation=cv2.INTER_AREA)
+            background = img
         if background is None and truth is not None:
             background = np.full(truth.shape, 0.85)
         if background is not None and background.ndim == 2:
@@ -150,7 +170,7 @@ def _render_png(path: Path, rows: list[dict[str, Any]], summary: dict[str, Any])
     ax.set_title(f"Dice: {summary.get('aggregation', f'macro mean over {len(rows)} images')}", fontsize=10)
     ax.legend(loc="upper left")
 
-    if rows and all(r.get("truth_path") and r.get("pred_path") for r in rows):
+    if rows and all(r.get("truth_path") for r in rows):
         _draw_worst(fig, spec[1], rows)
         fig.suptitle(
             "right: 4 worst images by Dice; outlines: truth (green), prediction (magenta)", fontsize=10
@@ -221,7 +241,9 @@ def format_summary_table(summary: dict[str, Any]) -> str:
     """A plain-text table of a :func:`skinseg.metrics.summarize` result that names its aggregation.
 
     Columns: the macro mean over images (ISIC) with its bootstrap CI, and the numbers
-    pooled over all pixels. A last line gives the image counts, empty masks included.
+    pooled over all pixels. Then a line with the image counts, empty masks included, and one
+    ``note:`` line per entry of ``summary["notes"]`` (e.g. {0, 1} masks, skipped missing
+    predictions; see :func:`skinseg.metrics.evaluate_folders`).
     """
     macro = summary["macro"]
     pooled = summary.get("pooled", {})
@@ -245,6 +267,7 @@ def format_summary_table(summary: dict[str, Any]) -> str:
         f"images: {n} (empty truth {summary['n_empty_truth']}, empty prediction {summary['n_empty_pred']}, "
         f"both empty {summary['n_both_empty']}; HD95 = image diagonal for {summary.get('n_one_empty', 0)})"
     )
+    lines += [f"note: {note}" for note in summary.get("notes", [])]
     return "\n".join(lines)
 
 

@@ -19,12 +19,12 @@ STAGES = {
     "preprocess": 2, "testing": 2,
     "models": 3, "losses": 3, "data": 3, "inference": 3, "onnx_backend": 3, "training": 4,
     "postprocess": 5,
-    "metrics": 6, "crops": 6, "features": 6, "report": 7, "classify": 7,
+    "metrics": 6, "crops": 6, "features": 6, "report": 7, "report_html": 7, "classify": 7,
     "folder": 8,
     "cli": 9, "__main__": 9,
 }
 NUMPY_ONLY = ["skinseg", "skinseg.io", "skinseg.preprocess", "skinseg.postprocess", "skinseg.metrics",
-              "skinseg.report", "skinseg.testing", "skinseg.crops",
+              "skinseg.report", "skinseg.report_html", "skinseg.testing", "skinseg.crops",
               "skinseg.features"]
 
 

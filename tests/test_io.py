@@ -446,6 +446,50 @@ def test_read_mask_file_errors(tmp_path: Path, cls: type[Exception], data: bytes
     raises_file_error(cls, put(tmp_path / "m.png", data), func=read_mask)
 
 
+@pytest.mark.parametrize(
+    "values, levels",
+    [((0,), "empty"), ((0, 1), "0/1"), ((1,), "0/1"), ((0, 255), "0/255"), ((255,), "0/255")],
+    ids=["empty", "0-1", "all-1", "0-255", "all-255"],
+)
+@pytest.mark.parametrize("binarise", ["exact", "isic"])
+def test_read_mask_file_levels(tmp_path: Path, values: tuple[int, ...], levels: str, binarise: str) -> None:
+    """One rule for both modes: {0, 1} is 1 = lesion, {0, 255} is 255 = lesion, all-zero is empty."""
+    arr = np.full((4, 6), values[-1], np.uint8)
+    arr[:, :3] = values[0]
+    path = put(tmp_path / "m.png", pil_bytes(arr, "PNG"))
+    got = sio.read_mask_file(path, binarise=binarise)
+    assert got.levels == levels and got.path == path and got.mask.dtype == np.bool_
+    np.testing.assert_array_equal(got.mask, arr != 0)
+    np.testing.assert_array_equal(read_mask(path), got.mask)
+
+
+def test_read_mask_file_isic_binarises_grey_levels_above_128(tmp_path: Path) -> None:
+    arr = np.array([[0, 1, 128, 129, 200, 255]], np.uint8)  # e.g. an anti-aliased or JPEG truth
+    path = put(tmp_path / "grey.png", pil_bytes(arr, "PNG"))
+    got = sio.read_mask_file(path, binarise="isic")
+    assert got.levels == "grey>128"
+    np.testing.assert_array_equal(got.mask, arr > 128)
+    raises_file_error(MaskValueError, path, func=read_mask)  # read_mask never thresholds
+
+
+@pytest.mark.parametrize("values", [(0, 100), (0, 1, 2), (0, 128)], ids=["0-100", "0-1-2", "0-128"])
+def test_read_mask_file_isic_refuses_ambiguous_low_values(tmp_path: Path, values: tuple[int, ...]) -> None:
+    arr = np.array([values], np.uint8)
+    path = put(tmp_path / "low.png", pil_bytes(arr, "PNG"))
+    err = raises_file_error(MaskValueError, path, func=sio.read_mask_file, binarise="isic")
+    assert "none above 128" in str(err) and "{0, 255}" in str(err)
+
+
+def test_read_mask_file_isic_needs_8_bit_single_channel(tmp_path: Path) -> None:
+    m = np.eye(4, dtype=np.uint8) * 255
+    rgb = put(tmp_path / "rgb.png", pil_bytes(np.dstack([m] * 3), "PNG"))
+    raises_file_error(MaskValueError, rgb, func=sio.read_mask_file, binarise="isic", match="single-channel")
+    deep = put(tmp_path / "deep.png", pil_bytes(m.astype(np.uint16) * 257, "PNG"))
+    raises_file_error(MaskValueError, deep, func=sio.read_mask_file, binarise="isic", match="8-bit")
+    with pytest.raises(ConfigError, match="binarise"):
+        sio.read_mask_file(rgb, binarise="otsu")  # type: ignore[arg-type]
+
+
 # ----------------------------------------------------------------------------- writing masks, atomicity
 
 

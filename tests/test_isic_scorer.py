@@ -165,3 +165,36 @@ def test_real_masks_match_official_scorer(lesions_dir: Path, tmp_path: Path) -> 
     # the set exercises every branch of the metric: perfect, passing, failing J, empty predictions
     assert (jaccards == 1.0).any() and ((jaccards >= 0.65) & (jaccards < 1)).any()
     assert ((jaccards > 0) & (jaccards < 0.65)).any() and sum(r["tp"] + r["fp"] == 0 for r in rows) >= 4
+
+
+def test_jpeg_and_anti_aliased_truths_match_official_scorer(tmp_path: Path) -> None:
+    """Grey-level truths (JPEG, anti-aliased PNG) are binarised at > 128 exactly as the scorer does."""
+    pred_dir, truth_dir = _dirs(tmp_path)
+    yy, xx = np.mgrid[0:96, 0:128]
+    for k in range(4):
+        disk = ((yy - 48) ** 2 + (xx - 60 - 4 * k) ** 2 < (30 + 3 * k) ** 2).astype(np.uint8) * 255
+        soft = cv2.GaussianBlur(disk, (0, 0), 1.5)  # anti-aliased edge: grey levels on the boundary
+        Image.fromarray(soft).save(truth_dir / f"ISIC_{k:07d}_segmentation.jpg", quality=70)
+        Image.fromarray(soft).save(truth_dir / f"ISIC_{k + 10:07d}_segmentation.png")
+        for j in (k, k + 10):
+            cv2.imwrite(str(pred_dir / f"ISIC_{j:07d}.png"), np.roll(disk, 3 * k, axis=1))
+    assert _assert_agree(pred_dir, truth_dir) <= TOL
+    levels = {r["truth_levels"] for r in evaluate_folders(pred_dir, truth_dir, progress=False).rows}
+    assert levels == {"grey>128"}
+
+
+def test_zero_one_masks_are_the_one_documented_deviation(tmp_path: Path) -> None:
+    """The scorer (pixel > 128) reads {0, 1} files as empty and scores a misplaced blob 1.0; skinseg
+    reads 1 as lesion, scores it 0.0 and flags both files."""
+    pred_dir, truth_dir = _dirs(tmp_path)
+    truth = np.zeros((60, 80), np.uint8)
+    truth[20:50, 20:60] = 1
+    pred = np.zeros_like(truth)
+    pred[:10, :10] = 1
+    cv2.imwrite(str(truth_dir / "ISIC_0000001_segmentation.png"), truth)
+    cv2.imwrite(str(pred_dir / "ISIC_0000001.png"), pred)
+    _, official = _official(pred_dir, truth_dir)
+    assert float(official["dice"]) == 1.0  # both read as empty by the scorer
+    ours = evaluate_folders(pred_dir, truth_dir, progress=False)
+    assert ours.rows[0]["dice"] == 0.0
+    assert ours.summary["n_zero_one_predictions"] == 1 and ours.summary["n_zero_one_truths"] == 1

@@ -14,7 +14,14 @@ from skimage.segmentation import find_boundaries
 from sklearn import metrics as skm
 
 from skinseg import metrics
-from skinseg.errors import ConfigError, InvalidMaskError, MaskShapeError, MaskValueError
+from skinseg.errors import (
+    ConfigError,
+    InvalidMaskError,
+    MaskShapeError,
+    MaskValueError,
+    MissingPredictionError,
+    NotAnImageError,
+)
 from skinseg.metrics import (
     EvaluationResult,
     SegmentationMeter,
@@ -391,7 +398,7 @@ def folders(tmp_path):
 
 def test_evaluate_folders_pairs_by_isic_id(folders) -> None:
     pred_dir, truth_dir, truths = folders
-    result = evaluate_folders(pred_dir, truth_dir, progress=False)
+    result = evaluate_folders(pred_dir, truth_dir, missing="skip", progress=False)
     assert isinstance(result, EvaluationResult)
     assert [r["id"] for r in result.rows] == ["ISIC_0000001", "ISIC_0000002", "ISIC_0000003", "ISIC_0000004"]
     assert [p.name for p in result.unmatched_predictions] == ["ISIC_0000009_segmentation.png"]
@@ -447,7 +454,7 @@ def test_evaluate_folders_bad_files(tmp_path) -> None:
     (tmp_path / "t").mkdir()
     _write(tmp_path / "t" / "ISIC_0000001_segmentation.png", TRUE)
     (tmp_path / "p" / "ISIC_0000001.png").write_bytes(b"not a png")
-    with pytest.raises(InvalidMaskError, match=r"Cannot decode '.*ISIC_0000001\.png'"):
+    with pytest.raises(NotAnImageError, match=r"Cannot read '.*ISIC_0000001\.png' as an image"):
         evaluate_folders(tmp_path / "p", tmp_path / "t", progress=False)
     _write(tmp_path / "p" / "ISIC_0000001.png", np.zeros((4, 4, 3), np.uint8))
     with pytest.raises(InvalidMaskError, match="single-channel"):
@@ -461,7 +468,7 @@ def test_evaluate_folders_bad_files(tmp_path) -> None:
 
 def test_evaluate_folders_progress_goes_to_stderr(folders, capsys) -> None:
     pred_dir, truth_dir, _ = folders
-    evaluate_folders(pred_dir, truth_dir, progress=True)
+    evaluate_folders(pred_dir, truth_dir, missing="skip", progress=True)
     captured = capsys.readouterr()
     assert captured.out == ""
 
@@ -471,7 +478,7 @@ def test_evaluate_folders_progress_goes_to_stderr(folders, capsys) -> None:
 
 def test_write_evaluation_report(folders, tmp_path) -> None:
     pred_dir, truth_dir, _ = folders
-    result = evaluate_folders(pred_dir, truth_dir, progress=False)
+    result = evaluate_folders(pred_dir, truth_dir, missing="skip", progress=False)
     paths = write_evaluation_report(result, tmp_path / "report")
     assert sorted(p.name for p in (tmp_path / "report").iterdir()) == [
         "evaluation.png",
@@ -499,3 +506,136 @@ def test_format_summary_table_names_aggregation() -> None:
     assert "macro mean over 12 images (ISIC)" in table
     assert "95 % CI" in table and "pooled over all pixels" in table
     assert "Thresholded Jaccard" in table and "HD95" in table
+
+
+# --------------------------------------------------------------------------- mask values, missing files, EXIF
+
+
+def _two_dirs(tmp_path):
+    pred_dir, truth_dir = tmp_path / "p", tmp_path / "t"
+    pred_dir.mkdir()
+    truth_dir.mkdir()
+    return pred_dir, truth_dir
+
+
+def _box(shape=(60, 80), rows=slice(20, 50), cols=slice(20, 60)) -> np.ndarray:
+    m = np.zeros(shape, bool)
+    m[rows, cols] = True
+    return m
+
+
+def test_evaluate_folders_reads_zero_one_masks_as_lesion_and_flags_them(tmp_path) -> None:
+    """{0, 1} files are lesion = 1, never empty (the ISIC scorer's > 128 would read them as empty)."""
+    pred_dir, truth_dir = _two_dirs(tmp_path)
+    truth = _box()
+    far_blob = _box(rows=slice(0, 10), cols=slice(0, 10))
+    assert cv2.imwrite(str(truth_dir / "ISIC_0000001.png"), truth.astype(np.uint8))  # {0, 1}
+    assert cv2.imwrite(str(pred_dir / "ISIC_0000001.png"), far_blob.astype(np.uint8))  # {0, 1}, wrong place
+    assert cv2.imwrite(str(truth_dir / "ISIC_0000002.png"), truth.astype(np.uint8))  # {0, 1}
+    assert cv2.imwrite(str(pred_dir / "ISIC_0000002.png"), truth.astype(np.uint8) * 255)  # good {0, 255}
+    result = evaluate_folders(pred_dir, truth_dir, progress=False)
+    bad, good = result.rows
+    assert bad["dice"] == 0.0 and bad["tp"] == 0 and bad["fp"] == 100 and bad["fn"] == truth.sum()
+    assert good["dice"] == 1.0 and good["tp"] == truth.sum()
+    assert (bad["pred_levels"], bad["truth_levels"], good["pred_levels"]) == ("0/1", "0/1", "0/255")
+    assert result.summary["n_zero_one_predictions"] == 1 and result.summary["n_zero_one_truths"] == 2
+    assert result.summary["n_empty_truth"] == 0
+    assert any("{0, 1}" in note and "empty" in note for note in result.summary["notes"])
+
+
+@pytest.mark.parametrize("values", [(0, 100), (0, 1, 2), (0, 128)], ids=["0-100", "0-1-2", "0-128"])
+def test_evaluate_folders_refuses_ambiguous_low_values(tmp_path, values) -> None:
+    """Non-zero pixels but none above 128 and not {0, 1}: an error naming the file, never 'empty'."""
+    pred_dir, truth_dir = _two_dirs(tmp_path)
+    _write(truth_dir / "ISIC_0000001.png", _box())
+    pred = np.zeros((60, 80), np.uint8)
+    for k, v in enumerate(values):
+        pred[20 + 10 * k : 30 + 10 * k, 20:60] = v
+    _write(pred_dir / "ISIC_0000001.png", pred)
+    with pytest.raises(MaskValueError, match=r"ISIC_0000001\.png.*none above 128") as info:
+        evaluate_folders(pred_dir, truth_dir, progress=False)
+    assert "{0, 255}" in str(info.value)
+
+
+def test_evaluate_folders_missing_predictions_are_an_error_by_default(folders) -> None:
+    pred_dir, truth_dir, _ = folders
+    with pytest.raises(MissingPredictionError, match=r"1 of 5 truth masks.*ISIC_0000005") as info:
+        evaluate_folders(pred_dir, truth_dir, progress=False)
+    assert [p.name for p in info.value.paths] == ["ISIC_0000005_segmentation.png"]
+    assert 'missing="skip"' in str(info.value) and 'missing="empty"' in str(info.value)
+
+
+def test_evaluate_folders_missing_skip_and_empty(folders) -> None:
+    pred_dir, truth_dir, truths = folders
+    skipped = evaluate_folders(pred_dir, truth_dir, missing="skip", progress=False)
+    assert skipped.summary["n_images"] == 4 and skipped.summary["n_missing_predictions"] == 1
+    assert skipped.summary["missing"] == "skip"
+    assert any("not scored" in note for note in skipped.summary["notes"])
+    empty = evaluate_folders(pred_dir, truth_dir, missing="empty", progress=False)
+    assert empty.summary["n_images"] == 5 and empty.summary["missing"] == "empty"
+    row = empty.rows[-1]
+    assert row["id"] == "ISIC_0000005" and row["pred_missing"] is True and row["pred_path"] is None
+    assert row["dice"] == 0.0 and row["fn"] == truths["ISIC_0000005"].sum() and row["tp"] + row["fp"] == 0
+    mean4 = skipped.summary["macro"]["dice"]["mean"]
+    assert empty.summary["macro"]["dice"]["mean"] == pytest.approx(mean4 * 4 / 5)
+    assert any("empty prediction" in note for note in empty.summary["notes"])
+    with pytest.raises(ConfigError, match="missing"):
+        evaluate_folders(pred_dir, truth_dir, missing="zero", progress=False)  # type: ignore[arg-type]
+
+
+def test_evaluate_folders_ids_restrict_the_truths(folders) -> None:
+    pred_dir, truth_dir, _ = folders
+    result = evaluate_folders(pred_dir, truth_dir, ids=["ISIC_0000002", "ISIC_0000003"], progress=False)
+    assert [r["id"] for r in result.rows] == ["ISIC_0000002", "ISIC_0000003"]
+    assert result.unmatched_truths == [] and result.summary["n_outside_ids"] == 3
+    with pytest.raises(MissingPredictionError, match="ISIC_0000005"):
+        evaluate_folders(pred_dir, truth_dir, ids=["ISIC_0000002", "ISIC_0000005"], progress=False)
+    with pytest.raises(ConfigError, match=r"no truth mask.*ISIC_0000077"):
+        evaluate_folders(pred_dir, truth_dir, ids=["ISIC_0000002", "ISIC_0000077"], progress=False)
+
+
+def test_evaluate_folders_applies_exif_orientation(tmp_path) -> None:
+    """A prediction JPEG stored rotated with an EXIF orientation tag is compared as displayed."""
+    from PIL import Image
+
+    pred_dir, truth_dir = _two_dirs(tmp_path)
+    truth = _box(shape=(40, 60), rows=slice(5, 20), cols=slice(10, 50))
+    _write(truth_dir / "ISIC_0000001.png", truth)
+    stored = np.rot90(truth, k=1).astype(np.uint8) * 255  # orientation 6 rotates it back on display
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(pred_dir / "ISIC_0000001.jpg", "JPEG", quality=95, exif=exif.tobytes())
+    for resize in (False, True):
+        row = evaluate_folders(pred_dir, truth_dir, resize_predictions=resize, progress=False).rows[0]
+        assert row["pred_resized"] is False and row["dice"] > 0.97
+
+
+def test_evaluate_folders_pairs_images(folders, tmp_path) -> None:
+    pred_dir, truth_dir, _ = folders
+    images = tmp_path / "images"
+    images.mkdir()
+    for k in (1, 2):
+        assert cv2.imwrite(str(images / f"ISIC_000000{k}.jpg"), np.zeros((30, 40, 3), np.uint8))
+    _write(images / "ISIC_0000001_superpixels.png", np.zeros((30, 40), np.uint8))  # ISIC 2017 layout
+    result = evaluate_folders(pred_dir, truth_dir, missing="skip", image_dir=images, progress=False)
+    paths = {r["id"]: r["image_path"] for r in result.rows}
+    assert paths["ISIC_0000001"].endswith("ISIC_0000001.jpg") and paths["ISIC_0000002"].endswith(".jpg")
+    assert paths["ISIC_0000003"] is None and result.summary["n_without_image"] == 2
+
+
+def test_report_figure_reads_masks_like_the_evaluation(tmp_path) -> None:
+    """The --out figure outlines a {0, 1} mask (it used to threshold > 128 and draw nothing)."""
+    from skinseg.report import _load_outline_mask
+
+    path = tmp_path / "zero_one.png"
+    _write(path, TRUE.astype(np.uint8))  # values {0, 1}
+    np.testing.assert_array_equal(_load_outline_mask(str(path)), TRUE)
+    assert not _load_outline_mask(None, like=TRUE).any()  # a missing prediction is drawn empty
+
+
+def test_write_evaluation_report_with_missing_prediction_scored_empty(folders, tmp_path) -> None:
+    pred_dir, truth_dir, _ = folders
+    result = evaluate_folders(pred_dir, truth_dir, missing="empty", progress=False)
+    paths = write_evaluation_report(result, tmp_path / "report")
+    assert json.loads(paths["summary"].read_text())["missing"] == "empty"
+    assert cv2.imread(str(paths["figure"])) is not None
