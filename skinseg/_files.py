@@ -64,6 +64,13 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def _naming(exc: OSError, target: Path) -> OSError:
+    """The same kind of OSError, naming ``target`` (not the temporary file) and the cause."""
+    if exc.errno is None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror or str(exc), str(target))
+
+
 def _check_target(target: Path, overwrite: bool) -> None:
     if target.is_dir():
         raise IsADirectoryError(f"'{target}' is a directory; pass a file path to write to.")
@@ -81,13 +88,19 @@ def atomic_output(target: str | os.PathLike, *, overwrite: bool = True) -> Itera
     """
     t = Path(os.fspath(target))
     _check_target(t, overwrite)
-    t.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(t)
     try:
+        t.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _naming(exc, t) from exc
+    try:
         yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, t)
+        try:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, t)
+        except OSError as exc:
+            raise _naming(exc, t) from exc
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -106,16 +119,19 @@ def atomic_write(target: str | os.PathLike, data: bytes | str, *, overwrite: boo
     """
     t = Path(os.fspath(target))
     _check_target(t, overwrite)
-    t.parent.mkdir(parents=True, exist_ok=True)
     raw = data.encode("utf-8") if isinstance(data, str) else data
     tmp = temp_path(t)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 & ~umask, like open()
     try:
+        t.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 & ~umask, like open()
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, t)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _naming(exc, t) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -15,14 +15,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ._figures import new_figure, save_figure
+from ._files import write_with
 from .errors import ConfigError
 from .metrics import (
     METRIC_NAMES,
@@ -32,9 +32,15 @@ from .metrics import (
     roc_auc,
     roc_curve,
 )
-from .metrics.classification import _as_probs, _best_at_specificity, _class_names, _positive_index
+from .metrics.classification import (
+    check_probs,
+    operating_point_at_specificity,
+    positive_class_index,
+    resolve_class_names,
+)
 
 __all__ = [
+    "METRIC_LABELS",
     "write_evaluation_report",
     "format_summary_table",
     "plot_confusion_matrix",
@@ -42,7 +48,7 @@ __all__ = [
     "write_classification_report",
 ]
 
-_LABELS = {
+METRIC_LABELS = {
     "dice": "Dice",
     "iou": "IoU (Jaccard)",
     "thresholded_jaccard": "Thresholded Jaccard",
@@ -55,26 +61,8 @@ _CSV_FIRST = ("id", *METRIC_NAMES, "tp", "fp", "fn", "tn")
 
 
 def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Write through ``write(tmp)`` to a temp file beside ``path``, then rename it into place.
-
-    No temporary file survives a failure; an ``OSError`` is re-raised naming ``path``, not the
-    temporary name.
-    """
-    tmp: Path | None = None
-    try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        tmp = Path(name)
-        os.close(fd)
-        write(tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
-        raise type(exc)(exc.errno, exc.strerror or str(exc), str(path)) from exc
-    except BaseException:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
-        raise
+    """Write through ``write(tmp)`` to a temp file beside ``path``, then rename it into place (see skinseg._files)."""
+    write_with(path, write)
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -262,7 +250,7 @@ def format_summary_table(summary: dict[str, Any]) -> str:
         m = macro[name]
         ci = "-" if m.get("ci_low") is None else f"[{_fmt(m['ci_low'], d)}, {_fmt(m['ci_high'], d)}]"
         pooled_val = _fmt(pooled.get(name), 4) if name in POOLED_METRIC_NAMES else "-"
-        lines.append(f"{_LABELS[name]:<21}  {_fmt(m['mean'], d):>{width}}  {ci:<25}  {pooled_val}")
+        lines.append(f"{METRIC_LABELS[name]:<21}  {_fmt(m['mean'], d):>{width}}  {ci:<25}  {pooled_val}")
     lines.append(
         f"images: {n} (empty truth {summary['n_empty_truth']}, empty prediction {summary['n_empty_pred']}, "
         f"both empty {summary['n_both_empty']}; HD95 = image diagonal for {summary.get('n_one_empty', 0)})"
@@ -275,19 +263,14 @@ def format_summary_table(summary: dict[str, Any]) -> str:
 
 
 def _new_figure(size: tuple[float, float]) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=size, dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure(size)
+    fig.set_layout_engine("constrained")
     return fig
 
 
 def _save_figure(fig: Any, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
-    return path
+    save_figure(fig, path)
+    return Path(path)
 
 
 def _check_cm(cm: object) -> np.ndarray:
@@ -325,7 +308,7 @@ def plot_confusion_matrix(cm: object, class_names: Any, path: str | Path, normal
     """
     counts = _check_cm(cm)
     k = counts.shape[0]
-    names = _class_names(class_names, k)
+    names = resolve_class_names(class_names, k)
     rows = counts.sum(axis=1, keepdims=True).astype(float)
     frac = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
     colour = frac if normalize else counts.astype(float)
@@ -394,10 +377,10 @@ def plot_roc_curves(
     -------
     Path
     """
-    t, p = _as_probs(y_true, probs)
+    t, p = check_probs(y_true, probs)
     k = p.shape[1]
-    names = _class_names(class_names, k)
-    pos = None if positive is None else _positive_index(positive, names)
+    names = resolve_class_names(class_names, k)
+    pos = None if positive is None else positive_class_index(positive, names)
 
     from matplotlib import colormaps
 
@@ -421,7 +404,7 @@ def plot_roc_curves(
             label=f"{names[c]} (AUC {auc:.3f}, n={int(y.sum())})",
         )
         if c == pos:
-            sens, spec, _thr = _best_at_specificity(y, p[:, c], specificity)
+            sens, spec, _thr = operating_point_at_specificity(y, p[:, c], specificity)
             ax.plot(
                 [1 - spec],
                 [sens],
@@ -473,8 +456,8 @@ def write_classification_report(
     ConfigError
         On invalid inputs. ``ValueError`` if ``metrics_dict`` holds NaN or infinity (not JSON).
     """
-    t, p = _as_probs(y_true, probs)
-    names = _class_names(class_names, p.shape[1])
+    t, p = check_probs(y_true, probs)
+    names = resolve_class_names(class_names, p.shape[1])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {

@@ -23,7 +23,6 @@ import html
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,8 +31,9 @@ import numpy as np
 
 from . import __version__
 from ._checks import check_positive_int
+from ._files import temp_path
 from .errors import ConfigError
-from .report import _LABELS
+from .report import METRIC_LABELS
 
 __all__ = [
     "write_html_report",
@@ -252,7 +252,7 @@ def _summary_html(summary: Mapping[str, Any]) -> str:
         ci = "–" if m.get("ci_low") is None else f"[{_num(m['ci_low'], d)}, {_num(m['ci_high'], d)}]"
         pooled_val = _num(pooled[name]) if name in pooled and name != "aggregation" else "–"
         out.append(
-            f"<tr><td>{_e(_LABELS.get(name, name))}</td><td>{_num(m['mean'], d)}</td><td>{ci}</td>"
+            f"<tr><td>{_e(METRIC_LABELS.get(name, name))}</td><td>{_num(m['mean'], d)}</td><td>{ci}</td>"
             f"<td>{pooled_val}</td></tr>"
         )
     out.append("</tbody></table>")
@@ -521,7 +521,8 @@ def write_html_report(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".index.", suffix=".tmp", dir=out))
+    staging = temp_path(out / "index.html")  # a staging folder under the one temporary-name scheme
+    staging.mkdir()
     try:
         (staging / "index_files").mkdir()
         gallery, n_photos = [], 0

@@ -1,5 +1,12 @@
-"""The architecture stays easy to see: dependencies point one way through the
-pipeline stages, and the numpy-only stages never import torch."""
+"""The architecture stays easy to see.
+
+- Dependencies point one way through the pipeline stages (no import of a later stage).
+- No module imports a private (``_name``) attribute of another module that is itself public.
+- The numpy-only stages never import torch; ``postprocess`` imports neither torch nor inference;
+  the ONNX inference path (inference core + segment runner) runs without torch.
+- Every name that ``skinseg.__all__`` offered before the restructuring still imports.
+- No module is longer than 650 lines.
+"""
 
 from __future__ import annotations
 
@@ -12,20 +19,30 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "skinseg"
 
-# stage of each top-level module: a module may import only modules of the same or an earlier stage
+# stage of each top-level module or package: it may import only modules of the same or an earlier stage
 STAGES = {
-    "__init__": 0, "_types": 0, "errors": 0, "_checks": 0, "_geometry": 0,
+    "__init__": 0, "_types": 0, "errors": 0, "_checks": 0, "_geometry": 0, "_files": 0, "_deps": 0, "_figures": 0,
     "io": 1, "_imagefile": 1,
-    "preprocess": 2, "testing": 2,
-    "models": 3, "losses": 3, "data": 3, "inference": 3, "onnx_backend": 3, "training": 4,
-    "postprocess": 5,
-    "metrics": 6, "crops": 6, "features": 6, "report": 7, "report_html": 7, "classify": 7,
-    "folder": 8,
+    "preprocess": 2, "postprocess": 2, "testing": 2,
+    "models": 3, "losses": 3, "data": 3,
+    "inference": 4, "onnx_backend": 4,  # onnx_backend: deprecated alias of inference.onnx
+    "training": 5,
+    "metrics": 6, "crops": 6, "features": 6,
+    "report": 7, "report_html": 7, "classify": 7,
+    "runs": 8, "folder": 8,  # folder: deprecated alias of runs
     "cli": 9, "__main__": 9,
 }
 NUMPY_ONLY = ["skinseg", "skinseg.io", "skinseg.preprocess", "skinseg.postprocess", "skinseg.metrics",
-              "skinseg.report", "skinseg.report_html", "skinseg.testing", "skinseg.crops",
-              "skinseg.features"]
+              "skinseg.report", "skinseg.report_html", "skinseg.testing", "skinseg.crops", "skinseg.features"]
+# What ``skinseg.__all__`` held before the inference core / runs restructuring: it must keep working.
+NAMES_BEFORE = [
+    "__version__", "classify", "create_classifier", "create_segmenter", "crop_lesion", "denoise_median",
+    "denoise_wiener", "detect_hair", "fill_holes", "keep_largest_component", "lesion_features", "list_images",
+    "list_segmenters", "load_classifier", "load_segmenter", "pair_images_and_masks", "postprocess_mask",
+    "predict_proba", "predict_proba_batch", "Preprocess", "PreprocessConfig", "read_image", "read_mask",
+    "remove_hair", "save_checkpoint", "save_classifier", "segment", "SegmenterConfig", "SegmenterEnsemble",
+    "threshold", "write_image", "write_mask",
+]
 
 
 def _module_files():
@@ -34,30 +51,40 @@ def _module_files():
         yield rel.parts[0].removesuffix(".py"), rel, path
 
 
-def _imported_stages(path: Path, rel: Path) -> set[str]:
+def _dotted(rel: Path) -> list[str]:
+    """Package path of a file: skinseg/runs/segment.py -> ['runs', 'segment']; __init__ -> the package."""
+    parts = list(rel.with_suffix("").parts)
+    return parts[:-1] if parts[-1] == "__init__" else parts
+
+
+def _imports(path: Path, rel: Path):
+    """(absolute module path inside skinseg as a list, imported names) of every skinseg import in a file."""
     tree = ast.parse(path.read_text())
-    depth = len(rel.parts) - 1  # package nesting of this file
-    found = set()
+    package = list(rel.parts[:-1])  # the package this file lives in
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             if node.level == 0:
-                if node.module and node.module.startswith("skinseg."):
-                    found.add(node.module.split(".")[1])
+                if node.module and (node.module == "skinseg" or node.module.startswith("skinseg.")):
+                    yield node.module.split(".")[1:], [a.name for a in node.names]
                 continue
             up = node.level - 1
-            base = list(rel.parts[:-1])
-            if up > depth:
+            if up > len(package):
                 continue
-            base = base[: len(base) - up] if up else base
-            target = base + (node.module.split(".") if node.module else [])
-            if target:
-                found.add(target[0])
-            else:  # "from . import x" at the package root
-                found.update(alias.name for alias in node.names)
+            base = package[: len(package) - up] if up else package
+            yield base + (node.module.split(".") if node.module else []), [a.name for a in node.names]
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith("skinseg."):
-                    found.add(alias.name.split(".")[1])
+                    yield alias.name.split(".")[1:], []
+
+
+def _imported_stages(path: Path, rel: Path) -> set[str]:
+    found = set()
+    for module, names in _imports(path, rel):
+        if module:
+            found.add(module[0])
+        else:  # "from . import x" at the package root
+            found.update(names)
     return found
 
 
@@ -73,7 +100,56 @@ def test_dependencies_point_one_way(top, rel, path):
     assert not bad, f"{rel} (stage {STAGES[top]}) imports later stages {sorted(bad)}"
 
 
+@pytest.mark.parametrize("top,rel,path", list(_module_files()), ids=lambda v: str(v) if isinstance(v, Path) else "")
+def test_no_private_names_from_public_modules(top, rel, path):
+    """``from .x import _y`` is allowed only when ``x`` is itself private (``_imagefile``, ``_checks``, ...)."""
+    own = _dotted(rel)
+    bad = []
+    for module, names in _imports(path, rel):
+        if module == own or any(part.startswith("_") for part in module):
+            continue  # the module itself, or a private module
+        bad += [f"{'.'.join(module) or 'skinseg'}.{n}" for n in names if n.startswith("_") and n != "__version__"]
+    assert not bad, f"{rel} imports private names of public modules: {bad}"
+
+
+def test_the_architecture_check_sees_private_imports(tmp_path):
+    """The check above would catch ``from ..inference import _forward_proba`` (the old folder runner's import)."""
+    path = tmp_path / "segment.py"
+    path.write_text("from ..inference import _forward_proba, predict_proba\nfrom .._checks import check_rgb_image\n")
+    found = [(m, n) for m, n in _imports(path, Path("runs/segment.py"))]
+    assert found == [(["inference"], ["_forward_proba", "predict_proba"]), (["_checks"], ["check_rgb_image"])]
+
+
+def _run(code: str) -> str:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
 def test_numpy_stages_do_not_import_torch():
     code = "import sys\n" + "".join(f"import {m}\n" for m in NUMPY_ONLY) + "print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False", out.stderr
+    assert _run(code) == "False"
+
+
+def test_postprocess_imports_neither_torch_nor_inference():
+    code = "import sys\nimport skinseg.postprocess\nprint('torch' in sys.modules, 'skinseg.inference' in sys.modules)"
+    assert _run(code) == "False False"
+
+
+def test_onnx_inference_path_does_not_import_torch():
+    code = ("import sys\nimport skinseg.inference, skinseg.runs.segment, skinseg.models.checkpoint, skinseg.cli\n"
+            "from skinseg.models import SegmenterConfig, checkpoint_fingerprint\n"
+            "checkpoint_fingerprint('default')\nprint('torch' in sys.modules)")
+    assert _run(code) == "False"
+
+
+@pytest.mark.parametrize("name", NAMES_BEFORE)
+def test_every_public_name_from_before_still_imports(name):
+    import skinseg
+
+    assert name in skinseg.__all__ or name in dir(skinseg)
+    assert getattr(skinseg, name) is not None
+
+
+def test_no_module_is_over_650_lines():
+    long = {str(p.relative_to(PKG)): n for p in PKG.rglob("*.py") if (n := len(p.read_text().splitlines())) > 650}
+    assert not long, f"split these modules by responsibility: {long}"

@@ -27,17 +27,16 @@ from .classification import (
     sensitivity_at_specificity,
     specificity_at_sensitivity,
 )
+from .folders import EvaluationResult, evaluate_folders
 from .segmentation import (
     ISIC_BINARY_LEVEL,
     ISIC_JACCARD_THRESHOLD,
     METRIC_NAMES,
     POOLED_METRIC_NAMES,
-    EvaluationResult,
     SegmentationMeter,
     accuracy_score,
     confusion_counts,
     dice_score,
-    evaluate_folders,
     hd95,
     iou_score,
     segmentation_metrics,

@@ -44,6 +44,10 @@ __all__ = [
     "specificity_at_sensitivity",
     "classification_metrics",
     "bootstrap_ci",
+    "check_probs",
+    "resolve_class_names",
+    "positive_class_index",
+    "operating_point_at_specificity",
 ]
 
 
@@ -127,7 +131,8 @@ def _as_scores(score: object, name: str, ndim: int) -> np.ndarray:
     return arr
 
 
-def _as_probs(y_true: object, probs: object) -> tuple[np.ndarray, np.ndarray]:
+def check_probs(y_true: object, probs: object) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, probabilities) checked: 1-D int labels, an (N, K >= 2) probability array of the same N."""
     p = _as_scores(probs, "probs", 2)
     if p.shape[1] < 2:
         raise ConfigError(f"`probs` must have one column per class (K >= 2); got shape {p.shape}.")
@@ -266,7 +271,7 @@ def per_class_report(
     """
     cm = confusion_matrix(y_true, y_pred, num_classes)
     k = cm.shape[0]
-    names = _class_names(class_names, k)
+    names = resolve_class_names(class_names, k)
     tp = np.diag(cm).astype(np.int64)
     support = cm.sum(axis=1)
     predicted = cm.sum(axis=0)
@@ -290,7 +295,8 @@ def per_class_report(
     }
 
 
-def _class_names(class_names: Sequence[str] | None, k: int) -> list[str]:
+def resolve_class_names(class_names: Sequence[str] | None, k: int) -> list[str]:
+    """``class_names`` checked against ``k`` classes (default ``["0", "1", ...]``)."""
     if class_names is None:
         return [str(i) for i in range(k)]
     if isinstance(class_names, str):
@@ -386,7 +392,7 @@ def _rates(y_true: object, score: object) -> tuple[np.ndarray, np.ndarray, np.nd
     return tps / tps[-1], (n_neg - fps) / n_neg, thresholds
 
 
-def _best_at_specificity(y_true: object, score: object, specificity: float) -> tuple[float, float, float]:
+def operating_point_at_specificity(y_true: object, score: object, specificity: float) -> tuple[float, float, float]:
     """(sensitivity, specificity reached, threshold) of :func:`sensitivity_at_specificity`."""
     target = check_fraction(specificity, "specificity")
     sens, spec, thresholds = _rates(y_true, score)
@@ -418,7 +424,7 @@ def sensitivity_at_specificity(
     float or (float, float)
         The sensitivity, or ``(sensitivity, threshold)``.
     """
-    sens, _, threshold = _best_at_specificity(y_true, score, specificity)
+    sens, _, threshold = operating_point_at_specificity(y_true, score, specificity)
     return (sens, threshold) if return_threshold else sens
 
 
@@ -455,7 +461,7 @@ def one_vs_rest_auc(y_true: object, probs: object) -> tuple[list[float | None], 
         present this is ``sklearn.metrics.roc_auc_score(y_true, probs, multi_class="ovr")``
         (which also demands rows summing to 1; this function does not).
     """
-    t, p = _as_probs(y_true, probs)
+    t, p = check_probs(y_true, probs)
     per_class: list[float | None] = []
     for k in range(p.shape[1]):
         n_pos = int(np.count_nonzero(t == k))
@@ -464,7 +470,8 @@ def one_vs_rest_auc(y_true: object, probs: object) -> tuple[list[float | None], 
     return per_class, (float(np.mean(defined)) if defined else None)
 
 
-def _positive_index(positive: object, names: list[str]) -> int:
+def positive_class_index(positive: object, names: list[str]) -> int:
+    """Index of the positive class, given by index or by name."""
     if isinstance(positive, numbers.Integral) and not isinstance(positive, bool):
         if not 0 <= int(positive) < len(names):
             raise ConfigError(f"`positive` index {positive} is out of range for {len(names)} classes.")
@@ -523,9 +530,9 @@ def classification_metrics(
     ConfigError
         On invalid inputs or an unknown ``positive``.
     """
-    t, p = _as_probs(y_true, probs)
+    t, p = check_probs(y_true, probs)
     k = p.shape[1]
-    names = _class_names(class_names, k)
+    names = resolve_class_names(class_names, k)
     pred = p.argmax(axis=1)
     cm = confusion_matrix(t, pred, k)
     per_class_auc, macro_auc = one_vs_rest_auc(t, p)
@@ -541,7 +548,7 @@ def classification_metrics(
         "auc_ovr_macro": macro_auc,
     }
     targets = [check_fraction(s, "specificities") for s in specificities]
-    pos = None if positive is None else _positive_index(positive, names)
+    pos = None if positive is None else positive_class_index(positive, names)
     if pos is not None:
         out["positive"] = names[pos]
         out["positive_auc"] = per_class_auc[pos]
@@ -549,7 +556,7 @@ def classification_metrics(
         if per_class_auc[pos] is not None:
             y_pos = t == pos
             for target in targets:
-                sens, reached, thr = _best_at_specificity(y_pos, p[:, pos], target)
+                sens, reached, thr = operating_point_at_specificity(y_pos, p[:, pos], target)
                 at_spec[f"{target:g}"] = {
                     "sensitivity": sens,
                     "specificity": reached,
@@ -596,7 +603,7 @@ def bootstrap_ci(
         ``{"estimate", "low", "high", "ci", "n_boot", "n_skipped"}``; ``low``/``high`` are None
         if every resample was skipped.
     """
-    t, p = _as_probs(y_true, probs)
+    t, p = check_probs(y_true, probs)
     n = check_positive_int(n, "n")
     level = check_fraction(ci, "ci")
     estimate = float(metric_fn(t, p))
