@@ -206,7 +206,20 @@ def _parse_header(data: bytes, path: PathLike) -> _Header:
             "Convert it to PNG first.",
             path=path,
         )
+    if fmt == "TIFF" and _frames(im) > 1:
+        raise UnsupportedImageError(
+            f"'{p}' is a TIFF with {_frames(im)} pages; skinseg reads one image per file and will not pick a "
+            "page for you. Split it into one file per page (e.g. `tiffsplit`, or Pillow's ImageSequence).",
+            path=path,
+        )
     return _Header(fmt, im.width, im.height, im.mode, _orientation(im, data, fmt))
+
+
+def _frames(im: Image.Image) -> int:
+    try:
+        return int(getattr(im, "n_frames", 1))
+    except Exception:  # a damaged page table: decoding the first page will tell
+        return 1
 
 
 def _check_size(header: _Header, max_pixels: int, path: PathLike) -> None:

@@ -82,8 +82,16 @@ def test_predict_returns_probabilities_per_class(lesion):
     out = C.predict(model, image, mask)
     assert list(out) == list(C.CLASS_NAMES)
     assert abs(sum(out.values()) - 1) < 1e-5 and all(0 <= v <= 1 for v in out.values())
-    batch = C.predict_proba(model, [image, image], [mask, mask])
+    batch = C.predict_proba_batch(model, [image, image], [mask, mask])
+    assert batch.shape == (2, 3)
     np.testing.assert_allclose(batch[0], list(out.values()), atol=1e-6)
+    assert C.predict_label(model, image, mask) == max(out, key=out.get)
+    with pytest.warns(FutureWarning, match="predict_proba_batch"):
+        np.testing.assert_allclose(C.predict_proba(model, [image, image], [mask, mask]), batch, atol=1e-6)
+    with pytest.raises(ConfigError, match="2 images but 1 masks"):
+        C.predict_proba_batch(model, [image, image], [mask])
+    with pytest.raises(ConfigError, match="Classifier"):
+        C.predict_proba(object(), image, mask)
     tta = C.predict_proba(model, image, mask, tta=True)
     assert tta.shape == (3,) and abs(tta.sum() - 1) < 1e-5
 

@@ -11,7 +11,7 @@ import torch
 import skinseg as ss
 from skinseg._geometry import box_hw, fit_size
 from skinseg.errors import ConfigError, InvalidImageError
-from skinseg.inference import _forward_proba
+from skinseg.inference import Predictor
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +57,15 @@ def test_tta_inverse_is_exact(model):
     np.testing.assert_allclose(pf, p[:, ::-1], atol=1e-5)
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        single = torch.sigmoid(model(x))
-    # an identity-only "TTA" equals the plain forward
-    assert torch.allclose(_forward_proba(model, x, tta=False), single, atol=1e-6)
+        single = torch.sigmoid(model(x))[:, 0].numpy()
+    prepared = Predictor(model).prepare_preprocessed(np.zeros((64, 64, 3), np.uint8))
+    prepared = type(prepared)(x[0].numpy(), (64, 64), (64, 64))
+    # without TTA the core returns the plain forward; with TTA the mean of the four flips, each undone
+    np.testing.assert_allclose(Predictor(model, tta=False).predict_prepared([prepared])[0], single[0], atol=1e-6)
+    with torch.no_grad():
+        flips = [torch.flip(torch.sigmoid(model(torch.flip(x, d))), d)[0, 0].numpy() for d in ((), (3,), (2,), (2, 3))]
+    np.testing.assert_allclose(Predictor(model, tta=True).predict_prepared([prepared])[0], np.mean(flips, 0),
+                               atol=1e-6)
 
 
 def test_stored_tta_default_is_used_and_can_be_overridden(model, tmp_path):

@@ -12,13 +12,11 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
-from skinseg import onnx_backend  # noqa: E402
+import skinseg.inference.onnx as onnx_mod  # noqa: E402
 from skinseg.cli import main  # noqa: E402
 from skinseg.errors import ConfigError  # noqa: E402
-from skinseg.inference import predict_proba, predict_proba_batch  # noqa: E402
-from skinseg.postprocess import segment  # noqa: E402
+from skinseg.inference import OnnxBackend, Predictor, export_onnx, predict_proba, predict_proba_batch, segment  # noqa: E402
 from skinseg.io import read_mask, write_image  # noqa: E402
-from skinseg.onnx_backend import OnnxSegmenter, export_onnx, load_onnx_segmenter  # noqa: E402
 from skinseg.testing import synthetic_lesion  # noqa: E402
 
 
@@ -41,16 +39,16 @@ def tiny(tmp_path_factory):
 
 def test_export_parity_and_config(tiny) -> None:
     model, _, path = tiny
-    onnx_model = load_onnx_segmenter(path, threads=1)
+    onnx_model = OnnxBackend(path, threads=1)
     assert onnx_model.config == model.config
-    assert onnx_backend.onnx_parity(model, onnx_model, sizes=((96, 64), (32, 160)), batch=3) < 1e-3
+    assert onnx_mod.onnx_parity(model, onnx_model, sizes=((96, 64), (32, 160)), batch=3) < 1e-3
     logits = onnx_model.predict_logits(np.zeros((3, 3, 96, 64), np.float32))
     assert logits.shape == (3, 1, 96, 64)  # dynamic batch, height and width
 
 
 def test_predict_proba_accepts_the_onnx_model(tiny) -> None:
     model, _, path = tiny
-    onnx_model = OnnxSegmenter(path)
+    onnx_model = OnnxBackend(path)
     images = [synthetic_lesion((65, 47), rng=0)[0], synthetic_lesion((40, 90), rng=1)[0]]
     for want, got in zip(
         predict_proba_batch(model, images), predict_proba_batch(onnx_model, images), strict=True
@@ -61,8 +59,18 @@ def test_predict_proba_accepts_the_onnx_model(tiny) -> None:
         predict_proba(onnx_model, images[0], tta=True), predict_proba(model, images[0], tta=True), atol=1e-3
     )
     assert segment(onnx_model, images[0]).shape == (65, 47)
-    with pytest.raises(ConfigError, match="CPU"):
-        onnx_model.to("cuda")
+    with pytest.raises(ConfigError, match="cpu"):
+        Predictor(onnx_model, device="cuda")
+
+
+def test_fp32_onnx_runtime_agrees_with_torch_to_1e4(tiny) -> None:
+    """The backends agree: the same prepared batch through torch and ONNX Runtime, probabilities to 1e-4."""
+    model, _, path = tiny
+    images = [synthetic_lesion((90, 120), rng=i)[0] for i in range(3)]
+    torch_pred, onnx_pred = Predictor(model, tta=True), Predictor(OnnxBackend(path), tta=True)
+    for a, b in zip(torch_pred.predict_proba_batch(images), onnx_pred.predict_proba_batch(images), strict=True):
+        assert np.abs(a - b).max() < 1e-4
+    assert onnx_pred.backend.fingerprint == torch_pred.backend.fingerprint  # the same model in run journals
 
 
 def test_export_cli_prints_parity(tiny, tmp_path: Path, capsys) -> None:
@@ -72,12 +80,25 @@ def test_export_cli_prints_parity(tiny, tmp_path: Path, capsys) -> None:
     captured = capsys.readouterr()
     assert json.loads(captured.out)["max_abs_prob_diff"] < 1e-3
     assert "parity: max |p_onnx - p_torch|" in captured.err
-    assert OnnxSegmenter(out).config.input_size == 64
+    assert OnnxBackend(out).config.input_size == 64
+    assert main(["export-onnx", str(ckpt), "-o", str(out)]) == 2  # exists: needs --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["export-onnx", str(ckpt), "-o", str(out), "--overwrite"]) == 0
+
+
+def test_deprecated_onnx_backend_module_still_works() -> None:
+    import importlib
+    import sys
+
+    sys.modules.pop("skinseg.onnx_backend", None)
+    with pytest.warns(FutureWarning, match="skinseg.inference"):
+        old = importlib.import_module("skinseg.onnx_backend")
+    assert old.OnnxSegmenter is OnnxBackend and old.export_onnx is export_onnx
 
 
 def test_failed_parity_writes_nothing(tiny, tmp_path: Path, monkeypatch, capsys) -> None:
     _, ckpt, _ = tiny
-    monkeypatch.setattr(onnx_backend, "onnx_parity", lambda *a, **k: 0.5)
+    monkeypatch.setattr(onnx_mod, "onnx_parity", lambda *a, **k: 0.5)
     out = tmp_path / "bad.onnx"
     assert main(["export-onnx", str(ckpt), "-o", str(out)]) == 2
     err = capsys.readouterr().err
@@ -87,29 +108,26 @@ def test_failed_parity_writes_nothing(tiny, tmp_path: Path, monkeypatch, capsys)
 
 def test_segment_onnx_backend_matches_torch(tiny, tmp_path: Path, monkeypatch) -> None:
     _, ckpt, _ = tiny
+    monkeypatch.setenv("SKINSEG_CACHE_DIR", str(tmp_path / "cache"))
     src = tmp_path / "in"
     for i in range(3):
         write_image(src / f"img{i}.png", synthetic_lesion((50 + 9 * i, 70), rng=i)[0])
     args = ["--model", str(ckpt), "--quiet", "--no-overlay"]
     assert main(["segment", str(src), "-o", str(tmp_path / "torch"), *args]) == 0
     assert main(["segment", str(src), "-o", str(tmp_path / "onnx"), "--backend", "onnx", *args]) == 0
-    cached = list((tmp_path / "onnx" / ".cache").glob("*.onnx"))
-    assert len(cached) == 1
+    cached = list((tmp_path / "cache").glob("*.onnx"))
+    assert len(cached) == 1  # in the user cache, keyed by the model's fingerprint; never in the output folder
+    assert not list((tmp_path / "onnx").rglob("*.onnx"))
     for i in range(3):
         want = read_mask(tmp_path / "torch" / f"img{i}_segmentation.png")
         got = read_mask(tmp_path / "onnx" / f"img{i}_segmentation.png")
         assert got.shape == want.shape and (got == want).mean() >= 0.999
     settings = json.loads((tmp_path / "onnx" / "run.json").read_text())["settings"]
     assert settings["backend"] == "onnx"
-    # a rerun uses the cached export; a model.onnx in the checkpoint folder is used when it matches
-    monkeypatch.setattr(onnx_backend, "export_onnx", lambda *a, **k: pytest.fail("exported again"))
+    # a rerun uses the cached export
+    monkeypatch.setattr(onnx_mod, "export_onnx_bytes", lambda *a, **k: pytest.fail("exported again"))
     assert main(["segment", str(src), "-o", str(tmp_path / "onnx"), "--backend", "onnx", *args]) == 0
-    assert (
-        main(
-            ["segment", str(src), "-o", str(tmp_path / "o3"), "--backend", "onnx", "--device", "cuda", *args]
-        )
-        == 2
-    )
+    assert main(["segment", str(src), "-o", str(tmp_path / "o3"), "--backend", "onnx", "--device", "cuda", *args]) == 2
 
 
 def test_checkpoint_model_onnx_is_used(tiny, tmp_path: Path, monkeypatch) -> None:
@@ -119,23 +137,10 @@ def test_checkpoint_model_onnx_is_used(tiny, tmp_path: Path, monkeypatch) -> Non
     local = tmp_path / "ckpt"
     shutil.copytree(ckpt, local)
     shutil.copy(path, local / "model.onnx")
-    monkeypatch.setattr(onnx_backend, "export_onnx", lambda *a, **k: pytest.fail("should use model.onnx"))
+    monkeypatch.setenv("SKINSEG_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(onnx_mod, "export_onnx_bytes", lambda *a, **k: pytest.fail("should use model.onnx"))
     src = tmp_path / "in"
     write_image(src / "a.png", synthetic_lesion((40, 50), rng=3)[0])
-    assert (
-        main(
-            [
-                "segment",
-                str(src),
-                "-o",
-                str(tmp_path / "out"),
-                "--model",
-                str(local),
-                "--backend",
-                "onnx",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    assert not (tmp_path / "out" / ".cache").exists()
+    out = tmp_path / "out"
+    assert main(["segment", str(src), "-o", str(out), "--model", str(local), "--backend", "onnx", "--quiet"]) == 0
+    assert not (tmp_path / "cache").exists()

@@ -15,13 +15,13 @@ import shutil
 from pathlib import Path
 
 import skinseg.classify as C
-from skinseg.classify.model import _BUNDLED, _BUNDLED_ROOT
+from skinseg.models.checkpoint import BUNDLED_ROOT, bundled_folder
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoints", nargs="+")
-    ap.add_argument("--name", default=_BUNDLED["default"])
+    ap.add_argument("--name", default=bundled_folder("default", "classifier").name)
     ap.add_argument("--scores-json", action="append", default=[], help="KEY=PATH of a JSON with scores")
     ap.add_argument("--note", default="")
     args = ap.parse_args()
@@ -31,12 +31,12 @@ def main() -> int:
     for item in args.scores_json:
         key, _, path = item.partition("=")
         meta[key] = json.loads(Path(path).read_text())
-    out = _BUNDLED_ROOT / args.name
+    out = BUNDLED_ROOT / args.name
     if out.exists():
         shutil.rmtree(out)
     C.save_classifier(ens, out, metadata=meta, weights_dtype="float16")
     size = sum(f.stat().st_size for f in out.rglob("*.safetensors")) / 2**20
-    total = sum(f.stat().st_size for f in _BUNDLED_ROOT.rglob("*.safetensors")) / 2**20
+    total = sum(f.stat().st_size for f in BUNDLED_ROOT.rglob("*.safetensors")) / 2**20
     print(f"bundled {len(members)} member(s) as {out} ({size:.1f} MiB; all bundled weights {total:.1f} MiB)")
     return 0
 

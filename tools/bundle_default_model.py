@@ -16,13 +16,13 @@ import shutil
 from pathlib import Path
 
 import skinseg as ss
-from skinseg.models.checkpoint import _BUNDLED, _BUNDLED_ROOT
+from skinseg.models.checkpoint import BUNDLED_ROOT, bundled_folder
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", nargs="+", help="one checkpoint, or several to bundle as a SegmenterEnsemble")
-    ap.add_argument("--name", default=_BUNDLED["default"])
+    ap.add_argument("--name", default=bundled_folder("default", "segmenter").name)
     ap.add_argument("--threshold", type=float, required=True)
     ap.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False,
                     help="store flip TTA as the model's inference default (choose it on val)")
@@ -30,7 +30,7 @@ def main() -> int:
     ap.add_argument("--test-json", help="output of benchmarks/evaluate_segmenter.py --split test --json")
     ap.add_argument("--note", default="")
     args = ap.parse_args()
-    out_dir = _BUNDLED_ROOT / args.name
+    out_dir = BUNDLED_ROOT / args.name
     if len(args.checkpoint) == 1:
         model = ss.load_segmenter(args.checkpoint[0])
         model.config = model.config.replace(threshold=args.threshold, tta=args.tta)

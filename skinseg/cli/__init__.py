@@ -53,3 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, NotADirectoryError, FileExistsError, IsADirectoryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:  # a full disk, a read-only folder, ...: name the file and the cause
+        where = f"'{exc.filename}': " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}. Check that the disk has space and the folder is writable, "
+              "then rerun (finished work is kept).", file=sys.stderr)
+        return EXIT_USAGE

@@ -127,7 +127,7 @@ def predict_stream(
     workers: int = 2,
     keep_images: bool = False,
     hold_pixels: bool = False,
-    max_inflight_pixels: int = DEFAULT_INFLIGHT_PIXELS,
+    max_inflight_pixels: int | None = None,
 ) -> Iterator[StreamResult]:
     """Yield one :class:`StreamResult` per item, predicting in batches while threads load ahead.
 
@@ -152,8 +152,8 @@ def predict_stream(
         False: an item's pixels leave the budget when it is yielded. True: they stay until
         the consumer calls :meth:`StreamResult.release` (for consumers that hand results
         to writer threads and want the budget to cover them too).
-    max_inflight_pixels : int
-        The budget.
+    max_inflight_pixels : int, optional
+        The budget; default :data:`DEFAULT_INFLIGHT_PIXELS`.
 
     Notes
     -----
@@ -161,7 +161,8 @@ def predict_stream(
     reads and waits for the running ones.
     """
     workers = check_positive_int(workers, "workers")
-    budget = _PixelBudget(check_positive_int(max_inflight_pixels, "max_inflight_pixels"))
+    cap = DEFAULT_INFLIGHT_PIXELS if max_inflight_pixels is None else max_inflight_pixels
+    budget = _PixelBudget(check_positive_int(cap, "max_inflight_pixels"))
     batch_size = predictor.batch_size
     pre = predictor.preprocess
 

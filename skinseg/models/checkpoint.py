@@ -37,6 +37,7 @@ __all__ = [
     "read_checkpoint_config",
     "resolve_checkpoint",
     "bundled_model_dir",
+    "bundled_folder",
     "list_bundled_models",
     "model_fingerprint",
     "checkpoint_fingerprint",
@@ -86,9 +87,14 @@ def list_bundled_models(kind: str = "segmenter") -> list[str]:
     return sorted(set(table) | (folders - set(table.values())))
 
 
+def bundled_folder(name: str = "default", kind: str = "segmenter") -> Path:
+    """Where the bundled model ``name`` lives (or would live) in :data:`BUNDLED_ROOT`; for bundling tools."""
+    return BUNDLED_ROOT / _KINDS[kind][2].get(name, name)
+
+
 def bundled_model_dir(name: str, kind: str = "segmenter") -> Path:
     """Directory of a model shipped inside the package (``kind``: "segmenter" or "classifier")."""
-    d = BUNDLED_ROOT / _KINDS[kind][2].get(name, name)
+    d = bundled_folder(name, kind)
     if _kind_of(d) != kind:
         raise CheckpointError(
             f"The bundled {kind} {name!r} is not installed (looked in '{d}'). Available: "

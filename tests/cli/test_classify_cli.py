@@ -124,14 +124,66 @@ def test_classify_resumes_without_redoing_finished_images(folder, models, tmp_pa
     out = tmp_path / "out"
     assert main(["classify", str(src), "-o", str(out), "--classifier", str(clf), "--masks", str(masks)]) == 0
     first = (out / "classification.csv").read_bytes()
-    lines = (out / "rows.jsonl").read_text().splitlines()
-    # simulate a kill after the first image: the log keeps one finished row and a cut line
-    (out / "rows.jsonl").write_text(lines[0] + "\n" + lines[1][:10])
+    lines = (out / "journal.jsonl").read_text().splitlines()
+    # simulate a kill after the first image: the journal keeps one finished line and a cut line
+    (out / "journal.jsonl").write_text(lines[0] + "\n" + lines[1][:10])
+    (out / "classification.csv").unlink()
     assert main(["classify", str(src), "-o", str(out), "--classifier", str(clf), "--masks", str(masks)]) == 0
     assert (out / "classification.csv").read_bytes() == first
-    log = (out / "rows.jsonl").read_text().splitlines()
-    finished = [json.loads(x)["file"] for x in log if x.startswith("{") and x.endswith("}")]
+    finished = [json.loads(x)["file"] for x in (out / "journal.jsonl").read_text().splitlines()]
     assert finished.count("ISIC_0.jpg") == 1  # not redone
+    assert sorted(finished) == ["ISIC_0.jpg", "ISIC_1.jpg", "ISIC_2.jpg"]
+
+
+def test_classify_refuses_a_rerun_with_other_settings(folder, models, tmp_path, capsys):
+    """Issue 16 (4): a rerun with --tta and predicted masks into a --masks --no-measure run mixed settings."""
+    src, masks = folder
+    seg, clf = models
+    out = tmp_path / "out"
+    assert main(["classify", str(src), "-o", str(out), "--classifier", str(clf), "--masks", str(masks),
+                 "--no-measure"]) == 0
+    first = (out / "classification.csv").read_bytes()
+    capsys.readouterr()
+    assert main(["classify", str(src), "-o", str(out), "--classifier", str(clf), "--segmenter", str(seg),
+                 "--tta"]) == 2
+    err = capsys.readouterr().err
+    assert "other settings" in err and "classifier_tta: False -> True" in err and "--overwrite" in err
+    assert (out / "classification.csv").read_bytes() == first
+    assert main(["classify", str(src), "-o", str(out), "--classifier", str(clf), "--segmenter", str(seg),
+                 "--tta", "--overwrite"]) == 0
+    assert all(r["mask_source"] == "predicted" for r in _rows(out))
+
+
+def test_classify_refuses_two_files_with_one_stem(folder, models, tmp_path, capsys):
+    """Issue 16 (3): a.jpg and a.png both wrote masks/a_mask.png (two rows, one mask)."""
+    src, _ = folder
+    seg, clf = models
+    write_image(src / "ISIC_0.png", synthetic_lesion((60, 80), rng=9)[0])
+    assert main(["classify", str(src), "-o", str(tmp_path / "out"), "--classifier", str(clf), "--segmenter",
+                 str(seg)]) == 2
+    err = capsys.readouterr().err
+    assert "ISIC_0.jpg" in err and "ISIC_0.png" in err and "same stem" in err
+    assert not (tmp_path / "out" / "masks").exists()
+
+
+def test_classify_on_an_empty_folder_exits_2(models, tmp_path, capsys):
+    """Issue 16 (12): classify on an empty folder exited 0; segment exits 2."""
+    _, clf = models
+    (tmp_path / "empty").mkdir()
+    assert main(["classify", str(tmp_path / "empty"), "-o", str(tmp_path / "out"), "--classifier", str(clf),
+                 "--masks", str(tmp_path / "empty")]) == 2
+    assert "No images found" in capsys.readouterr().err
+
+
+def test_classify_into_an_existing_file_is_a_clear_error(folder, models, tmp_path, capsys):
+    """Issue 16 (12): -o EXISTING_FILE printed a bare [Errno 17]."""
+    src, masks = folder
+    _, clf = models
+    target = tmp_path / "file.txt"
+    target.write_text("x")
+    assert main(["classify", str(src), "-o", str(target), "--classifier", str(clf), "--masks", str(masks)]) == 2
+    err = capsys.readouterr().err
+    assert "is a file" in err and "[Errno" not in err
 
 
 def test_classify_refuses_output_inside_input_and_missing_masks(folder, models, tmp_path):

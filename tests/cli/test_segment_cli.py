@@ -86,8 +86,9 @@ def test_rerun_resumes_and_overwrite_redoes(images: Path, checkpoint: Path, tmp_
     out = tmp_path / "out"
     assert _segment(images, out, checkpoint) == 0
     before = (out / "results.csv").read_bytes()
-    lines = before.decode().splitlines(keepends=True)
-    (out / "results.csv").write_text("".join(lines[:-1]) + lines[-1][:10])  # killed mid-row
+    lines = (out / "journal.jsonl").read_text().splitlines(keepends=True)
+    (out / "journal.jsonl").write_text("".join(lines[:-1]) + lines[-1][:10])  # killed mid-line
+    (out / "results.csv").unlink()  # ... before the results were written
     capsys.readouterr()
     assert _segment(images, out, checkpoint) == 0
     summary = json.loads(capsys.readouterr().out)

@@ -80,7 +80,7 @@ def test_save_load_roundtrip(members, tmp_path):
         assert torch.equal(ens.eval()(x), loaded(x))
     # a member folder is an ordinary checkpoint
     assert load_segmenter(tmp_path / "ens" / "member1").config == members[1].config
-    assert ss.models.checkpoint._is_segmenter_dir(tmp_path / "ens")
+    assert ss.models.checkpoint.resolve_checkpoint(tmp_path / "ens") == tmp_path / "ens"
 
 
 def test_members_must_share_the_input_settings(members):
@@ -132,10 +132,10 @@ def test_segment_cli_runs_an_ensemble_folder_and_onnx_matches(members, tmp_path,
         expected = ss.segment(load_segmenter(ckpt), image)
         assert np.array_equal(read_mask(out / f"ISIC_000000{i}_segmentation.png"), expected)
     pytest.importorskip("onnxruntime")
-    from skinseg.onnx_backend import export_onnx, load_onnx_segmenter
+    from skinseg.inference import OnnxBackend, export_onnx
 
     diff = export_onnx(ens, tmp_path / "ens.onnx")
     assert diff < 1e-3
-    onnx_model = load_onnx_segmenter(tmp_path / "ens.onnx", threads=1)
+    onnx_model = OnnxBackend(tmp_path / "ens.onnx", threads=1)
     np.testing.assert_allclose(ss.predict_proba(onnx_model, images[1]), ss.predict_proba(ens, images[1]), atol=1e-3)
 

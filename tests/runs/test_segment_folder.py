@@ -1,4 +1,5 @@
-"""Tests of skinseg.folder: streamed folder segmentation, bad files, resume and byte-identical restarts."""
+"""Tests of skinseg.runs.segment_folder: streamed folder segmentation, bad files, resume, byte-identical
+restarts, the run journal and the output-folder rules."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ import cv2
 import numpy as np
 import pytest
 
-from skinseg import folder as folder_mod
 from skinseg.errors import ConfigError
-from skinseg.folder import (
+from skinseg.models import model_fingerprint
+from skinseg.runs import (
     RESULT_COLUMNS,
     check_output_dir,
     draw_contour_overlay,
+    result_columns,
     segment_folder,
 )
 from skinseg.io import read_image, read_mask, write_image
@@ -100,13 +102,20 @@ def _timings(out: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+_BOOKKEEPING = {"timings.csv", "journal.jsonl", "run.json", ".skinseg.lock"}
+
+
 def _snapshot(out: Path) -> dict[str, bytes]:
-    """Every output file's bytes except the timing log."""
+    """Every output file's bytes except the run's bookkeeping (timing log, journal, run.json, lock)."""
     return {
         p.relative_to(out).as_posix(): p.read_bytes()
         for p in sorted(out.rglob("*"))
-        if p.is_file() and p.name != "timings.csv"
+        if p.is_file() and p.name not in _BOOKKEEPING
     }
+
+
+def _journal(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "journal.jsonl").read_text().splitlines()]
 
 
 class _CountingModel(torch.nn.Module):
@@ -116,7 +125,7 @@ class _CountingModel(torch.nn.Module):
         super().__init__()
         self.inner = inner
         self.config = inner.config
-        self.fingerprint = folder_mod.model_fingerprint(inner)  # same model, same run settings
+        self.fingerprint = model_fingerprint(inner)  # same model, same run settings
         self.seen = 0
 
     def forward(self, x):
@@ -205,7 +214,9 @@ def test_convert_accepts_grey_and_16bit(tiny_model, tmp_path: Path) -> None:
 
 
 def test_large_images_take_turns_without_deadlock(tiny_model, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(folder_mod, "_INFLIGHT_PIXELS", 3000)  # every image is "huge": one at a time
+    import skinseg.inference.stream as stream
+
+    monkeypatch.setattr(stream, "DEFAULT_INFLIGHT_PIXELS", 3000)  # every image is "huge": one at a time
     src = tmp_path / "in"
     _good_images(src, n=6)
     result = segment_folder(tiny_model, src, tmp_path / "out", batch_size=4, workers=3, progress=False)
@@ -242,20 +253,21 @@ def test_interrupted_run_finishes_identically(tiny_model, tmp_path: Path) -> Non
 
     out = tmp_path / "killed"
     segment_folder(tiny_model, src, out, batch_size=4, progress=False)
-    # Simulate a kill: the last rows never made it (one mid-line), one mask was written
-    # but not its overlay, and a temporary file was left behind.
-    lines = (out / "results.csv").read_text().splitlines(keepends=True)
+    # Simulate a kill before the end: the last journal lines never made it (one mid-line), one
+    # mask was written but not its overlay, a temporary file was left behind, and results.csv
+    # was not written yet.
+    lines = (out / "journal.jsonl").read_text().splitlines(keepends=True)
     kept, lost = lines[:-3], lines[-3:]
-    (out / "results.csv").write_text("".join(kept) + lost[0][:17])
-    lost_files = [next(csv.reader([ln]))[0] for ln in lost]
+    (out / "journal.jsonl").write_text("".join(kept) + lost[0][:17])
+    lost_files = [json.loads(ln)["file"] for ln in lost]
     for name in lost_files[1:]:
-        stem = Path(name).stem
-        (out / "overlays" / f"{stem}_overlay.png").unlink(missing_ok=True)
+        (out / "overlays" / f"{Path(name).stem}_overlay.png").unlink(missing_ok=True)
     (out / ".img0_segmentation.png.0123456789ab.tmp").write_bytes(b"half a png")
+    (out / "results.csv").unlink()
     model = _CountingModel(tiny_model)
     result = segment_folder(model, src, out, batch_size=2, progress=False)
-    kept_ok = [ln for ln in kept[1:] if ",ok," in ln]
-    retried = [*lost_files, *(next(csv.reader([ln]))[0] for ln in kept[1:] if ",error," in ln)]
+    kept_ok = [ln for ln in kept if json.loads(ln)["row"]["status"] == "ok"]
+    retried = [*lost_files, *(json.loads(ln)["file"] for ln in kept if json.loads(ln)["row"]["status"] == "error")]
     assert result.n_skipped == len(kept_ok) and result.n_processed == len(retried)
     assert model.seen == sum(1 for n in lost_files if n != "broken.jpg")
     assert _snapshot(out) == _snapshot(reference)
@@ -264,22 +276,24 @@ def test_interrupted_run_finishes_identically(tiny_model, tmp_path: Path) -> Non
     assert sorted(finished) == sorted([*(r["file"] for r in _rows(reference)), *retried])
 
 
-def test_resume_after_kill_in_header_and_foreign_csv(tiny_model, tmp_path: Path) -> None:
+def test_resume_after_kill_mid_journal_line_and_foreign_csv(tiny_model, tmp_path: Path) -> None:
     src = tmp_path / "in"
     _good_images(src, n=2)
     out = tmp_path / "out"
     segment_folder(tiny_model, src, out, progress=False)
     reference = _snapshot(out)
-    text = (out / "results.csv").read_text()
-    (out / "results.csv").write_text(text.splitlines(keepends=True)[0])
-    segment_folder(tiny_model, src, out, progress=False)
-    assert _snapshot(out) == reference
-    (out / "results.csv").write_text(text[:9])  # killed while writing the header
-    segment_folder(tiny_model, src, out, progress=False)
-    assert _snapshot(out) == reference
-    (out / "results.csv").write_text("id,dice\nISIC_0000000,0.9\n")  # not ours
-    with pytest.raises(ConfigError, match="not a skinseg results file"):
-        segment_folder(tiny_model, src, out, progress=False)
+    text = (out / "journal.jsonl").read_text()
+    (out / "journal.jsonl").write_text(text[:9])  # killed while writing the first line
+    model = _CountingModel(tiny_model)
+    segment_folder(model, src, out, progress=False)
+    assert _snapshot(out) == reference and model.seen == 2
+    assert len(_journal(out)) == 2  # the fragment was cut off, not kept
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "results.csv").write_text("id,dice\nISIC_0000000,0.9\n")  # not ours: no run.json
+    with pytest.raises(ConfigError, match="no run.json"):
+        segment_folder(tiny_model, src, other, progress=False)
+    assert (other / "results.csv").read_text().startswith("id,dice")
 
 
 def test_other_settings_need_overwrite(tiny_model, tmp_path: Path) -> None:
@@ -302,11 +316,6 @@ def test_measure_setting_is_part_of_the_run(tiny_model, tmp_path: Path) -> None:
     _good_images(src, n=2)
     out = tmp_path / "out"
     segment_folder(tiny_model, src, out, progress=False)
-    # a run.json written before the measurement settings existed resumes as measure=False
-    run = json.loads((out / "run.json").read_text())
-    for key in ("measure", "pixel_size_mm"):
-        del run["settings"][key]
-    (out / "run.json").write_text(json.dumps(run))
     assert segment_folder(tiny_model, src, out, progress=False).n_skipped == 2
     with pytest.raises(ConfigError, match="measure: False -> True"):
         segment_folder(tiny_model, src, out, measure=True, progress=False)
@@ -317,11 +326,20 @@ def test_measure_setting_is_part_of_the_run(tiny_model, tmp_path: Path) -> None:
     )
     assert result.n_processed == 2
     rows = _rows(out)
-    assert tuple(rows[0]) == folder_mod.result_columns(True) == RESULT_COLUMNS + FEATURE_NAMES
-    # a header that disagrees with run.json (edited by hand) is refused with the reason
-    (out / "results.csv").write_text(",".join(RESULT_COLUMNS) + "\n")
-    with pytest.raises(ConfigError, match="without the measurement columns"):
-        segment_folder(tiny_model, src, out, measure=True, pixel_size_mm=0.01, progress=False)
+    assert tuple(rows[0]) == result_columns(True) == RESULT_COLUMNS + FEATURE_NAMES
+
+
+def test_a_run_of_an_older_skinseg_is_not_resumed(tiny_model, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    _good_images(src, n=2)
+    out = tmp_path / "out"
+    segment_folder(tiny_model, src, out, progress=False)
+    run = json.loads((out / "run.json").read_text())
+    del run["format_version"]  # as skinseg 0.1.0 wrote it
+    (out / "run.json").write_text(json.dumps(run))
+    with pytest.raises(ConfigError, match="older skinseg"):
+        segment_folder(tiny_model, src, out, progress=False)
+    assert segment_folder(tiny_model, src, out, overwrite=True, progress=False).n_processed == 2
 
 
 def test_existing_outputs_without_a_run_are_not_replaced(tiny_model, tmp_path: Path) -> None:
