@@ -34,7 +34,6 @@ CONFIG_FILE = "config.json"
 ENSEMBLE_FILE = "ensemble.json"
 _BUNDLED_ROOT = Path(__file__).resolve().parent.parent / "weights"
 _BUNDLED = {"default": "classifier_lite0"}
-_LITE0 = ("efficientnet_lite0", "tu-efficientnet_lite0")
 _MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -149,16 +148,17 @@ def _timm_name(backbone: str) -> str:
 
 
 def _load_pretrained(network: nn.Module, backbone: str, pretrained: str | os.PathLike, in_chans: int) -> None:
-    """Load ImageNet (offline Lite0) or local weights into the backbone, leaving the new head random."""
+    """Load ImageNet (offline Lite0/1/2) or local weights into the backbone, leaving the new head random."""
     if str(pretrained).lower() in ("imagenet", "true"):
-        if backbone not in _LITE0:
-            raise ConfigError(
-                f"Offline ImageNet weights exist only for {_LITE0[0]!r}; for {backbone!r} pass pretrained=False "
-                "or the path of a local .safetensors state dict with timm names."
-            )
-        from ..models.pretrained import load_lite0_imagenet_state_dict
+        from ..models.pretrained import LITE_STAGE_DEPTHS, lite_variant, load_lite_imagenet_state_dict
 
-        state = load_lite0_imagenet_state_dict(include_head=True)
+        variant = lite_variant(backbone)
+        if variant is None:
+            raise ConfigError(
+                f"Offline ImageNet weights exist only for {', '.join(LITE_STAGE_DEPTHS)}; for {backbone!r} pass "
+                "pretrained=False or the path of a local .safetensors state dict with timm names."
+            )
+        state = load_lite_imagenet_state_dict(variant, include_head=True)
     else:
         path = Path(pretrained)
         if not path.is_file():
@@ -211,12 +211,13 @@ def create_classifier(
     Parameters
     ----------
     backbone : str
-        A timm model name (``"tu-"`` prefix accepted). ``"efficientnet_lite0"``
-        has offline ImageNet weights (the same as the segmenter's encoder).
+        A timm model name (``"tu-"`` prefix accepted). ``"efficientnet_lite0"``,
+        ``"efficientnet_lite1"`` and ``"efficientnet_lite2"`` have offline ImageNet
+        weights (the same as the segmenter's encoders).
     num_classes : int, optional
         Defaults to ``len(class_names)``.
     pretrained : bool, "imagenet" or path
-        ``True``/``"imagenet"``: offline ImageNet weights (Lite0 only); a path:
+        ``True``/``"imagenet"``: offline ImageNet weights (Lite0/1/2 only); a path:
         a local safetensors state dict with timm names; ``False``: random init.
         Nothing is ever downloaded.
     class_names : sequence of str

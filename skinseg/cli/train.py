@@ -27,7 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", default="unet", help="architecture: unet or deeplabv3plus (default: unet)")
     p.add_argument("--encoder", default="tu-efficientnet_lite0", help="smp encoder name (default: tu-efficientnet_lite0)")
     p.add_argument("--encoder-weights", default="imagenet",
-                   help="'imagenet' (offline, Lite0 only), 'none', or a local weights file (default: imagenet)")
+                   help="'imagenet' (offline: tu-efficientnet_lite0/1/2), 'none', or a local weights file "
+                        "(default: imagenet)")
     p.add_argument("--input-size", type=int, default=None,
                    help="model input long side in px, multiple of 32 (default 256, or the --init-from checkpoint's)")
     p.add_argument("--epochs", type=int, default=12)

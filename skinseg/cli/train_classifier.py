@@ -40,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--pretrained",
         default="imagenet",
-        help="'imagenet' (offline, Lite0 only), a local .safetensors state dict, or 'none'",
+        help="'imagenet' (offline for efficientnet_lite0/1/2), a local .safetensors state dict, or 'none'",
     )
     p.add_argument(
         "--crop-mode",
