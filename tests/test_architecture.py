@@ -16,7 +16,7 @@ PKG = Path(__file__).resolve().parents[1] / "skinseg"
 STAGES = {
     "__init__": 0, "_types": 0, "errors": 0, "_checks": 0, "_geometry": 0,
     "io": 1, "_imagefile": 1,
-    "preprocess": 2, "testing": 2,
+    "preprocess": 2, "testing": 2, "augment": 2,
     "models": 3, "losses": 3, "data": 3, "inference": 3, "onnx_backend": 3, "training": 4,
     "postprocess": 5,
     "metrics": 6, "crops": 6, "features": 6, "report": 7, "classify": 7,
@@ -25,7 +25,7 @@ STAGES = {
 }
 NUMPY_ONLY = ["skinseg", "skinseg.io", "skinseg.preprocess", "skinseg.postprocess", "skinseg.metrics",
               "skinseg.report", "skinseg.testing", "skinseg.crops",
-              "skinseg.features"]
+              "skinseg.features", "skinseg.augment"]
 
 
 def _module_files():
