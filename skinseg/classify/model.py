@@ -49,8 +49,15 @@ class ClassifierConfig:
     mean: tuple[float, float, float] = _MEAN
     std: tuple[float, float, float] = _STD
     drop_rate: float = 0.2
+    color_norm: str | None = None  # colour constancy of the whole image before cropping ("shades_of_gray")
 
     def __post_init__(self) -> None:
+        if self.color_norm is not None:
+            from ..preprocess.color import COLOR_METHODS
+
+            if self.color_norm not in COLOR_METHODS:
+                raise ConfigError(f"`color_norm` must be None or one of {', '.join(COLOR_METHODS)}; "
+                                  f"got {self.color_norm!r}.")
         object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
@@ -154,8 +161,9 @@ def _load_pretrained(network: nn.Module, backbone: str, pretrained: str | os.Pat
 
         variant = lite_variant(backbone)
         if variant is None:
+            offline = ", ".join(LITE_STAGE_DEPTHS)
             raise ConfigError(
-                f"Offline ImageNet weights exist only for {', '.join(LITE_STAGE_DEPTHS)}; for {backbone!r} pass "
+                f"Offline ImageNet weights exist only for {offline}; for {backbone!r} pass "
                 "pretrained=False or the path of a local .safetensors state dict with timm names."
             )
         state = load_lite_imagenet_state_dict(variant, include_head=True)
@@ -205,6 +213,7 @@ def create_classifier(
     margin: float = 0.25,
     drop_rate: float = 0.2,
     head_init: str = "small",
+    color_norm: str | None = None,
 ) -> Classifier:
     """Build a lesion classifier on a timm backbone.
 
@@ -230,6 +239,9 @@ def create_classifier(
         ``"timm"``: timm's own init, whose logits on pretrained Lite0 features
         start with a standard deviation of ~4 (loss ~3.7 for 3 classes); kept to
         reproduce runs made before skinseg 0.1.0's head fix.
+    color_norm : {"shades_of_gray"} or None
+        Colour constancy (:func:`skinseg.preprocess.normalize_color`, p = 6) applied to
+        the whole image before the crop is cut, in training and inference alike.
     """
     if head_init not in ("small", "timm"):
         raise ConfigError(f"`head_init` must be 'small' or 'timm'; got {head_init!r}.")
@@ -249,6 +261,7 @@ def create_classifier(
         crop_mode=crop_mode,
         margin=margin,
         drop_rate=drop_rate,
+        color_norm=color_norm,
     )
     network = _build(config)
     if pretrained:

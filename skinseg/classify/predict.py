@@ -30,9 +30,14 @@ def prepare_crop(
     """The uint8 crop a classifier with ``config`` sees, and whether the mask was empty.
 
     An empty or missing mask (nothing segmented) falls back to the whole image as
-    the lesion box, so a prediction is still made; the flag reports it.
+    the lesion box, so a prediction is still made; the flag reports it. With
+    ``config.color_norm`` the whole image is colour-normalised first.
     """
     check_rgb_image(image)
+    if getattr(config, "color_norm", None):
+        from ..preprocess.color import normalize_color
+
+        image = normalize_color(image, method=config.color_norm)
     empty = mask is None
     if mask is not None:
         m = as_bool_mask(mask)

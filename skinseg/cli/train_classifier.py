@@ -59,6 +59,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="initial head weights: small (default, first loss ~log K) or timm's (reproduces older runs)",
     )
     p.add_argument(
+        "--color-norm",
+        default=None,
+        choices=["shades_of_gray"],
+        help="colour constancy of the whole image before cropping (Shades of Gray, p=6; stored in the model)",
+    )
+    p.add_argument(
         "--init-from",
         metavar="CHECKPOINT",
         default=None,
@@ -126,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
             input_size=args.input_size or 224,
             margin=0.25 if args.margin is None else args.margin,
             head_init=args.head_init,
+            color_norm=args.color_norm,
         )
     args.crop_mode = model.config.crop_mode
     if args.crop_mode != "full":
@@ -200,7 +207,7 @@ def _init_from(args: argparse.Namespace, names: list[str]):
         )
     clash = [
         f"--{k.replace('_', '-')} {v!r} (checkpoint: {getattr(model.config, k)!r})"
-        for k, v in (("crop_mode", args.crop_mode), ("margin", args.margin))
+        for k, v in (("crop_mode", args.crop_mode), ("margin", args.margin), ("color_norm", args.color_norm))
         if v is not None and v != getattr(model.config, k)
     ]
     if clash:
