@@ -72,3 +72,26 @@ def test_train_classifier_cli_color_norm(tmp_path):
     # fine-tuning keeps the stored setting; it cannot be switched on top of a checkpoint
     assert main([*base, "--init-from", str(best), "--out", str(tmp_path / "ft")]) == 0
     assert C.load_classifier(tmp_path / "ft" / "best").config.color_norm == "shades_of_gray"
+
+
+def test_ensemble_temperature_rescales_probabilities_and_round_trips(tmp_path, cast_lesion):
+    from skinseg.metrics.calibration import apply_temperature
+
+    image, mask = cast_lesion
+    torch.manual_seed(0)
+    kinds = ("full", "mask_channel")
+    members = [C.create_classifier(pretrained=False, input_size=64, crop_mode=m) for m in kinds]
+    plain = C.ClassifierEnsemble(members).eval()
+    assert plain.temperature == 1.0
+    sharp = C.ClassifierEnsemble(members, temperature=0.5).eval()
+    p, q = C.predict_proba(plain, [image, image[::-1]], [mask, mask[::-1]]), C.predict_proba(
+        sharp, [image, image[::-1]], [mask, mask[::-1]])
+    np.testing.assert_allclose(q, apply_temperature(p, 0.5), atol=1e-6)
+    assert (q.argmax(1) == p.argmax(1)).all() and q.max() > p.max()
+    C.save_classifier(sharp, tmp_path / "ens")
+    again = C.load_classifier(tmp_path / "ens")
+    assert again.temperature == 0.5
+    np.testing.assert_allclose(C.predict_proba(again, image, mask), q[0], atol=1e-6)
+    for bad in (0, -1.0, True, "2"):
+        with pytest.raises(ConfigError, match="temperature"):
+            C.ClassifierEnsemble(members, temperature=bad)

@@ -128,17 +128,24 @@ class ClassifierEnsemble(nn.Module):
     """Several classifiers whose softmax probabilities are averaged.
 
     Members may differ in backbone, crop mode and input size, but must share
-    ``class_names`` (same classes, same order).
+    ``class_names`` (same classes, same order). ``temperature`` (default 1: none)
+    rescales the averaged probabilities as ``softmax(log(p) / T)``
+    (:func:`skinseg.metrics.calibration.apply_temperature`) to calibrate them; it is
+    fitted on validation data and never changes the predicted class.
     """
 
-    def __init__(self, members: list[Classifier]) -> None:
+    def __init__(self, members: list[Classifier], *, temperature: float = 1.0) -> None:
         super().__init__()
         if not members:
             raise ConfigError("An ensemble needs at least one member.")
         names = {m.config.class_names for m in members}
         if len(names) != 1:
             raise ConfigError(f"Ensemble members disagree on class_names: {sorted(names)}.")
+        number = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+        if not number or not 0 < temperature < 1e3:
+            raise ConfigError(f"`temperature` must be a number > 0 (1: no rescaling); got {temperature!r}.")
         self._members = nn.ModuleList(members)
+        self.temperature = float(temperature)
         self.metadata: dict[str, Any] = {}
 
     @property
@@ -335,6 +342,7 @@ def save_classifier(
             "format": "skinseg-classifier-ensemble",
             "skinseg_version": __version__,
             "members": names,
+            "temperature": model.temperature,
             "metadata": metadata or {},
         }
         _write_atomic(out / ENSEMBLE_FILE, json.dumps(payload, indent=2).encode(), overwrite=True)
@@ -397,9 +405,11 @@ def load_classifier(
         try:
             payload = json.loads((d / ENSEMBLE_FILE).read_text())
             names = list(payload["members"])
+            temperature = float(payload.get("temperature", 1.0))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f"Cannot read '{d / ENSEMBLE_FILE}': {exc}.") from exc
-        ens = ClassifierEnsemble([load_classifier(d / n, device=device) for n in names])
+        members = [load_classifier(d / n, device=device) for n in names]
+        ens = ClassifierEnsemble(members, temperature=temperature)
         ens.metadata = payload.get("metadata", {})
         return ens.eval()
     if not (d / CONFIG_FILE).is_file() or not (d / WEIGHTS_FILE).is_file():

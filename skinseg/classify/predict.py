@@ -99,8 +99,8 @@ def predict_proba(
     """Class probabilities for one image (-> (K,)) or a list of images (-> (N, K)).
 
     Each member of an ensemble cuts its own crop (its crop mode and size) and the
-    members' softmax probabilities are averaged. ``tta`` also averages over
-    horizontal/vertical flips.
+    members' softmax probabilities are averaged, then rescaled by the ensemble's
+    ``temperature`` if it is not 1. ``tta`` also averages over horizontal/vertical flips.
     """
     single = isinstance(images, np.ndarray) and images.ndim == 3
     imgs = [images] if single else list(images)
@@ -115,6 +115,11 @@ def predict_proba(
         crops = np.stack([prepare_crop(im, m, member.config)[0] for im, m in zip(imgs, msks)])
         probs.append(_member_proba(member, crops, tta, batch_size))
     p = np.mean(probs, axis=0)
+    temperature = float(getattr(model, "temperature", 1.0))
+    if temperature != 1.0:
+        from ..metrics.calibration import apply_temperature
+
+        p = apply_temperature(p, temperature).astype(np.float32)
     return p[0] if single else p
 
 
