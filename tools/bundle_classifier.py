@@ -24,7 +24,7 @@ def main() -> int:
     ap.add_argument("--name", default=_BUNDLED["default"])
     ap.add_argument("--scores-json", action="append", default=[], help="KEY=PATH of a JSON with scores")
     ap.add_argument("--temperature", type=float, default=1.0,
-                    help="probability temperature of the ensemble, fitted on val (benchmarks/classifier_val.py)")
+                    help="temperature of the mean probabilities, fit on val (benchmarks/classifier_val.py)")
     ap.add_argument("--note", default="")
     args = ap.parse_args()
     members = [C.load_classifier(p) for p in args.checkpoints]
