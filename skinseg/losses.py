@@ -1,4 +1,4 @@
-"""Segmentation losses on logits: Dice, IoU (Jaccard) and Dice + BCE.
+"""Segmentation losses on logits: Dice, IoU (Jaccard), Dice + BCE and the Lovász hinge.
 
 All take ``(N, 1, H, W)`` logits and a ``(N, 1, H, W)`` target in {0, 1} and return
 a scalar tensor (lower is better). ``reduction="image"`` computes the soft score
@@ -19,7 +19,7 @@ from torch import nn
 from ._checks import did_you_mean
 from .errors import ConfigError, UnknownNameError
 
-__all__ = ["DiceLoss", "IoULoss", "DiceBCELoss", "create_loss", "LOSSES"]
+__all__ = ["DiceLoss", "IoULoss", "DiceBCELoss", "LovaszHingeLoss", "create_loss", "LOSSES"]
 
 Reduction = Literal["image", "batch"]
 
@@ -77,11 +77,41 @@ class DiceBCELoss(nn.Module):
         return self.dice_weight * self.dice(logits, target) + self.bce_weight * bce
 
 
-LOSSES = {"dice": DiceLoss, "iou": IoULoss, "dice_bce": DiceBCELoss}
+class LovaszHingeLoss(nn.Module):
+    """The Lovász hinge (Berman et al., CVPR 2018): a convex surrogate of 1 - IoU, optimised directly.
+
+    With ``reduction="image"`` (default) it is computed per image and averaged, like the
+    ISIC per-image Jaccard; ``"batch"`` pools the pixels of the batch. Errors are hinge
+    margins on the logits (``1 - logit * sign``), sorted and weighted by the Lovász
+    extension of the Jaccard loss, so the pixels that would flip the IoU most weigh most.
+    Thin wrapper over ``segmentation_models_pytorch.losses.LovaszLoss("binary")``. Best
+    used to fine-tune a model trained with :class:`DiceBCELoss` (as Berman et al. advise).
+    """
+
+    def __init__(self, *, reduction: Reduction = "image") -> None:
+        super().__init__()
+        if reduction not in ("image", "batch"):
+            raise ConfigError(f"`reduction` must be 'image' or 'batch'; got {reduction!r}.")
+        import os
+
+        os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+        from segmentation_models_pytorch.losses import LovaszLoss
+
+        self.reduction = reduction
+        self._lovasz = LovaszLoss("binary", per_image=reduction == "image", from_logits=True)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if logits.shape != target.shape:
+            shapes = f"{tuple(logits.shape)} and {tuple(target.shape)}"
+            raise ConfigError(f"`logits` and `target` must have the same shape; got {shapes}.")
+        return self._lovasz(logits.float(), target.float())
+
+
+LOSSES = {"dice": DiceLoss, "iou": IoULoss, "dice_bce": DiceBCELoss, "lovasz": LovaszHingeLoss}
 
 
 def create_loss(name: str, **kwargs: object) -> nn.Module:
-    """Create a loss by name: ``"dice"``, ``"iou"`` or ``"dice_bce"``."""
+    """Create a loss by name: ``"dice"``, ``"iou"``, ``"dice_bce"`` or ``"lovasz"``."""
     key = str(name).lower()
     if key not in LOSSES:
         valid = sorted(LOSSES)

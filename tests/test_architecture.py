@@ -23,7 +23,7 @@ PKG = Path(__file__).resolve().parents[1] / "skinseg"
 STAGES = {
     "__init__": 0, "_types": 0, "errors": 0, "_checks": 0, "_geometry": 0, "_files": 0, "_deps": 0, "_figures": 0,
     "io": 1, "_imagefile": 1,
-    "preprocess": 2, "postprocess": 2, "testing": 2,
+    "preprocess": 2, "postprocess": 2, "testing": 2, "augment": 2,
     "models": 3, "losses": 3, "data": 3,
     "inference": 4, "onnx_backend": 4,  # onnx_backend: deprecated alias of inference.onnx
     "training": 5,
@@ -33,7 +33,8 @@ STAGES = {
     "cli": 9, "__main__": 9,
 }
 NUMPY_ONLY = ["skinseg", "skinseg.io", "skinseg.preprocess", "skinseg.postprocess", "skinseg.metrics",
-              "skinseg.report", "skinseg.report_html", "skinseg.testing", "skinseg.crops", "skinseg.features"]
+              "skinseg.report", "skinseg.report_html", "skinseg.testing", "skinseg.crops", "skinseg.features",
+              "skinseg.augment"]
 # What ``skinseg.__all__`` held before the inference core / runs restructuring: it must keep working.
 NAMES_BEFORE = [
     "__version__", "classify", "create_classifier", "create_segmenter", "crop_lesion", "denoise_median",

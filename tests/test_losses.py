@@ -75,3 +75,46 @@ def test_errors():
     with pytest.raises(UnknownNameError, match="Did you mean 'dice'"):
         create_loss("dise")
     assert isinstance(create_loss("IoU"), IoULoss)
+
+
+# --- Lovász hinge ------------------------------------------------------------------------------
+
+
+def test_lovasz_matches_smp_per_image_and_batch():
+    from skinseg.losses import LovaszHingeLoss
+
+    logits, target = _batch(4)
+    ref = smp_losses.LovaszLoss("binary", per_image=True)(logits, target)
+    assert torch.allclose(LovaszHingeLoss()(logits, target), ref, atol=1e-6)
+    one = LovaszHingeLoss(reduction="batch")
+    singles = torch.stack([one(logits[i:i + 1], target[i:i + 1]) for i in range(3)])
+    assert torch.allclose(LovaszHingeLoss()(logits, target), singles.mean(), atol=1e-6)
+    pooled = smp_losses.LovaszLoss("binary", per_image=False)(logits, target)
+    assert torch.allclose(LovaszHingeLoss(reduction="batch")(logits, target), pooled, atol=1e-6)
+
+
+def test_lovasz_known_answers_and_gradient():
+    from skinseg.losses import LovaszHingeLoss
+
+    target = torch.zeros(2, 1, 8, 8)
+    target[:, :, 2:6, 2:6] = 1
+    perfect = (target * 2 - 1) * 5  # every pixel right with a margin > 1
+    assert float(LovaszHingeLoss()(perfect, target)) == pytest.approx(0.0)
+    wrong = -perfect
+    assert float(LovaszHingeLoss()(wrong, target)) > 1.0
+    logits = torch.zeros(2, 1, 8, 8, requires_grad=True)
+    LovaszHingeLoss()(logits, target).backward()
+    # at zero logits, raising lesion logits and lowering background logits both lower the loss
+    assert (logits.grad[target.bool()] < 0).all() and (logits.grad[~target.bool()] >= 0).all()
+
+
+def test_lovasz_by_name_and_errors():
+    from skinseg.losses import LovaszHingeLoss
+
+    assert isinstance(create_loss("Lovasz"), LovaszHingeLoss)
+    with pytest.raises(ConfigError, match="same shape"):
+        LovaszHingeLoss()(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 5))
+    with pytest.raises(ConfigError, match="reduction"):
+        LovaszHingeLoss(reduction="pixel")
+    with pytest.raises(UnknownNameError, match="lovasz"):
+        create_loss("lovasz_hinge")

@@ -23,11 +23,13 @@ def main() -> int:
     ap.add_argument("checkpoints", nargs="+")
     ap.add_argument("--name", default=bundled_folder("default", "classifier").name)
     ap.add_argument("--scores-json", action="append", default=[], help="KEY=PATH of a JSON with scores")
+    ap.add_argument("--temperature", type=float, default=1.0,
+                    help="temperature of the mean probabilities, fit on val (benchmarks/classifier_val.py)")
     ap.add_argument("--note", default="")
     args = ap.parse_args()
     members = [C.load_classifier(p) for p in args.checkpoints]
-    ens = C.ClassifierEnsemble(members)
-    meta: dict = {"members": args.checkpoints, "note": args.note}
+    ens = C.ClassifierEnsemble(members, temperature=args.temperature)
+    meta: dict = {"members": args.checkpoints, "note": args.note, "temperature": args.temperature}
     for item in args.scores_json:
         key, _, path = item.partition("=")
         meta[key] = json.loads(Path(path).read_text())
@@ -37,7 +39,8 @@ def main() -> int:
     C.save_classifier(ens, out, metadata=meta, weights_dtype="float16")
     size = sum(f.stat().st_size for f in out.rglob("*.safetensors")) / 2**20
     total = sum(f.stat().st_size for f in BUNDLED_ROOT.rglob("*.safetensors")) / 2**20
-    print(f"bundled {len(members)} member(s) as {out} ({size:.1f} MiB; all bundled weights {total:.1f} MiB)")
+    print(f"bundled {len(members)} member(s) as {out} ({size:.1f} MiB; all bundled weights {total:.1f} MiB; "
+          f"temperature {args.temperature})")
     return 0
 
 

@@ -39,9 +39,14 @@ def prepare_crop(
     """The uint8 crop a classifier with ``config`` sees, and whether the mask was empty.
 
     An empty or missing mask (nothing segmented) falls back to the whole image as
-    the lesion box, so a prediction is still made; the flag reports it.
+    the lesion box, so a prediction is still made; the flag reports it. With
+    ``config.color_norm`` the whole image is colour-normalised first.
     """
     check_rgb_image(image)
+    if config.color_norm:
+        from ..preprocess.color import normalize_color
+
+        image = normalize_color(image, method=config.color_norm)
     empty = mask is None
     if mask is not None:
         m = as_bool_mask(mask)
@@ -135,7 +140,13 @@ def predict_proba_batch(
     for member in model.members:
         crops = np.stack([prepare_crop(im, m, member.config)[0] for im, m in zip(imgs, msks, strict=True)])
         probs.append(_member_proba(member, crops, tta, batch_size))
-    return np.mean(probs, axis=0)
+    p = np.mean(probs, axis=0)
+    temperature = float(getattr(model, "temperature", 1.0))
+    if temperature != 1.0:
+        from ..metrics.calibration import apply_temperature
+
+        p = apply_temperature(p, temperature).astype(np.float32)
+    return p
 
 
 def predict_proba(

@@ -28,19 +28,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", default="unet", help="architecture: unet or deeplabv3plus (default: unet)")
     p.add_argument("--encoder", default="tu-efficientnet_lite0", help="smp encoder name (default: tu-efficientnet_lite0)")
     p.add_argument("--encoder-weights", default="imagenet",
-                   help="'imagenet' (offline, Lite0 only), 'none', or a local weights file (default: imagenet)")
+                   help="'imagenet' (offline: tu-efficientnet_lite0/1/2), 'none', or a local weights file "
+                        "(default: imagenet)")
     p.add_argument("--input-size", type=int, default=None,
                    help="model input long side in px, multiple of 32 (default 256, or the --init-from checkpoint's)")
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--loss", default="dice_bce", choices=["dice", "iou", "dice_bce"])
+    p.add_argument("--loss", default="dice_bce", choices=["dice", "iou", "dice_bce", "lovasz"],
+                   help="dice_bce (default), dice, iou (soft, per image) or lovasz (Lovász hinge, per image; "
+                        "meant for fine-tuning a dice_bce model)")
     p.add_argument("--schedule", default="cosine", choices=["cosine", "plateau"])
     p.add_argument("--patience", type=int, default=5, help="early stopping patience in epochs (default 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hair-removal", choices=["dullrazor", "blackhat"], default=None,
                    help="hair removal applied before the model (stored in the checkpoint)")
     p.add_argument("--denoise", choices=["median", "wiener"], default=None)
+    p.add_argument("--color-norm", choices=["shades_of_gray"], default=None,
+                   help="colour constancy before the model (Shades of Gray, p=6; stored in the checkpoint); with "
+                        "--init-from it is added to the checkpoint's preprocessing")
+    p.add_argument("--failure-aug", action="store_true",
+                   help="also simulate the failure kinds while training: ink rings and marker dots, pale lesion "
+                        "borders, hair (skinseg.augment.FailureAugmentation)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--max-batches", type=int, default=None, help=argparse.SUPPRESS)
@@ -75,10 +84,11 @@ def run(args: argparse.Namespace) -> int:
     if overlap:
         raise SkinsegError(f"{len(overlap)} images are in both the training and validation data, e.g. {sorted(overlap)[0]}.")
     preprocess = {}
-    if args.hair_removal or args.denoise:
+    if args.hair_removal or args.denoise or args.color_norm:
         from ..preprocess import PreprocessConfig
 
-        preprocess = PreprocessConfig(hair_removal=args.hair_removal, denoise=args.denoise).to_dict()
+        preprocess = PreprocessConfig(hair_removal=args.hair_removal, denoise=args.denoise,
+                                      color_norm=args.color_norm).to_dict()
     weights = None if args.encoder_weights.lower() == "none" else args.encoder_weights
     seed_everything(args.seed)  # before the model is built: its random initialisation is part of the run
     if args.init_from:
@@ -94,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
                 f"--init-from '{args.init_from}' is an ensemble of {len(model.members)} segmenters ({names}); "
                 "fine-tune one member: pass its folder instead."
             )
+        if args.color_norm:  # fine-tune the checkpoint to colour-normalised input
+            preprocess = _with_color_norm(model.config.preprocess, args)
+            model.config = model.config.replace(preprocess=preprocess)
         if preprocess and preprocess != model.config.preprocess:
             raise SkinsegError(f"--hair-removal/--denoise differ from the preprocessing stored in '{args.init_from}'.")
         preprocess = model.config.preprocess
@@ -104,14 +117,21 @@ def run(args: argparse.Namespace) -> int:
     else:
         model = create_segmenter(args.arch, encoder_name=args.encoder, encoder_weights=weights,
                                  input_size=args.input_size or 256, preprocess=preprocess)
+    augment = train_augmentation(model.config.input_size, seed=args.seed)
+    extra = {}
+    if args.failure_aug:
+        from ..augment import FailureAugmentation
+
+        augment = FailureAugmentation(augment, seed=args.seed)
+        extra["failure_augmentation"] = augment.to_dict()
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, loss=args.loss,
                          schedule=args.schedule, patience=args.patience, seed=args.seed,
-                         max_batches_per_epoch=args.max_batches)
+                         max_batches_per_epoch=args.max_batches, extra=extra)
     cfg = model.config
     print(f"train {len(train_items)} images, val {len(val_items)} images; {cfg.arch} / {cfg.encoder_name} "
           f"({weights or 'random init'}), input {cfg.input_size}, device {device}", file=sys.stderr, flush=True)
     train_set = LesionSegDataset(train_items, input_size=cfg.input_size, mean=cfg.mean, std=cfg.std,
-                                 transform=train_augmentation(cfg.input_size, seed=args.seed),
+                                 transform=augment,
                                  preprocess=preprocess, progress=True)
     val_set = LesionSegDataset(val_items, input_size=cfg.input_size, mean=cfg.mean, std=cfg.std,
                                transform=val_transform(cfg.input_size), preprocess=preprocess, progress=True)
@@ -129,3 +149,17 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"best_epoch": best["epoch"], "val_dice": best["val_dice"], "val_iou": best["val_iou"],
                           "checkpoint": str(Path(args.out) / "best")}))
     return EXIT_OK
+
+
+def _with_color_norm(stored: dict, args: argparse.Namespace) -> dict:
+    """The checkpoint's preprocessing dict with --color-norm set (hair/denoise flags must match it)."""
+    from ..preprocess import PreprocessConfig
+
+    cfg = PreprocessConfig.from_dict(stored) if stored else PreprocessConfig()
+    for flag, value in (("hair_removal", args.hair_removal), ("denoise", args.denoise)):
+        if value is not None and value != getattr(cfg, flag):
+            raise SkinsegError(f"--{flag.replace('_', '-')} {value} differs from the preprocessing stored in "
+                               f"'{args.init_from}' ({getattr(cfg, flag)}); drop it.")
+    if cfg.color_norm is not None and cfg.color_norm != args.color_norm:
+        raise SkinsegError(f"'{args.init_from}' already normalises colour with {cfg.color_norm!r}.")
+    return PreprocessConfig.from_dict({**cfg.to_dict(), "color_norm": args.color_norm}).to_dict()

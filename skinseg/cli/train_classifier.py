@@ -40,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--pretrained",
         default="imagenet",
-        help="'imagenet' (offline, Lite0 only), a local .safetensors state dict, or 'none'",
+        help="'imagenet' (offline for efficientnet_lite0/1/2), a local .safetensors state dict, or 'none'",
     )
     p.add_argument(
         "--crop-mode",
@@ -57,6 +57,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="small",
         choices=["small", "timm"],
         help="initial head weights: small (default, first loss ~log K) or timm's (reproduces older runs)",
+    )
+    p.add_argument(
+        "--color-norm",
+        default=None,
+        choices=["shades_of_gray"],
+        help="colour constancy of the whole image before cropping (Shades of Gray, p=6; stored in the model)",
     )
     p.add_argument(
         "--init-from",
@@ -129,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
             input_size=args.input_size or 224,
             margin=0.25 if args.margin is None else args.margin,
             head_init=args.head_init,
+            color_norm=args.color_norm,
         )
     args.crop_mode = model.config.crop_mode
     if args.crop_mode != "full":
@@ -203,7 +210,7 @@ def _init_from(args: argparse.Namespace, names: list[str]):
         )
     clash = [
         f"--{k.replace('_', '-')} {v!r} (checkpoint: {getattr(model.config, k)!r})"
-        for k, v in (("crop_mode", args.crop_mode), ("margin", args.margin))
+        for k, v in (("crop_mode", args.crop_mode), ("margin", args.margin), ("color_norm", args.color_norm))
         if v is not None and v != getattr(model.config, k)
     ]
     if clash:

@@ -242,7 +242,8 @@ def save_classifier(model: Any, path: str | os.PathLike, *, metadata: dict[str, 
 
     single, ensemble, _ = _KINDS["classifier"]
     if isinstance(model, ClassifierEnsemble):
-        return _save_ensemble(model.members, save_classifier, Path(path), ensemble, {}, metadata, weights_dtype)
+        extra = {"temperature": model.temperature}
+        return _save_ensemble(model.members, save_classifier, Path(path), ensemble, extra, metadata, weights_dtype)
     if not isinstance(model, Classifier):
         raise ConfigError("`model` must be a skinseg Classifier or ClassifierEnsemble.")
     return _save_single(model.network, model.config, Path(path), single, metadata, weights_dtype)
@@ -320,7 +321,11 @@ def load_classifier(path_or_name: str | os.PathLike = "default", *, device: str 
     d = resolve_checkpoint(path_or_name, "classifier")
     if (d / ENSEMBLE_FILE).is_file():
         payload, names = _ensemble_members(d)
-        ens = ClassifierEnsemble([load_classifier(d / n, device=device) for n in names])
+        try:
+            temperature = float(payload.get("temperature", 1.0))
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"Cannot read '{d / ENSEMBLE_FILE}': bad temperature ({exc}).") from exc
+        ens = ClassifierEnsemble([load_classifier(d / n, device=device) for n in names], temperature=temperature)
         ens.metadata = payload.get("metadata", {})
         return ens.eval()
     return _load_single(d, "classifier", ClassifierConfig, build_classifier_network, Classifier, device)
@@ -357,6 +362,8 @@ def model_fingerprint(model: Any) -> str:
     members = getattr(model, "members", None)
     if hasattr(model, "_members") and members is not None:  # an ensemble
         extra = {"threshold": model.config.threshold, "tta": model.config.tta} if hasattr(model, "config") else {}
+        if getattr(model, "temperature", 1.0) != 1.0:
+            extra["temperature"] = float(model.temperature)
         return _combine(type(model).__name__, [model_fingerprint(m) for m in members], extra)
     state = {k: v.detach().cpu().contiguous().numpy() for k, v in model.network.state_dict().items()}
     return _hash(model.config.to_dict(), state)
@@ -378,7 +385,8 @@ def checkpoint_fingerprint(path_or_name: str | os.PathLike, kind: str = "segment
                 "tta": payload["tta"] if payload.get("tta") is not None else bool(first.get("tta", False)),
             }
             return _combine("SegmenterEnsemble", fps, extra)
-        return _combine("ClassifierEnsemble", fps, {})
+        temperature = float(payload.get("temperature", 1.0))
+        return _combine("ClassifierEnsemble", fps, {"temperature": temperature} if temperature != 1.0 else {})
     payload = _single_payload(d, kind)
     from .config import ClassifierConfig, SegmenterConfig
 

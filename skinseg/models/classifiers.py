@@ -19,9 +19,6 @@ from .config import CLASS_NAMES, ClassifierConfig
 
 __all__ = ["Classifier", "ClassifierEnsemble", "create_classifier", "build_classifier_network"]
 
-_LITE0 = ("efficientnet_lite0", "tu-efficientnet_lite0")
-
-
 class Classifier(nn.Module):
     """A timm image classifier plus its :class:`ClassifierConfig`. ``forward`` returns logits."""
 
@@ -54,17 +51,24 @@ class ClassifierEnsemble(nn.Module):
     """Several classifiers whose softmax probabilities are averaged.
 
     Members may differ in backbone, crop mode and input size, but must share
-    ``class_names`` (same classes, same order).
+    ``class_names`` (same classes, same order). ``temperature`` (default 1: none)
+    rescales the averaged probabilities as ``softmax(log(p) / T)``
+    (:func:`skinseg.metrics.calibration.apply_temperature`) to calibrate them; it is
+    fitted on validation data and never changes the predicted class.
     """
 
-    def __init__(self, members: list[Classifier]) -> None:
+    def __init__(self, members: list[Classifier], *, temperature: float = 1.0) -> None:
         super().__init__()
         if not members:
             raise ConfigError("An ensemble needs at least one member.")
         names = {m.config.class_names for m in members}
         if len(names) != 1:
             raise ConfigError(f"Ensemble members disagree on class_names: {sorted(names)}.")
+        number = isinstance(temperature, int | float) and not isinstance(temperature, bool)
+        if not number or not 0 < temperature < 1e3:
+            raise ConfigError(f"`temperature` must be a number > 0 (1: no rescaling); got {temperature!r}.")
         self._members = nn.ModuleList(members)
+        self.temperature = float(temperature)
         self.metadata: dict[str, Any] = {}
 
     @property
@@ -81,16 +85,18 @@ def _timm_name(backbone: str) -> str:
 
 
 def _load_pretrained(network: nn.Module, backbone: str, pretrained: str | os.PathLike, in_chans: int) -> None:
-    """Load ImageNet (offline Lite0) or local weights into the backbone, leaving the new head random."""
+    """Load ImageNet (offline Lite0/1/2) or local weights into the backbone, leaving the new head random."""
     if str(pretrained).lower() in ("imagenet", "true"):
-        if backbone not in _LITE0:
-            raise ConfigError(
-                f"Offline ImageNet weights exist only for {_LITE0[0]!r}; for {backbone!r} pass pretrained=False "
-                "or the path of a local .safetensors state dict with timm names."
-            )
-        from .pretrained import load_lite0_imagenet_state_dict
+        from .pretrained import LITE_STAGE_DEPTHS, lite_variant, load_lite_imagenet_state_dict
 
-        state = load_lite0_imagenet_state_dict(include_head=True)
+        variant = lite_variant(backbone)
+        if variant is None:
+            offline = ", ".join(LITE_STAGE_DEPTHS)
+            raise ConfigError(
+                f"Offline ImageNet weights exist only for {offline}; for {backbone!r} pass "
+                "pretrained=False or the path of a local .safetensors state dict with timm names."
+            )
+        state = load_lite_imagenet_state_dict(variant, include_head=True)
     else:
         path = Path(pretrained)
         if not path.is_file():
@@ -137,18 +143,20 @@ def create_classifier(
     margin: float = 0.25,
     drop_rate: float = 0.2,
     head_init: str = "small",
+    color_norm: str | None = None,
 ) -> Classifier:
     """Build a lesion classifier on a timm backbone.
 
     Parameters
     ----------
     backbone : str
-        A timm model name (``"tu-"`` prefix accepted). ``"efficientnet_lite0"``
-        has offline ImageNet weights (the same as the segmenter's encoder).
+        A timm model name (``"tu-"`` prefix accepted). ``"efficientnet_lite0"``,
+        ``"efficientnet_lite1"`` and ``"efficientnet_lite2"`` have offline ImageNet
+        weights (the same as the segmenter's encoders).
     num_classes : int, optional
         Defaults to ``len(class_names)``.
     pretrained : bool, "imagenet" or path
-        ``True``/``"imagenet"``: offline ImageNet weights (Lite0 only); a path:
+        ``True``/``"imagenet"``: offline ImageNet weights (Lite0/1/2 only); a path:
         a local safetensors state dict with timm names; ``False``: random init.
         Nothing is ever downloaded.
     class_names : sequence of str
@@ -161,6 +169,9 @@ def create_classifier(
         ``"timm"``: timm's own init, whose logits on pretrained Lite0 features
         start with a standard deviation of ~4 (loss ~3.7 for 3 classes); kept to
         reproduce runs made before skinseg 0.1.0's head fix.
+    color_norm : {"shades_of_gray"} or None
+        Colour constancy (:func:`skinseg.preprocess.normalize_color`, p = 6) applied to
+        the whole image before the crop is cut, in training and inference alike.
     """
     if head_init not in ("small", "timm"):
         raise ConfigError(f"`head_init` must be 'small' or 'timm'; got {head_init!r}.")
@@ -180,6 +191,7 @@ def create_classifier(
         crop_mode=crop_mode,
         margin=margin,
         drop_rate=drop_rate,
+        color_norm=color_norm,
     )
     network = build_classifier_network(config)
     if pretrained:

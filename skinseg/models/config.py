@@ -123,8 +123,15 @@ class ClassifierConfig:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     drop_rate: float = 0.2
+    color_norm: str | None = None  # colour constancy of the whole image before cropping ("shades_of_gray")
 
     def __post_init__(self) -> None:
+        if self.color_norm is not None:
+            from ..preprocess.color import COLOR_METHODS
+
+            if self.color_norm not in COLOR_METHODS:
+                raise ConfigError(f"`color_norm` must be None or one of {', '.join(COLOR_METHODS)}; "
+                                  f"got {self.color_norm!r}.")
         object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))

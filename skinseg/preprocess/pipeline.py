@@ -11,12 +11,13 @@ from typing import Any
 from .._checks import check_rgb_image, did_you_mean
 from .._types import RGBImage
 from ..errors import ConfigError, UnknownNameError
+from . import color as _color
 from . import denoise as _denoise
 from . import hair as _hair
 
 __all__ = ["PreprocessConfig", "Preprocess"]
 
-_FIELDS = ("hair_removal", "hair_params", "denoise", "denoise_params")
+_FIELDS = ("hair_removal", "hair_params", "denoise", "denoise_params", "color_norm", "color_params")
 
 
 def _method_name(value: object, name: str, valid: tuple[str, ...], what: str) -> str | None:
@@ -61,6 +62,11 @@ class PreprocessConfig:
         :func:`~skinseg.preprocess.denoise_wiener`; None skips denoising.
     denoise_params : dict
         Keyword arguments of that function (``kernel_size``; ``window``, ``noise``).
+    color_norm : {"shades_of_gray"} or None
+        Method of :func:`skinseg.preprocess.normalize_color` (colour constancy), run
+        first; None skips it.
+    color_params : dict
+        Keyword arguments of :func:`~skinseg.preprocess.normalize_color` (``p``).
 
     Raises
     ------
@@ -73,12 +79,17 @@ class PreprocessConfig:
     -----
     Method names are stored in lower case and the parameter dicts are validated copies,
     so a config compares equal to ``PreprocessConfig.from_dict(config.to_dict())``.
+    :meth:`to_dict` writes the ``color_*`` keys only when ``color_norm`` is set, so the
+    dicts stored by earlier versions (and by models without colour normalisation) stay
+    byte-identical.
     """
 
     hair_removal: str | None = None
     hair_params: dict[str, Any] = field(default_factory=dict)
     denoise: str | None = None
     denoise_params: dict[str, Any] = field(default_factory=dict)
+    color_norm: str | None = None
+    color_params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         hair = _method_name(self.hair_removal, "hair_removal", _hair.HAIR_METHODS, "hair-removal method")
@@ -103,6 +114,19 @@ class PreprocessConfig:
             den_params = {}
         else:
             den_params = _denoise._validate_params(den, den_params)
+        color = _method_name(self.color_norm, "color_norm", _color.COLOR_METHODS, "colour normalisation")
+        color_params = _params_dict(self.color_params, "color_params")
+        if color is None:
+            if any(v is not None for v in color_params.values()):
+                raise ConfigError(
+                    f"`color_params` must be empty when `color_norm` is None; got {color_params!r}. "
+                    "Set color_norm='shades_of_gray' or drop the parameters."
+                )
+            color_params = {}
+        else:
+            color_params = _color._validate_params(color, color_params)
+        object.__setattr__(self, "color_norm", color)
+        object.__setattr__(self, "color_params", color_params)
         object.__setattr__(self, "hair_removal", hair)
         object.__setattr__(self, "hair_params", hair_params)
         object.__setattr__(self, "denoise", den)
@@ -112,13 +136,20 @@ class PreprocessConfig:
         return hash(json.dumps(self.to_dict(), sort_keys=True))
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-serialisable dict (new copies of the parameter dicts)."""
-        return {
+        """Return a JSON-serialisable dict (new copies of the parameter dicts).
+
+        The ``color_norm`` / ``color_params`` keys appear only when ``color_norm`` is set.
+        """
+        out: dict[str, Any] = {
             "hair_removal": self.hair_removal,
             "hair_params": dict(self.hair_params),
             "denoise": self.denoise,
             "denoise_params": dict(self.denoise_params),
         }
+        if self.color_norm is not None:
+            out["color_norm"] = self.color_norm
+            out["color_params"] = dict(self.color_params)
+        return out
 
     def replace_steps(self, **steps: str | None) -> PreprocessConfig:
         """A copy with some steps replaced (``hair_removal=``, ``denoise=``; None switches a step off).
@@ -156,9 +187,11 @@ class PreprocessConfig:
 
 
 class Preprocess:
-    """Callable preprocessing pipeline: hair removal, then denoising.
+    """Callable preprocessing pipeline: colour normalisation, hair removal, then denoising.
 
-    The order is fixed: hair is removed first, because denoising would blur the thin
+    The order is fixed. Colour normalisation (a per-image gain per channel that undoes
+    the light source's cast) runs first, so the later steps and the model see
+    illuminant-neutral colours. Hair is removed before denoising, because denoising would blur the thin
     hairs (lowering their contrast for detection and smearing them into the skin) and a
     median filter of a hairy image partly keeps the hair. The object is rebuilt from
     :meth:`to_dict` output, so training, inference and the CLI run the same steps.
@@ -209,6 +242,8 @@ class Preprocess:
         check_rgb_image(image)
         cfg = self._config
         out = image
+        if cfg.color_norm is not None:
+            out = _color.normalize_color(out, method=cfg.color_norm, **cfg.color_params)
         if cfg.hair_removal is not None:
             out = _hair.remove_hair(out, method=cfg.hair_removal, **cfg.hair_params)  # type: ignore[arg-type]
         if cfg.denoise == "median":
@@ -236,7 +271,8 @@ class Preprocess:
 
     def __repr__(self) -> str:
         c = self._config
+        color = f", color_norm={c.color_norm!r}, color_params={c.color_params!r}" if c.color_norm else ""
         return (
             f"Preprocess(hair_removal={c.hair_removal!r}, hair_params={c.hair_params!r}, "
-            f"denoise={c.denoise!r}, denoise_params={c.denoise_params!r})"
+            f"denoise={c.denoise!r}, denoise_params={c.denoise_params!r}{color})"
         )

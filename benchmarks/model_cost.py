@@ -1,0 +1,121 @@
+"""Inference cost of segmenters and classifiers, measured in one run: size, GFLOPs, ms per image.
+
+For each segmenter: parameters, float16 weight bytes, GFLOPs of one forward pass at its
+input box (256 x 192 for ``input_size=256``; torch.utils.flop_counter, 2 FLOPs per
+multiply-add) and the forward passes its TTA default makes per image, and the median
+milliseconds per image of ``predict_proba`` (with the model's TTA default and with one
+forward) over real ``val`` images. The models are timed in turns (A, B, A, B, ...) so
+machine load affects all of them alike. Classifiers (``--classifier``) get parameters,
+bytes, GFLOPs per member and ms per image of ``predict_proba``.
+
+    python benchmarks/model_cost.py --model runs/default_v1 default --classifier runs/classifier_v1 default \
+        --threads 1 --n 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+
+
+def gflops(module, x) -> float:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        module(x)
+    return counter.get_total_flops() / 1e9
+
+
+def n_params(module) -> int:
+    return int(sum(p.numel() for p in module.parameters()))
+
+
+def weight_bytes(path: str, kind: str = "segmenter") -> int:
+    from skinseg.models.checkpoint import resolve_checkpoint
+
+    return int(sum(f.stat().st_size for f in resolve_checkpoint(path, kind).rglob("*.safetensors")))
+
+
+def classifier_bytes(path: str) -> int:
+    return weight_bytes(path, "classifier")
+
+
+def main() -> int:
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", nargs="*", default=["default"], help="segmenter checkpoints")
+    ap.add_argument("--classifier", nargs="*", default=[], help="classifier checkpoints")
+    ap.add_argument("--data", default=str(SHARED / "lesions"))
+    ap.add_argument("--n", type=int, default=40, help="val images timed per model")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    print("command: python " + " ".join(sys.argv), flush=True)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    import skinseg as ss
+    import skinseg.classify as C
+    from skinseg._geometry import box_hw
+    from skinseg.data import read_manifest
+
+    items = read_manifest(Path(args.data) / "manifest.csv", "val")[: args.n]
+    images = [ss.read_image(i) for i, _ in items]
+    masks = [ss.read_mask(m, shape=im.shape[:2]) for (_, m), im in zip(items, images, strict=True)]
+    out: dict = {"threads": args.threads, "n_images": len(images), "segmenters": {}, "classifiers": {}}
+    segs = {name: ss.load_segmenter(name).eval() for name in args.model}
+    clfs = {name: C.load_classifier(name).eval() for name in args.classifier}
+    for name, model in segs.items():
+        h, w = box_hw(model.config.input_size)
+        passes = 4 if model.config.tta else 1
+        out["segmenters"][name] = {
+            "params": n_params(model), "weight_bytes": weight_bytes(name), "input_hw": [h, w],
+            "gflops_per_forward": gflops(model, torch.zeros(1, 3, h, w)), "forwards_per_image": passes,
+            "preprocess": model.config.preprocess, "ms": {"default": [], "one_forward": []}}
+    for name, model in clfs.items():
+        out["classifiers"][name] = {
+            "params": n_params(model), "weight_bytes": classifier_bytes(name),
+            "gflops_per_image": sum(gflops(m, torch.zeros(1, m.config.in_chans, m.config.input_size,
+                                                          m.config.input_size)) for m in model.members),
+            "members": len(model.members), "ms": []}
+    for image, mask in zip(images, masks, strict=True):  # models in turns, so load drifts hit all alike
+        for name, model in segs.items():
+            for key, tta in (("default", None), ("one_forward", False)):
+                t0 = time.perf_counter()
+                ss.predict_proba(model, image, tta=tta)
+                out["segmenters"][name]["ms"][key].append(1000 * (time.perf_counter() - t0))
+        for name, model in clfs.items():
+            t0 = time.perf_counter()
+            C.predict_proba(model, image, mask)
+            out["classifiers"][name]["ms"].append(1000 * (time.perf_counter() - t0))
+    print(f"{len(images)} val images of {args.data}, {args.threads} thread(s); medians")
+    for name, r in out["segmenters"].items():
+        r["ms_median"] = {k: float(np.median(v)) for k, v in r.pop("ms").items()}
+        size = f"{r['params'] / 1e6:.2f} M params, {r['weight_bytes'] / 1e6:.1f} MB weights"
+        print(f"segmenter {name}: {size}, "
+              f"{r['gflops_per_forward']:.2f} GFLOPs per forward at {r['input_hw'][0]}x{r['input_hw'][1]} "
+              f"x {r['forwards_per_image']} forward(s): {r['ms_median']['default']:.0f} ms per image "
+              f"({r['ms_median']['one_forward']:.0f} ms with one forward)")
+    for name, r in out["classifiers"].items():
+        r["ms_median"] = float(np.median(r.pop("ms")))
+        print(f"classifier {name}: {r['members']} member(s), {r['params'] / 1e6:.2f} M params, "
+              f"{r['weight_bytes'] / 1e6:.1f} MB weights, {r['gflops_per_image']:.2f} GFLOPs per image: "
+              f"{r['ms_median']:.0f} ms per image")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"command": "python " + " ".join(sys.argv), **out}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
