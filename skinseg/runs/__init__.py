@@ -1,0 +1,38 @@
+"""Folder runs: segment or classify every image of a folder, resumably, with one shared journal.
+
+- :mod:`~skinseg.runs.segment` -- :func:`segment_folder` (``skinseg segment``);
+- :mod:`~skinseg.runs.classify` -- :func:`classify_folder` (``skinseg classify``);
+- :mod:`~skinseg.runs.journal` -- run.json, the append-only journal, the results CSV,
+  timings and resume (shared);
+- :mod:`~skinseg.runs.outdir` -- output-folder rules: never inside the input, a lock,
+  stale temporary files, foreign files (shared);
+- :mod:`~skinseg.runs.inputs` -- listing the inputs and their output paths (shared).
+
+The runners use only the public inference core (:class:`skinseg.inference.Predictor`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "segment_folder": "segment",
+    "draw_contour_overlay": "segment",
+    "RESULT_COLUMNS": "segment",
+    "result_columns": "segment",
+    "classify_folder": "classify",
+    "FolderRunResult": "journal",
+    "OutputLockedError": "outdir",
+    "check_output_dir": "outdir",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:  # lazy, so the segment runner's ONNX path never imports torch (the classifier does)
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'skinseg.runs' has no attribute {name!r}")

@@ -1,0 +1,320 @@
+"""The run journal: settings, one result row per input, resume, timings -- shared by every folder runner.
+
+Files in the output folder::
+
+    run.json        format, skinseg version, the run's settings (a resume must use the
+                    same ones) and, after each run, a summary (counts of what was done,
+                    skipped, failed, gone, and of inputs that were not taken as images)
+    journal.jsonl   append-only, one line per finished input (flush + fsync): the result
+                    row, the input's size and modification time, and the files written
+                    for it (relative to the output folder)
+    <results>.csv   the rows in input order, one per input; rewritten atomically from the
+                    journal at the end of every run (also after Ctrl-C), so an interrupted
+                    and resumed run ends with the same bytes as an uninterrupted one
+    timings.csv     append-only log, one row per finished input (seconds per stage)
+
+**Complete.** An input is complete when its last journal line has status ``ok``, the
+input's size and modification time are those recorded, and every file listed exists.
+Everything else is done again on a rerun: no line yet, an ``error`` line, a changed
+input, or a missing output. A line cut by a kill is dropped. Inputs of an earlier run
+that are gone are reported, their rows dropped and the files written for them removed.
+
+**Overwrite.** ``overwrite=True`` removes the files the journal lists (only those: a
+folder's other files are never touched), the journal, the results and the timings, and
+starts afresh.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from .._files import atomic_write, fsync_dir
+from ..errors import ConfigError
+
+__all__ = ["RunJournal", "ResultsFile", "FolderRunResult", "RUN_FILE", "JOURNAL_FILE", "TIMINGS_FILE",
+           "TIMING_COLUMNS", "input_stat", "csv_line", "progress_bar"]
+
+RUN_FILE, JOURNAL_FILE, TIMINGS_FILE = "run.json", "journal.jsonl", "timings.csv"
+RUN_FORMAT_VERSION = 2
+TIMING_COLUMNS: tuple[str, ...] = ("run", "file", "status", "read_s", "infer_s", "write_s", "seconds")
+"""``timings.csv`` columns: run start time (UTC), file, status and seconds spent reading and
+preprocessing, in the model (the batch time divided by its size) and writing."""
+
+
+def csv_line(values: Sequence[Any], lineterminator: str = "\n") -> str:
+    """One CSV line (RFC 4180 quoting) of ``values``."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator=lineterminator).writerow(values)
+    return buf.getvalue()
+
+
+def input_stat(path: str | os.PathLike) -> list[int]:
+    """[size in bytes, modification time in ns] of an input file, or [-1, -1] if it cannot be read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return [-1, -1]
+    return [int(st.st_size), int(st.st_mtime_ns)]
+
+
+@dataclass(frozen=True)
+class FolderRunResult:
+    """Summary of a folder run (:func:`skinseg.runs.segment_folder`, :func:`skinseg.runs.classify_folder`).
+
+    ``n_images`` files were found; ``n_skipped`` were complete from an earlier run and
+    ``n_processed`` were processed now. ``n_ok`` and ``n_failed`` count the final rows
+    (all images), and ``failed`` lists ``(file, error_type, message)`` of the failed ones.
+    ``gone`` lists inputs of an earlier run that no longer exist (their rows and files were
+    removed); ``not_taken`` counts the folder entries not taken as images, by reason
+    (see :class:`skinseg.io.ImageScan`).
+    """
+
+    out_dir: Path
+    results_csv: Path
+    n_images: int
+    n_processed: int
+    n_skipped: int
+    n_ok: int
+    n_failed: int
+    failed: tuple[tuple[str, str, str], ...] = field(default_factory=tuple)
+    gone: tuple[str, ...] = field(default_factory=tuple)
+    not_taken: dict[str, int] = field(default_factory=dict)
+
+
+def progress_bar(progress: bool, total: int, initial: int, desc: str) -> Any:
+    """A tqdm bar on stderr (images/s), or None without ``progress``."""
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="img", file=sys.stderr, dynamic_ncols=True,
+                smoothing=0.1)
+
+
+@dataclass(frozen=True)
+class ResultsFile:
+    """The CSV a runner writes: its name, columns and line ending (cells missing from a row are empty)."""
+
+    name: str
+    columns: tuple[str, ...]
+    lineterminator: str = "\n"
+
+    def render(self, rows: Iterable[dict[str, Any]]) -> str:
+        return csv_line(self.columns, self.lineterminator) + "".join(
+            csv_line([_cell(r.get(c, "")) for c in self.columns], self.lineterminator) for r in rows
+        )
+
+
+def _cell(value: Any) -> Any:
+    return "" if value is None else value
+
+
+@dataclass
+class _Entry:
+    row: dict[str, Any]
+    input: list[int]
+    outputs: list[str] = field(default_factory=list)
+
+
+class RunJournal:
+    """Bookkeeping of one folder run (see the module docstring).
+
+    Parameters
+    ----------
+    out : Path
+        Output folder (must exist and be locked by the caller, see :class:`~skinseg.runs.outdir.OutputLock`).
+    kind : str
+        ``"segment"`` or ``"classify"``: run.json records it, and a folder of one kind is not resumed as another.
+    settings : dict
+        Everything that determines the outputs (JSON-serialisable).
+    results : ResultsFile
+    """
+
+    def __init__(self, out: Path, *, kind: str, settings: dict[str, Any], results: ResultsFile) -> None:
+        self.out, self.kind, self.results = Path(out), kind, results
+        self.settings = json.loads(json.dumps(settings))  # as it will read back from run.json
+        self.run_file, self.journal_file = self.out / RUN_FILE, self.out / JOURNAL_FILE
+        self.timings_file = self.out / TIMINGS_FILE
+        self.entries: dict[str, _Entry] = {}
+        self.run_id = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.lock = threading.Lock()
+        self._journal: Any = None
+        self._timings: Any = None
+        self.on_append: Callable[[dict[str, Any]], None] | None = None
+
+    # ------------------------------------------------------------------ start
+
+    def _format(self) -> str:
+        return f"skinseg-{self.kind}-run"
+
+    def has_journal(self) -> bool:
+        return self.journal_file.exists() or self.run_file.exists()
+
+    def start(self, *, overwrite: bool) -> None:
+        """Check the settings against an earlier run (or start afresh) and read its journal."""
+        if overwrite:
+            self._remove_previous()
+        elif self.run_file.exists():
+            self._check_settings()
+            self.entries = self._read_journal()
+        elif self.out.joinpath(self.results.name).exists():
+            raise ConfigError(
+                f"'{self.out}' holds a {self.results.name} but no {RUN_FILE}, so the run cannot be resumed safely. "
+                "Pass --overwrite (overwrite=True) to start afresh, or choose another output folder."
+            )
+        self.write_run_json()
+
+    def _check_settings(self) -> None:
+        try:
+            payload = json.loads(self.run_file.read_text(encoding="utf-8"))
+            old, fmt, version = payload["settings"], payload.get("format"), payload.get("format_version", 1)
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ConfigError(
+                f"'{self.run_file}' cannot be read, so the run in '{self.out}' cannot be resumed safely. "
+                "Pass --overwrite (overwrite=True) to start afresh, or choose another output folder."
+            ) from None
+        if fmt != self._format():
+            raise ConfigError(
+                f"'{self.out}' holds a {fmt or 'different'} run, not a {self._format()}. Choose another output folder."
+            )
+        if version != RUN_FORMAT_VERSION:
+            raise ConfigError(
+                f"'{self.out}' holds a run made by an older skinseg (run format {version}), which this version "
+                "cannot resume. Pass --overwrite (overwrite=True) to start afresh, or choose another output folder."
+            )
+        if old != self.settings:
+            keys = list(dict.fromkeys([*self.settings, *old]))
+            diff = ", ".join(f"{k}: {old.get(k)!r} -> {self.settings.get(k)!r}" for k in keys
+                             if old.get(k) != self.settings.get(k))
+            raise ConfigError(
+                f"'{self.out}' holds a run made with other settings ({diff}); resuming would mix them. Rerun with "
+                "the same settings, pass --overwrite (overwrite=True), or choose another output folder."
+            )
+
+    def _read_journal(self) -> dict[str, _Entry]:
+        if not self.journal_file.exists():
+            return {}
+        data = self.journal_file.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):  # killed mid-line: drop the fragment so appends start on a fresh line
+            with open(self.journal_file, "r+b") as f:
+                f.truncate(end)
+                f.flush()
+                os.fsync(f.fileno())
+        entries: dict[str, _Entry] = {}
+        for line in data[:end].decode("utf-8", errors="replace").splitlines():
+            try:
+                d = json.loads(line)
+                entries[d["file"]] = _Entry(d["row"], list(d["input"]), list(d.get("outputs", [])))
+            except (ValueError, KeyError, TypeError):
+                continue  # a damaged line: that input is done again
+        return entries
+
+    def _remove_previous(self) -> None:
+        """``overwrite``: remove what an earlier run wrote (as its journal lists it) and the run files."""
+        for entry in self._read_journal().values() if self.run_file.exists() else []:
+            for rel in entry.outputs:
+                self._remove_output(rel)
+        for name in (JOURNAL_FILE, TIMINGS_FILE, self.results.name, RUN_FILE):
+            (self.out / name).unlink(missing_ok=True)
+
+    def _remove_output(self, rel: str) -> None:
+        path = (self.out / rel).resolve()
+        if self.out.resolve() in path.parents:  # never outside the output folder
+            path.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ resume
+
+    def complete(self, key: str, stat: list[int]) -> bool:
+        """True if ``key`` finished ``ok`` from this input (same size and mtime) and its files exist."""
+        e = self.entries.get(key)
+        return (
+            e is not None
+            and e.row.get("status") == "ok"
+            and e.input == stat
+            and all((self.out / rel).is_file() for rel in e.outputs)
+        )
+
+    def drop_gone(self, present: Iterable[str]) -> list[str]:
+        """Forget the entries of inputs that are not in ``present`` and remove their files; return their keys."""
+        keep = set(present)
+        gone = sorted(k for k in self.entries if k not in keep)
+        for k in gone:
+            for rel in self.entries.pop(k).outputs:
+                self._remove_output(rel)
+        return gone
+
+    # ------------------------------------------------------------------ during the run
+
+    def open(self) -> None:
+        self._journal = open(self.journal_file, "a", encoding="utf-8", newline="")
+        new_timings = not self.timings_file.exists() or self.timings_file.stat().st_size == 0
+        self._timings = open(self.timings_file, "a", encoding="utf-8", newline="")
+        if new_timings:
+            self._timings.write(csv_line(TIMING_COLUMNS))
+            self._timings.flush()
+        fsync_dir(self.out)
+
+    def append(self, key: str, row: dict[str, Any], stat: list[int], outputs: list[str],
+               timing: Sequence[float] | None = None) -> None:
+        """Record a finished input (thread-safe): its files must already be in place."""
+        line = json.dumps({"file": key, "row": row, "input": stat, "outputs": outputs}) + "\n"
+        with self.lock:
+            if timing is not None:
+                self._timings.write(csv_line([self.run_id, key, row.get("status", ""),
+                                              *(f"{t:.4f}" for t in timing)]))
+                self._timings.flush()
+            self._journal.write(line)
+            self._journal.flush()
+            os.fsync(self._journal.fileno())
+            self.entries[key] = _Entry(row, stat, outputs)
+        if self.on_append is not None:
+            self.on_append(row)
+
+    def close(self) -> None:
+        for f in (self._journal, self._timings):
+            if f is not None:
+                f.close()
+        self._journal = self._timings = None
+
+    # ------------------------------------------------------------------ end
+
+    def rows(self, order: Sequence[str]) -> list[dict[str, Any]]:
+        """The rows of ``order`` that have one, in that order."""
+        return [self.entries[k].row for k in order if k in self.entries]
+
+    def write_results(self, order: Sequence[str]) -> Path:
+        """Rewrite the results CSV atomically: one row per input of ``order`` that has one."""
+        path = self.out / self.results.name
+        atomic_write(path, self.results.render(self.rows(order)))
+        return path
+
+    def write_run_json(self, summary: dict[str, Any] | None = None) -> None:
+        payload: dict[str, Any] = {"format": self._format(), "format_version": RUN_FORMAT_VERSION,
+                                   "skinseg_version": __version__, "settings": self.settings}
+        if summary is not None:
+            payload["last_run"] = {"started": self.run_id, **summary}
+        atomic_write(self.run_file, json.dumps(payload, indent=2) + "\n")
+
+    def summarise(self, keys: Sequence[str], n_processed: int, gone: Sequence[str], not_taken: dict[str, int],
+                  results_csv: Path) -> FolderRunResult:
+        """Record the run's summary in run.json and return it (``keys``: every input, in order)."""
+        finals = self.rows(keys)
+        failed = tuple((str(r["file"]), str(r["error_type"]), str(r["error"])) for r in finals if r["status"] != "ok")
+        skipped = len(keys) - n_processed
+        self.write_run_json({"images": len(keys), "processed": n_processed, "skipped_complete": skipped,
+                             "ok": len(finals) - len(failed), "failed": len(failed), "gone": len(gone),
+                             "not_taken": not_taken})
+        return FolderRunResult(self.out, results_csv, len(keys), n_processed, skipped, len(finals) - len(failed),
+                               len(failed), failed, tuple(gone), dict(not_taken))
