@@ -60,8 +60,12 @@ def data_dir(name: str = "lesions") -> Path:
     return path
 
 
-def manifest_items(folders: str | os.PathLike | Sequence[str | os.PathLike], splits: str | Iterable[str] | None,
-                   *, label_column: str | None = None) -> list[Any]:
+def manifest_items(
+    folders: str | os.PathLike | Sequence[str | os.PathLike],
+    splits: str | Iterable[str] | None,
+    *,
+    label_column: str | None = None,
+) -> list[Any]:
     """The :class:`skinseg.data.ManifestItem` (image, mask, label, id) of ``splits`` in one or more folders.
 
     Items come folder by folder, in manifest order. A missing manifest, a missing column
@@ -83,7 +87,7 @@ def manifest_items(folders: str | os.PathLike | Sequence[str | os.PathLike], spl
 
 
 def read_rgb(path: str | os.PathLike) -> Any:
-    """(H, W, 3) uint8 RGB image of a file (:func:`skinseg.read_image`); exits with a message if unreadable."""
+    """(H, W, 3) uint8 RGB of a file (:func:`skinseg.read_image`); exits with a message if unreadable."""
     import skinseg as ss
 
     try:
@@ -124,10 +128,9 @@ def _version(module: str) -> str:
     except ImportError:
         return f"{module} (not installed)"
     text = f"{module} {getattr(mod, '__version__', '?')}"
-    if module == "torch":
-        text += f" ({mod.get_num_threads()} threads)"
-    elif module == "cv2":
-        text += f" ({mod.getNumThreads()} threads)"
+    threads = mod.get_num_threads() if module == "torch" else mod.getNumThreads() if module == "cv2" else None
+    if threads is not None:
+        text += f" ({threads} thread{'' if threads == 1 else 's'})"
     return text
 
 
@@ -156,8 +159,9 @@ def banner(*, libraries: Iterable[str] = ("numpy",), split: str | None = None, c
         print("note: choices must be made on 'val'; 'test' only reports the chosen one.", file=sys.stderr)
 
 
-def start_choice_run(split: str, threads: int | None, *, libraries: Iterable[str] = ("numpy", "torch")) -> None:
-    """For scripts that choose a setting: set the torch threads, then :func:`banner` with the ``test`` warning."""
+def start_choice_run(split: str, threads: int | None, *,
+                     libraries: Iterable[str] = ("numpy", "torch")) -> None:
+    """For scripts that choose a setting: set the torch threads, then :func:`banner` warning on ``test``."""
     if threads:
         import torch
 
