@@ -32,8 +32,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "lesions" / "images"
+from _common import banner, data_dir
 
 
 def data_rows(path: Path) -> int:
@@ -50,15 +49,18 @@ def snapshot(out: Path) -> dict[str, bytes]:
     }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=None,
+                        help="folder of images (default: images/ of the lesions dev set, "
+                        "$SKINSEG_DATA_DIR or ../shared/data/lesions)")
     parser.add_argument("--n", type=int, default=40)
     parser.add_argument("--model", default="default")
     parser.add_argument("--kill-after", type=int, default=15, help="SIGKILL once this many rows are written")
     parser.add_argument("--backend", default="torch", choices=["torch", "onnx"])
-    args = parser.parse_args()
-    print("command: " + shlex.join([sys.executable, *sys.argv]))
+    args = parser.parse_args(argv)
+    args.data = args.data or data_dir() / "images"
+    banner(libraries=())
 
     from skinseg.io import list_images
 
@@ -144,4 +146,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
