@@ -100,7 +100,7 @@ def psnr(a: Any, b: Any, region: Any = None) -> float:
     """PSNR in dB of two uint8 images (peak 255), over the whole image or the (H, W) bool ``region``.
 
     The squared error is averaged over every channel of every pixel considered; the MSE is
-    floored at 1e-10, so identical images give 100 dB.
+    floored at 1e-10, so identical images give 10 log10(255^2 / 1e-10) = 148.1 dB.
     """
     import numpy as np
 
