@@ -27,9 +27,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "lesions" / "images"
+from _common import banner, data_dir
 
 
 def build(folder: Path, data: Path, huge: int) -> None:
@@ -80,13 +78,16 @@ def show(out: Path) -> None:
             print(f"  {r['file']:<24} error  {r['error_type']}: {msg}")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=None,
+                        help="folder with good .jpg images (default: images/ of the lesions dev set, "
+                        "$SKINSEG_DATA_DIR or ../shared/data/lesions)")
     parser.add_argument("--model", default="default")
     parser.add_argument("--huge", type=int, default=8000, help="side of the huge square image (px)")
-    args = parser.parse_args()
-    print("command: " + shlex.join([sys.executable, *sys.argv]))
+    args = parser.parse_args(argv)
+    args.data = args.data or data_dir() / "images"
+    banner(libraries=("numpy", "cv2"))
     tmp = Path(tempfile.mkdtemp(prefix="skinseg-bad-"))
     src = tmp / "bad_files"
     build(src, args.data, args.huge)
@@ -105,7 +106,8 @@ def main() -> None:
     unchanged = before == {p.name: p.read_bytes() for p in src.iterdir()}
     print(f"\ninputs unchanged: {unchanged}")
     shutil.rmtree(tmp, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

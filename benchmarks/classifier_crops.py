@@ -7,7 +7,9 @@ scored on the ``test`` split of lesion-classes twice: crops cut with the expert 
 and crops cut with masks predicted by the bundled segmenter (the deployment case).
 The ensemble averages the probabilities of the two modes best on ``val`` (chosen on
 val only). Metrics: balanced accuracy (mean per-class recall), melanoma-vs-rest
-ROC AUC, per-class recall, with bootstrap 95 % intervals.
+ROC AUC, per-class recall, with bootstrap 95 % intervals. Data: ``lesion-classes`` and
+``lesions`` from ``$SKINSEG_DATA_DIR`` (the ``lesions`` folder; ``lesion-classes`` is its
+sibling), else ``../shared/data``.
 
     python benchmarks/classifier_crops.py                      # train what is missing, then score
     python benchmarks/classifier_crops.py --no-train           # score existing runs only
@@ -19,14 +21,12 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import REPO_ROOT, banner, data_dir, manifest_items
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
 MODES = ["full", "dilated_bbox", "masked", "mask_channel"]
 
 
@@ -35,8 +35,8 @@ def train_command(mode: str, args: argparse.Namespace) -> list[str]:
         "skinseg",
         "train-classifier",
         "--data",
-        str(SHARED / "lesion-classes"),
-        str(SHARED / "lesions"),
+        str(data_dir("lesion-classes")),
+        str(data_dir("lesions")),
         "--crop-mode",
         mode,
         "--input-size",
@@ -102,10 +102,10 @@ def score(y: np.ndarray, p: np.ndarray, names: list[str]) -> dict:
     return m
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", default=str(REPO / "runs" / "cls"))
+    ap.add_argument("--runs", default=str(REPO_ROOT / "runs" / "cls"))
     ap.add_argument("--modes", nargs="+", default=MODES, choices=MODES)
     ap.add_argument("--input-size", type=int, default=192)
     ap.add_argument("--epochs", type=int, default=8)
@@ -117,12 +117,12 @@ def main() -> int:
     ap.add_argument("--no-train", action="store_true")
     ap.add_argument("--train-only", action="store_true")
     ap.add_argument("--json", default=None, help="write all results here")
-    args = ap.parse_args()
-    print("command: python " + " ".join(sys.argv), flush=True)
+    args = ap.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(args.threads)
+    banner(libraries=("numpy", "torch"))
     import skinseg.classify as C
     from skinseg.metrics import balanced_accuracy
 
@@ -137,10 +137,8 @@ def main() -> int:
 
     if args.train_only:
         return 0
-    test = C.read_labelled_manifest(SHARED / "lesion-classes", args.split)
-    val = C.read_labelled_manifest(SHARED / "lesion-classes", "val") + C.read_labelled_manifest(
-        SHARED / "lesions", "val"
-    )
+    test = manifest_items(data_dir("lesion-classes"), args.split, label_column="label")
+    val = manifest_items([data_dir("lesion-classes"), data_dir("lesions")], "val", label_column="label")
     pred = predicted_masks(test, Path(args.runs) / f"pred_masks_{args.split}", args.threads)
     names = list(C.CLASS_NAMES)
     y = np.array([names.index(i.label) for i in test])
@@ -225,4 +223,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -8,30 +8,29 @@ noise (5 % of the pixels, half 0 and half 255, all channels), and reports PSNR b
 and after each filter at the native size (~512x340), plus the median time per image at
 1024x768 (the clean dev image upscaled, bicubic, with the same kind of noise), filters
 interleaved. ``scipy.signal.wiener`` (per channel, float64) is the speed and accuracy
-reference. Dev images are read with OpenCV directly (BGR -> RGB).
+reference. Dev images are read with :func:`skinseg.read_image`.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import os
-import shlex
 import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
-from scipy import signal
+from _common import DATA_HELP, banner, data_dir, manifest_items, psnr, read_rgb
 
 from skinseg.preprocess import denoise_median, denoise_wiener
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "lesions"
+NATIVE_SIZE = ("original", "resized_1024x768_by_source_repo")
+"""``image_source_note`` values of the 512-px rows of the manifest (the others are 256 px)."""
 
 
 def scipy_wiener(image: np.ndarray, window: int) -> np.ndarray:
+    from scipy import signal
+
     out = np.stack([signal.wiener(image[..., c].astype(np.float64), (window, window)) for c in range(3)], -1)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
@@ -46,13 +45,6 @@ FILTERS = {
 }
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise SystemExit(f"error: cannot read {path}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
 def add_noise(image: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
     if kind == "gaussian":
         return np.clip(np.rint(image + rng.normal(0.0, 15.0, image.shape)), 0, 255).astype(np.uint8)
@@ -63,30 +55,22 @@ def add_noise(image: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndar
     return noisy
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean()
-    return float(10 * np.log10(255.0**2 / max(mse, 1e-10)))
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with manifest.csv and images/")
+    ap.add_argument("--data", type=Path, default=None,
+                    help=f"folder with manifest.csv and images/ ({DATA_HELP})")
     ap.add_argument("--n", type=int, default=20, help="number of dev images (default 20)")
     ap.add_argument("--reps", type=int, default=3, help="timing repetitions per image (default 3)")
     ap.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     args = ap.parse_args(argv)
+    args.data = args.data or data_dir()
 
-    print("$ python " + " ".join(shlex.quote(a) for a in sys.argv))
-    print(f"cv2 {cv2.__version__}, {cv2.getNumThreads()} OpenCV threads, numpy {np.__version__}, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} (shared machine)")
-    with open(args.data / "manifest.csv", newline="") as f:
-        rows = sorted(
-            (r for r in csv.DictReader(f) if r["split"] in ("train", "val")
-             and r["image_source_note"] in ("original", "resized_1024x768_by_source_repo")),
-            key=lambda r: r["id"],
-        )[: args.n]
-    images = [read_rgb(args.data / "images" / f"{r['id']}.jpg") for r in rows]
-    print(f"{len(images)} train/val images, first by id: {rows[0]['id']} .. {rows[-1]['id']}")
+    banner(libraries=("numpy", "cv2", "scipy"))
+    # the image_source_note column as the items' label: which rows are at the native 512 px
+    rows = sorted((it for it in manifest_items(args.data, ("train", "val"), label_column="image_source_note")
+                   if it.label in NATIVE_SIZE), key=lambda it: it.id)[: args.n]
+    images = [read_rgb(it.image) for it in rows]
+    print(f"{len(images)} train/val images, first by id: {rows[0].id} .. {rows[-1].id}")
     rng = np.random.default_rng(args.seed)
 
     kinds = ("gaussian", "saltpepper")

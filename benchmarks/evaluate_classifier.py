@@ -12,39 +12,37 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-from pathlib import Path
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
+from _common import DATA_HELP, banner, data_dir, manifest_items
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="default")
-    ap.add_argument("--data", default=str(SHARED / "lesion-classes"))
+    ap.add_argument("--data", default=None,
+                    help=f"the lesion-classes folder with manifest.csv ({DATA_HELP}/lesion-classes)")
     ap.add_argument("--split", default="test")
     ap.add_argument("--masks", choices=["expert", "predicted"], default="expert")
     ap.add_argument("--tta", action="store_true")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--report", default=None, help="folder for metrics.json and the PNG plots")
-    args = ap.parse_args()
-    print("command: python " + " ".join(sys.argv), flush=True)
+    args = ap.parse_args(argv)
+    args.data = args.data or str(data_dir("lesion-classes"))
     import torch
     from tqdm.auto import tqdm
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    banner(libraries=("numpy", "torch"))
     import skinseg as ss
     import skinseg.classify as C
     from skinseg.metrics import balanced_accuracy, bootstrap_ci, classification_metrics, roc_auc
 
     model = C.load_classifier(args.model)
     names = list(model.class_names)
-    items = C.read_labelled_manifest(args.data, args.split)
+    items = manifest_items(args.data, args.split, label_column="label")
     seg = ss.load_segmenter("default") if args.masks == "predicted" else None
     probs, y, empty = [], [], 0
     for it in tqdm(items, desc=f"{args.split} ({args.masks} masks)", unit="img"):
@@ -92,4 +90,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

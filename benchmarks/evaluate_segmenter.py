@@ -16,55 +16,49 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "lesions"
+from _common import DATA_HELP, banner, data_dir, manifest_items
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     import torch
 
     import skinseg as ss
-    from skinseg.data import read_manifest
+    from skinseg.inference import resolve_tta
     from skinseg.metrics import segmentation_metrics, summarize
     from skinseg.postprocess import postprocess_mask
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="default")
-    ap.add_argument("--data", nargs="+", default=[str(DEFAULT_DATA)], help="dev-set folders with manifest.csv")
+    ap.add_argument("--data", nargs="+", default=None, help=f"dev-set folders with manifest.csv ({DATA_HELP})")
     ap.add_argument("--split", default="test")
     ap.add_argument("--thresholds", nargs="+", type=float, default=None)
     ap.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                     help="flip TTA on/off (default: as stored in the model's config)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", help="write the summary here")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    args.data = args.data or [str(data_dir())]
     if args.threads:
         torch.set_num_threads(args.threads)
-    print("command: python " + " ".join(sys.argv), flush=True)
+    # several thresholds are a choice: warn when it is made on 'test'
+    banner(libraries=("numpy", "torch"), split=args.split, choosing=len(args.thresholds or ()) > 1)
     model = ss.load_segmenter(args.model)
-    from skinseg.inference import resolve_tta
-
     args.tta = resolve_tta(model, args.tta)
     thresholds = args.thresholds or [model.config.threshold]
-    items = []
-    for d in args.data:
-        items += read_manifest(Path(d) / "manifest.csv", args.split)
+    items = manifest_items(args.data, args.split)
     rows: dict[float, list[dict]] = {t: [] for t in thresholds}
     t0 = time.perf_counter()
-    for image_path, mask_path in items:
-        image = ss.read_image(image_path)
-        truth = ss.read_mask(mask_path, shape=image.shape[:2])
+    for item in items:
+        image = ss.read_image(item.image)
+        truth = ss.read_mask(item.mask, shape=image.shape[:2])
         prob = ss.predict_proba(model, image, tta=args.tta)
         for t in thresholds:
             pred = postprocess_mask(prob, threshold=t)
-            rows[t].append({"id": image_path.stem, **segmentation_metrics(pred, truth)})
+            rows[t].append({"id": item.id, **segmentation_metrics(pred, truth)})
     seconds = time.perf_counter() - t0
     out = {"model": str(args.model), "split": args.split, "data": args.data, "n_images": len(items), "tta": args.tta,
            "seconds_per_image": round(seconds / len(items), 4), "by_threshold": {}}

@@ -17,29 +17,26 @@ original:
 
 Two evaluations: at the native size (~512x340, hair 1-4 px wide) and with the clean
 image upscaled (bicubic) to 1024x768 before adding hair 2-8 px wide (the same hair,
-physically). Timings come from the 1024x768 run. Dev images are read with OpenCV
-directly (BGR -> RGB).
+physically). Timings come from the 1024x768 run. Dev images are read with
+:func:`skinseg.read_image`.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import os
-import shlex
 import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
-from skimage.metrics import structural_similarity
+from _common import DATA_HELP, banner, data_dir, manifest_items, psnr, read_rgb
 
 from skinseg.preprocess import detect_hair, remove_hair
 from skinseg.testing import add_synthetic_hair
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "lesions"
+NATIVE_SIZE = ("original", "resized_1024x768_by_source_repo")
+"""``image_source_note`` values of the 512-px rows of the manifest (the others are 256 px)."""
 
 # name -> (detect kwargs, remove kwargs); "mask_from" reuses another method's detection
 METHODS: dict[str, dict] = {
@@ -55,13 +52,6 @@ METHODS: dict[str, dict] = {
 DEFAULT, BASELINE = "dullrazor (default)", "blackhat+telea (baseline)"
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise SystemExit(f"error: cannot read {path}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
 def blackhat_score(image: np.ndarray) -> float:
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     k = cv2.getStructuringElement(cv2.MORPH_CROSS, (9, 9))  # scale rule at 512 px
@@ -69,16 +59,13 @@ def blackhat_score(image: np.ndarray) -> float:
 
 
 def pick_images(data: Path, n: int) -> list[tuple[str, np.ndarray]]:
-    with open(data / "manifest.csv", newline="") as f:
-        rows = [
-            r for r in csv.DictReader(f)
-            if r["split"] in ("train", "val")
-            and r["image_source_note"] in ("original", "resized_1024x768_by_source_repo")
-        ]
+    # the image_source_note column as the items' label: which rows are at the native 512 px
+    rows = [it for it in manifest_items(data, ("train", "val"), label_column="image_source_note")
+            if it.label in NATIVE_SIZE]
     scored = []
     for r in rows:
-        img = read_rgb(data / "images" / f"{r['id']}.jpg")
-        scored.append((blackhat_score(img), r["id"], img))
+        img = read_rgb(r.image)
+        scored.append((blackhat_score(img), r.id, img))
     scored.sort(key=lambda t: t[0])
     return [(i, img) for _, i, img in scored[:n]]
 
@@ -101,18 +88,14 @@ def timed(spec: dict, hairy: np.ndarray) -> float:
     return (time.perf_counter() - t0) * 1e3
 
 
-def psnr(a: np.ndarray, b: np.ndarray, region: np.ndarray | None = None) -> float:
-    d = (a.astype(np.float64) - b.astype(np.float64)) ** 2
-    mse = d[region].mean() if region is not None else d.mean()
-    return float(10 * np.log10(255.0**2 / max(mse, 1e-10)))
-
-
 def dice(a: np.ndarray, b: np.ndarray) -> float:
     s = a.sum() + b.sum()
     return 1.0 if s == 0 else float(2 * (a & b).sum() / s)
 
 
 def evaluate(images, size, width_range, ring, seed, reps, color="dark", methods=METHODS):
+    from skimage.metrics import structural_similarity
+
     res = {m: {k: [] for k in ("dice", "dice_rm", "psnr", "psnr_r", "ssim", "ssim_r", "gain", "gain_r", "ms")}
            for m in methods}
     for i, (_, img) in enumerate(images):
@@ -166,15 +149,15 @@ def print_table(title: str, res: dict, timing: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with manifest.csv and images/")
+    ap.add_argument("--data", type=Path, default=None,
+                    help=f"folder with manifest.csv and images/ ({DATA_HELP})")
     ap.add_argument("--n", type=int, default=20, help="number of dev images (default 20)")
     ap.add_argument("--reps", type=int, default=3, help="timing repetitions per image (default 3)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the simulated hair (default 0)")
     args = ap.parse_args(argv)
+    args.data = args.data or data_dir()
 
-    print("$ python " + " ".join(shlex.quote(a) for a in sys.argv))
-    print(f"cv2 {cv2.__version__}, {cv2.getNumThreads()} OpenCV threads, numpy {np.__version__}, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} (shared machine)")
+    banner(libraries=("numpy", "cv2", "skimage"))
     images = pick_images(args.data, args.n)
     print(f"{len(images)} train/val images with the least hair (black-hat score): "
           + " ".join(i for i, _ in images))

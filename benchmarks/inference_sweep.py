@@ -18,54 +18,52 @@ import argparse
 import itertools
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "lesions"
+from _common import DATA_HELP, command_line, data_dir, manifest_items, start_choice_run
 
 
-def start_choice_run(split: str, threads: int | None) -> None:
-    """Warn when choices are scored on 'test', set the torch threads, print the command."""
-    import torch
+def flip_probabilities(backend, x: np.ndarray, flips) -> list[np.ndarray]:
+    """(H', W') probabilities of each flip of the prepared input ``x`` (3, H', W'), flipped back.
 
-    if split == "test":
-        print("note: choices must be made on 'val'; 'test' only reports the chosen one.", file=sys.stderr)
-    if threads:
-        torch.set_num_threads(threads)
-    print("command: python " + " ".join(sys.argv), flush=True)
+    One backend call (``TorchBackend.run``, batch of one) per flip; ``flips`` are axes of
+    ``x`` as in :data:`skinseg.inference.FLIPS`.
+    """
+    out = []
+    for dims in flips:
+        xi = np.flip(x[None], tuple(a + 1 for a in dims)) if dims else x[None]
+        p = backend.run(np.ascontiguousarray(xi))[0]
+        out.append(np.flip(p, tuple(a - 1 for a in dims)) if dims else p)
+    return out
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-    import torch
     from tqdm.auto import tqdm
 
     import skinseg as ss
-    from skinseg.data import read_manifest
-    from skinseg.inference import _FLIPS, _flip_probas, prepare_input, probabilities_to_image_size
+    from skinseg.inference import FLIPS, TorchBackend, prepare_input, probabilities_to_image_size
     from skinseg.metrics import dice_score, iou_score
     from skinseg.postprocess import postprocess_mask
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", nargs="+", default=["default"],
                     help="one or more segmenters; with several, every subset's probability mean is scored too")
-    ap.add_argument("--data", nargs="+", default=[str(DEFAULT_DATA)], help="dev-set folders with manifest.csv")
+    ap.add_argument("--data", nargs="+", default=None, help=f"dev-set folders with manifest.csv ({DATA_HELP})")
     ap.add_argument("--split", default="val")
     ap.add_argument("--sizes", nargs="+", type=int, default=[256, 320, 384], help="input sizes (multiples of 32)")
     ap.add_argument("--thresholds", nargs="+", type=float, default=None)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", help="write the table here")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    args.data = args.data or [str(data_dir())]
     start_choice_run(args.split, args.threads)
     models = [ss.load_segmenter(m).eval() for m in args.model]
+    backends = [TorchBackend(model) for model in models]
     thresholds = args.thresholds or [models[0].config.threshold]
-    items = []
-    for d in args.data:
-        items += read_manifest(Path(d) / "manifest.csv", args.split)
+    items = manifest_items(args.data, args.split)
     configs = {(m, s): model.config.replace(input_size=s) for m, model in enumerate(models) for s in args.sizes}
     # per image: {(model index, size, flip index): prob map at image size}; identity is flip 0
     scores: dict[tuple, list[tuple[float, float]]] = {}
@@ -74,16 +72,16 @@ def main() -> int:
     combos = [(ms, sizes, tta, t) for ms in subsets for sizes in size_sets for tta in (False, True)
               for t in thresholds]
     t0 = time.perf_counter()
-    for image_path, mask_path in tqdm(items, desc=f"{args.split} images", unit="img"):
-        image = ss.read_image(image_path)
-        truth = ss.read_mask(mask_path, shape=image.shape[:2])
+    for item in tqdm(items, desc=f"{args.split} images", unit="img"):
+        image = ss.read_image(item.image)
+        truth = ss.read_mask(item.mask, shape=image.shape[:2])
         probs = {}
         for (m, s), cfg in configs.items():
             x, hw = prepare_input(image, cfg)
-            for k, p in enumerate(_flip_probas(models[m], torch.from_numpy(x[None]), _FLIPS)):
-                probs[m, s, k] = probabilities_to_image_size(p[0, 0].numpy(), hw, image.shape[:2])
+            for k, p in enumerate(flip_probabilities(backends[m], x, FLIPS)):
+                probs[m, s, k] = probabilities_to_image_size(p, hw, image.shape[:2])
         for ms, sizes, tta, t in combos:
-            ks = range(len(_FLIPS)) if tta else (0,)
+            ks = range(len(FLIPS)) if tta else (0,)
             prob = np.mean([probs[m, s, k] for m in ms for s in sizes for k in ks], axis=0).astype(np.float32)
             pred = postprocess_mask(np.clip(prob, 0, 1), threshold=t)
             scores.setdefault((ms, sizes, tta, t), []).append((dice_score(pred, truth), iou_score(pred, truth)))
@@ -106,10 +104,10 @@ def main() -> int:
     print("aggregation: per-image metrics, macro mean over images (ISIC); thr.Jacc = IoU, or 0 where IoU < 0.65")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"command": "python " + " ".join(sys.argv), "split": args.split,
+        Path(args.json).write_text(json.dumps({"command": command_line(), "split": args.split,
                                                "data": args.data, "n_images": len(items), "table": table}, indent=2))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -5,22 +5,25 @@
 Steps, on a folder of the first N dev images (copied to a temporary folder):
 
 1. reference: ``python -m skinseg segment IN -o ref`` to the end;
-2. killed: the same command into ``killed``, SIGKILLed once ``results.csv`` has
-   ``--kill-after`` rows (the state at the kill is printed: complete rows, a partial
-   last line, masks without a row, leftover temporary files);
+2. killed: the same command into ``killed``, SIGKILLed once its run journal
+   (``journal.jsonl``, one line per finished image; ``results.csv`` is only written at
+   the end of a run) has ``--kill-after`` lines (the state at the kill is printed:
+   complete lines, a partial last line, masks without a line, leftover temporary files);
 3. resumed: the same command again into ``killed``, to the end.
 
-Checks: the two folders hold the same files with the same bytes (``timings.csv``, the
-per-run timing log, excepted), and no image was finished twice: every file has exactly
-one row in ``timings.csv`` (one is appended each time an image is finished, across both
-runs), so the images finished before the kill were skipped by the rerun. Exits 1 if a
-check fails.
+Checks: the two folders hold the same files with the same bytes, except the run logs
+(``timings.csv``, ``journal.jsonl`` in completion order, and ``run.json`` with the last
+run's start time and counts), whose ``run.json`` settings must be equal; and no image was
+finished twice: every file has exactly one row in ``timings.csv`` (one is appended each
+time an image is finished, across both runs), so the images finished before the kill
+were skipped by the rerun. Exits 1 if a check fails.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import shlex
 import shutil
@@ -32,33 +35,42 @@ import time
 from collections import Counter
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "lesions" / "images"
+from _common import banner, data_dir
+
+RUN_LOGS = ("timings.csv", "journal.jsonl", "run.json")
+"""Files of the output folder that log the runs (times, completion order, the last run's counts)."""
 
 
-def data_rows(path: Path) -> int:
-    if not path.exists():
-        return 0
-    return max(0, path.read_bytes().count(b"\n") - 1)
+def journal_lines(path: Path) -> int:
+    """Complete lines of a run journal (one per finished image)."""
+    return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
 def snapshot(out: Path) -> dict[str, bytes]:
     return {
         p.relative_to(out).as_posix(): p.read_bytes()
         for p in sorted(out.rglob("*"))
-        if p.is_file() and p.name != "timings.csv" and ".cache" not in p.parts
+        if p.is_file() and p.name not in RUN_LOGS and ".cache" not in p.parts
     }
 
 
-def main() -> int:
+def run_settings(out: Path) -> dict:
+    return json.loads((out / "run.json").read_text(encoding="utf-8"))["settings"]
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=None,
+                        help="folder of images (default: images/ of the lesions dev set, "
+                        "$SKINSEG_DATA_DIR or ../shared/data/lesions)")
     parser.add_argument("--n", type=int, default=40)
     parser.add_argument("--model", default="default")
-    parser.add_argument("--kill-after", type=int, default=15, help="SIGKILL once this many rows are written")
+    parser.add_argument("--kill-after", type=int, default=15,
+                        help="SIGKILL once this many images are finished (journal lines)")
     parser.add_argument("--backend", default="torch", choices=["torch", "onnx"])
-    args = parser.parse_args()
-    print("command: " + shlex.join([sys.executable, *sys.argv]))
+    args = parser.parse_args(argv)
+    args.data = args.data or data_dir() / "images"
+    banner(libraries=())
 
     from skinseg.io import list_images
 
@@ -94,25 +106,24 @@ def main() -> int:
     if args.backend == "onnx":  # share the export so both runs use the same file
         shutil.copytree(tmp / "ref" / ".cache", killed / ".cache")
     proc = subprocess.Popen(command(killed), stdout=subprocess.DEVNULL)
-    while proc.poll() is None and data_rows(killed / "results.csv") < args.kill_after:
+    while proc.poll() is None and journal_lines(killed / "journal.jsonl") < args.kill_after:
         time.sleep(0.005)
     if proc.poll() is not None:
         print("error: the run finished before it could be killed; lower --kill-after", file=sys.stderr)
         return 1
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    raw = (killed / "results.csv").read_bytes()
-    rows_at_kill = raw.count(b"\n") - 1
-    partial = not raw.endswith(b"\n")
-    with open(killed / "results.csv", newline="", encoding="utf-8") as f:
-        listed = {Path(r[0]).stem for r in csv.reader(f) if r}
+    raw = (killed / "journal.jsonl").read_bytes()
+    lines_at_kill = raw.count(b"\n")
+    partial = bool(raw) and not raw.endswith(b"\n")
+    listed = {Path(json.loads(line)["file"]).stem for line in raw.split(b"\n")[:lines_at_kill] if line}
     orphan_masks = [
         p.name for p in killed.glob("*_segmentation.png") if p.stem[: -len("_segmentation")] not in listed
     ]
     temps = [p.name for p in killed.rglob(".*.tmp")]
     print(
-        f"killed (SIGKILL) with {rows_at_kill} complete rows, partial last line: {partial}, "
-        f"{len(orphan_masks)} mask(s) written without a row, {len(temps)} temporary file(s) left"
+        f"killed (SIGKILL) with {lines_at_kill} complete journal lines, partial last line: {partial}, "
+        f"{len(orphan_masks)} mask(s) written without a line, {len(temps)} temporary file(s) left"
     )
 
     t0 = time.perf_counter()
@@ -122,19 +133,22 @@ def main() -> int:
     ref, got = snapshot(tmp / "ref"), snapshot(killed)
     same_names = sorted(ref) == sorted(got)
     differing = [k for k in ref if k in got and ref[k] != got[k]]
+    same_settings = run_settings(tmp / "ref") == run_settings(killed)
     with open(killed / "timings.csv", newline="", encoding="utf-8") as f:
         counts = Counter(r["file"] for r in csv.DictReader(f))
     twice = sorted(k for k, c in counts.items() if c > 1)
     missing = n - len(counts)
     print(
-        f"files compared: {len(ref)} (masks, overlays, results.csv, run.json); same names: {same_names}; "
-        f"differing bytes: {len(differing)}"
+        f"files compared: {len(ref)} (masks, overlays, results.csv; not the run logs {', '.join(RUN_LOGS)}); "
+        f"same names: {same_names}; differing bytes: {len(differing)}; "
+        f"run.json settings equal: {same_settings}"
     )
     print(
         f"timings.csv: {sum(counts.values())} finish events for {len(counts)} of {n} images; "
         f"finished twice: {len(twice)}; never finished: {missing}"
     )
-    ok = same_names and not differing and not twice and not missing and rerun.returncode == 0
+    ok = (same_names and not differing and same_settings and not twice and not missing
+          and rerun.returncode == 0)
     print(
         "RESULT: "
         + ("PASS: byte-identical, no image finished twice" if ok else f"FAIL {differing[:5]} {twice}")
@@ -144,4 +158,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -18,14 +18,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "lesions"
+from _common import DATA_HELP, data_dir, manifest_items, start_choice_run
 
 
 def zoom_box(mask: np.ndarray, margin: float) -> tuple[int, int, int, int] | None:
@@ -41,34 +38,34 @@ def zoom_box(mask: np.ndarray, margin: float) -> tuple[int, int, int, int] | Non
     return None if (y1 - y0) * (x1 - x0) > 0.8 * h * w else (y0, y1, x0, x1)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-    from inference_sweep import start_choice_run
     from tqdm.auto import tqdm
 
     import skinseg as ss
-    from skinseg.data import read_manifest
-    from skinseg.metrics import ISIC_JACCARD_THRESHOLD as TJ, dice_score, iou_score, sensitivity_score
+    from skinseg.metrics import ISIC_JACCARD_THRESHOLD as TJ
+    from skinseg.metrics import dice_score, iou_score, sensitivity_score
     from skinseg.postprocess import postprocess_mask
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="default")
-    ap.add_argument("--data", nargs="+", default=[str(DEFAULT_DATA)],
-                    help="dev-set folders with manifest.csv")
+    ap.add_argument("--data", nargs="+", default=None,
+                    help=f"dev-set folders with manifest.csv ({DATA_HELP})")
     ap.add_argument("--split", default="val")
     ap.add_argument("--margins", nargs="+", type=float, default=[0.15, 0.35])
     ap.add_argument("--threads", type=int, default=None)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    args.data = args.data or [str(data_dir())]
     start_choice_run(args.split, args.threads)
     model = ss.load_segmenter(args.model).eval()
     threshold = model.config.threshold
-    items = [(Path(d).name, im, mk) for d in args.data
-             for im, mk in read_manifest(Path(d) / "manifest.csv", args.split)]
+    items = [(Path(d).name, it.image, it.mask, it.id)
+             for d in args.data for it in manifest_items(d, args.split)]
     variants = ["first pass"] + [f"zoom {m:g} {how}" for m in args.margins for how in ("replace", "average")]
     scores: dict[str, list[tuple[str, float, float]]] = {v: [] for v in variants}
     failures = []
     t0 = time.perf_counter()
-    for source, image_path, mask_path in tqdm(items, desc=f"{args.split} images", unit="img"):
+    for source, image_path, mask_path, image_id in tqdm(items, desc=f"{args.split} images", unit="img"):
         image = ss.read_image(image_path)
         truth = ss.read_mask(mask_path, shape=image.shape[:2])
         p1 = ss.predict_proba(model, image)
@@ -88,11 +85,11 @@ def main() -> int:
             scores[v].append((source, dice_score(pred, truth), iou_score(pred, truth)))
         j = scores["first pass"][-1][2]
         if j < TJ:  # precision is the sensitivity with the roles of prediction and truth swapped
-            failures.append((j, image_path.stem, source, sensitivity_score(m1, truth),
+            failures.append((j, image_id, source, sensitivity_score(m1, truth),
                              sensitivity_score(truth, m1), float(truth.mean()), float(m1.mean())))
     seconds = time.perf_counter() - t0
     print(f"{len(items)} images of split '{args.split}'; model {args.model}; {seconds:.0f} s")
-    groups = sorted({s for s, _, _ in items}) + ["all"]
+    groups = sorted({s for s, *_ in items}) + ["all"]
     print(f"{'variant':>22} {'data':>16} {'n':>4} {'Dice':>8} {'IoU':>8} {'thr.Jacc':>9} {'#IoU<0.65':>10}")
     for v, rows in scores.items():
         for g in groups:
@@ -116,4 +113,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
