@@ -1,33 +1,36 @@
-"""Benchmark folder segmentation end to end, model throughput vs the machine's conv ceiling, and peak RSS.
+"""Benchmark the default ``skinseg segment`` path end to end, each speed lever on its own, model
+throughput against the machine's conv ceiling, PNG levels, and peak RSS.
 
-    python benchmarks/segment_folder.py [--data DIR] [--n N] [--model CKPT] [--rss-sizes 50 400]
+    python benchmarks/segment_folder.py [--data DIR] [--n N] [--model default] [--rss-sizes 50 400]
 
-In one run (the machine is shared and noisy, so only numbers from the same run are compared):
+In one run (the machine is shared and noisy: only numbers from the same run are compared, and
+each phase prints how much CPU other processes took):
 
-1. **Plain loop (a)**: what a user would write with smp + PyTorch: for each image, one at a
-   time, default torch settings: ``cv2.imread`` -> RGB -> resize to 256x256 -> ImageNet
-   normalisation -> NCHW tensor -> ``network(x)`` under ``torch.no_grad()`` -> sigmoid ->
-   resize back -> ``> 0.5`` -> ``cv2.imwrite`` PNG. Same network weights as (b).
-2. **skinseg segment (b)**: ``skinseg.cli.main(["segment", ...])`` in-process, overlays OFF
-   (the plain loop writes no overlay; with overlays is also shown), for each backend; the
-   timed run includes loading the model (and, for onnx, the ORT session) but not the one-off
-   ONNX export, which a warm-up run caches in OUT_DIR/.cache. Ratio = best (b) / (a).
-   Both run one forward per image: (b) passes ``--no-tta``, since the bundled model's
-   default flip TTA costs 4 forwards.
-3. **Model throughput**: forward passes only, batch 8 at the dev images' padded input
-   shape (256x192), torch fp32 channels_last and ONNX Runtime; FLOPs of one forward from
-   ``torch.utils.flop_counter`` (a multiply-add counts 2); GFLOP/s as a fraction of the
-   **conv ceiling** measured here: a large 3x3 fp32 channels_last convolution (N=8,
-   256->256 channels, 64x64).
-4. **Peak RSS**: ``skinseg segment`` in a subprocess on the first 50 and on all N images
-   (``os.wait4`` ru_maxrss of that child): it should not grow with the number of images.
+1. **Plain loop (a)**: what a user would write with smp + PyTorch: per image, default torch
+   settings: ``cv2.imread`` -> RGB -> resize to 256x256 -> ImageNet normalisation -> one
+   ``network(x)`` under ``torch.no_grad()`` -> sigmoid -> resize back -> ``> 0.5`` ->
+   ``cv2.imwrite``. Same weights as the bundled model; no TTA, no overlay.
+2. **skinseg segment, default settings (b)**: ``skinseg segment IN -o OUT`` with no flags
+   (in-process; the run includes loading the model). It does what the model card says:
+   flip TTA (4 flips per image), overlays, clean-up. Ratio (b)/(a): target >= 1.0.
+   ``--no-tta`` alone: target >= 3.0.
+3. **Each lever on its own**, from the old default (torch, flip TTA as four backend calls,
+   fp32, overlays) through :func:`skinseg.runs.segment_folder` with the same settings:
+   TTA as one batch of the 4 flips; ONNX Runtime fp32; ONNX Runtime int8 (when the model
+   ships one); all together = the new default.
+4. **Model throughput**: forward passes only at the dev images' padded shape (256x192), a
+   batch of 8 images' 4 flips (32 inputs), per backend; GFLOP/s (FLOPs of the fp32 network
+   from ``torch.utils.flop_counter``, a multiply-add counts 2) as a fraction of the **conv
+   ceiling** measured here (a large fp32 channels_last 3x3 convolution).
+5. **PNG levels**: encode time and size of overlays and masks at OpenCV compression levels.
+6. **Peak RSS** of the default run in a child process (``ru_maxrss``) on the first 50 and on
+   all images, and whether torch was imported.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -37,11 +40,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "lesions" / "images"
-
+from _common import DATA_HELP, banner, data_dir
 
 def _cpu_seconds() -> tuple[float, float]:
     """(busy CPU seconds of the whole machine, CPU seconds of this process and its reaped children)."""
@@ -69,14 +69,15 @@ class Phase:
         wall = time.perf_counter() - self.t0
         other = max(0.0, (busy - self.start[0]) - (own - self.start[1]))
         flag = "  <-- NOISY: rerun when the machine is idle" if other > 0.1 * wall else ""
-        print(f"    [{self.name}: other processes used {other:.1f} CPU-s in {wall:.1f} s]{flag}")
+        print(f"    [{self.name}: other processes used {other:.1f} CPU-s in {wall:.1f} s]{flag}", flush=True)
 
 
-def plain_loop(network: torch.nn.Module, paths: list[Path], out: Path, mean, std) -> float:
+def plain_loop(network, paths: list[Path], out: Path, mean, std) -> float:
     """The straightforward per-image loop; returns seconds."""
+    import torch
+
     out.mkdir(parents=True, exist_ok=True)
-    mean = np.asarray(mean, np.float32)
-    std = np.asarray(std, np.float32)
+    mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
     network.eval()
     t0 = time.perf_counter()
     for path in paths:
@@ -92,19 +93,29 @@ def plain_loop(network: torch.nn.Module, paths: list[Path], out: Path, mean, std
     return time.perf_counter() - t0
 
 
-def timed_cli(args: list[str]) -> float:
-    from skinseg.cli import main
+class SplitCalls:
+    """A backend wrapper that runs a TTA batch as four backend calls (how TTA ran before one-batch TTA)."""
 
-    t0 = time.perf_counter()
-    code = main(args)
-    dt = time.perf_counter() - t0
-    if code != 0:
-        raise SystemExit(f"error: skinseg {' '.join(args)} exited with {code}")
-    return dt
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.name, self.device, self.precision = inner.name, inner.device, inner.precision
+
+    @property
+    def config(self):
+        return self.inner.config
+
+    @property
+    def fingerprint(self) -> str:
+        return self.inner.fingerprint
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return np.concatenate([self.inner.run(part) for part in np.array_split(batch, 4)])
 
 
 def conv_ceiling(reps: int = 5) -> float:
     """GFLOP/s of a large fp32 channels_last 3x3 convolution (best of ``reps``)."""
+    import torch
+
     conv = torch.nn.Conv2d(256, 256, 3, padding=1, bias=False).to(memory_format=torch.channels_last).eval()
     x = torch.randn(8, 256, 64, 64).contiguous(memory_format=torch.channels_last)
     flops = 2 * 8 * 256 * 64 * 64 * 256 * 9
@@ -118,7 +129,8 @@ def conv_ceiling(reps: int = 5) -> float:
     return flops / best / 1e9
 
 
-def forward_flops(network: torch.nn.Module, shape: tuple[int, ...]) -> float:
+def forward_flops(network, shape: tuple[int, ...]) -> float:
+    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
@@ -127,8 +139,8 @@ def forward_flops(network: torch.nn.Module, shape: tuple[int, ...]) -> float:
     return float(counter.get_total_flops())
 
 
-def model_throughput(run, x, reps: int = 5) -> float:
-    """Images/s of ``run(x)`` (best of ``reps`` after a warm-up)."""
+def throughput(run, x: np.ndarray, reps: int = 5) -> float:
+    """Inputs per second of ``run(x)`` (best of ``reps`` after a warm-up)."""
     run(x)
     best = float("inf")
     for _ in range(reps):
@@ -138,161 +150,146 @@ def model_throughput(run, x, reps: int = 5) -> float:
     return x.shape[0] / best
 
 
-def peak_rss_mb(args: list[str]) -> tuple[float, float]:
-    """(peak RSS in MiB, seconds) of ``python -m skinseg <args>`` in a child process."""
+def png_levels(images: list[np.ndarray], masks: list[np.ndarray]) -> None:
+    print("PNG encode (OpenCV; overlays are RGB, masks 0/255): level, ms per file, KiB per file")
+    for level in (0, 1, 3, 6, 9):
+        params = [cv2.IMWRITE_PNG_COMPRESSION, level]
+        for kind, arrays in (("overlay", images), ("mask", masks)):
+            best, size = float("inf"), 0
+            for _ in range(3):
+                t0 = time.perf_counter()
+                size = sum(len(cv2.imencode(".png", a, params)[1]) for a in arrays)
+                best = min(best, time.perf_counter() - t0)
+            print(f"  level {level} {kind:7s} {best / len(arrays) * 1000:6.2f} ms  {size / len(arrays) / 1024:7.1f} KiB")
+
+
+def peak_rss(args: list[str]) -> tuple[float, float, bool]:
+    """(peak RSS in MiB, seconds, torch imported?) of ``python -c <run skinseg>`` in a child process."""
+    code = ("import sys; from skinseg.cli import main; rc = main(sys.argv[1:]); "
+            "print('TORCH', 'torch' in sys.modules, file=sys.stderr); raise SystemExit(rc)")
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "skinseg", *args], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
     _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"error: skinseg {' '.join(args)} exited with {proc.returncode}")
-    return usage.ru_maxrss / 1024, time.perf_counter() - t0
+    err = proc.stderr.read() if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"error: skinseg {' '.join(args)} failed:\n{err}")
+    return usage.ru_maxrss / 1024, time.perf_counter() - t0, "TORCH True" in err
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of dev images")
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=None, help=f"folder of dev images ({DATA_HELP}: lesions/images)")
     parser.add_argument("--n", type=int, default=None, help="first N images (default: all)")
     parser.add_argument("--model", default="default")
     parser.add_argument("--rss-sizes", type=int, nargs="+", default=[50, 400])
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--keep", action="store_true", help="keep the temporary output folder")
     args = parser.parse_args()
+    banner(libraries=("numpy", "torch", "onnxruntime", "cv2"))
+    import torch
 
-    print("command: " + shlex.join([sys.executable, *sys.argv]))
+    import skinseg as ss
+    from skinseg.cli import main as cli
+    from skinseg.inference import Predictor, TorchBackend, int8_available, load_backend
     from skinseg.io import list_images
-    from skinseg.models import load_segmenter
-    from skinseg.onnx_backend import load_onnx_segmenter
+    from skinseg.runs import segment_folder
 
-    paths = list_images(args.data)[: args.n]
+    data = args.data or data_dir("lesions") / "images"
+    paths = list_images(data)[: args.n]
     n = len(paths)
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
-        f"{n} images from {args.data}; model {args.model}"
-    )
+    print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), {os.cpu_count()} CPUs; {n} images "
+          f"from {data}; model {args.model}", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="skinseg-bench-"))
     subset = tmp / "images"
     subset.mkdir()
     for p in paths:
         os.symlink(p.resolve(), subset / p.name)
-    model = load_segmenter(args.model)
+    model = ss.load_segmenter(args.model)
     cfg = model.config
-    # a SegmenterEnsemble has no single .network: its forward (logits of the mean probability) stands in
     network = getattr(model, "network", model)
-    members = getattr(model, "members", [model])
-    print(f"model: {' + '.join(f'{m.config.arch} / {m.config.encoder_name}' for m in members)}, "
-          f"input_size {cfg.input_size}, threshold {cfg.threshold}")
 
-    # --- (a) plain loop
     with Phase("plain loop"):
         t_plain = plain_loop(network, paths, tmp / "plain", cfg.mean, cfg.std)
-    plain_ips = n / t_plain
-    print(f"(a) plain smp + PyTorch loop, one image at a time: {t_plain:.1f} s, {plain_ips:.2f} img/s")
+    plain = n / t_plain
+    print(f"(a) plain smp + PyTorch loop, one forward per image at 256x256: {t_plain:.1f} s, {plain:.2f} img/s")
 
-    # --- (b) skinseg segment
-    common = [
-        "--model",
-        args.model,
-        "--quiet",
-        "--batch-size",
-        str(args.batch_size),
-        "--workers",
-        str(args.workers),
-        "--no-tta",  # like the plain loop: one forward per image
-    ]
-    results = {}
-    warm = tmp / "warmup"
-    warm.mkdir()
-    for p in paths[:2]:
-        os.symlink(p.resolve(), warm / p.name)
-    for backend in ("torch", "onnx"):
-        out = tmp / f"seg_{backend}"
-        # warm-up on 2 images into the same folder: lazy init, and for onnx the export cached in out/.cache
-        timed_cli(["segment", str(warm), "-o", str(out), "--backend", backend, "--no-overlay", *common])
-        with Phase(f"segment --backend {backend}"):
-            dt = timed_cli(
-                ["segment", str(subset), "-o", str(out), "--backend", backend, "--no-overlay", "--overwrite"]
-                + common
-            )
-        results[backend] = n / dt
-        print(f"(b) skinseg segment --backend {backend} --no-overlay: {dt:.1f} s, {n / dt:.2f} img/s")
-    best = max(results, key=results.get)
-    with Phase(f"segment --backend {best} with overlays"):
-        dt = timed_cli(
-            [
-                "segment",
-                str(subset),
-                "-o",
-                str(tmp / f"seg_{best}"),
-                "--backend",
-                best,
-                "--overwrite",
-                *common,
-            ]
-        )
-    print(f"    skinseg segment --backend {best} with overlays: {dt:.1f} s, {n / dt:.2f} img/s")
-    print(
-        f"ratio (b)/(a) = {results[best]:.2f} / {plain_ips:.2f} = {results[best] / plain_ips:.2f}x "
-        f"(best backend: {best}; target >= 2.0)"
-    )
-    agree = []
-    for p in paths:
-        a = cv2.imread(str(tmp / "plain" / f"{p.stem}_segmentation.png"), cv2.IMREAD_GRAYSCALE) > 0
-        b = cv2.imread(str(tmp / f"seg_{best}" / f"{p.stem}_segmentation.png"), cv2.IMREAD_GRAYSCALE) > 0
-        agree.append(2 * (a & b).sum() / max(1, a.sum() + b.sum()))
-    print(
-        f"    Dice between the plain loop's and skinseg's masks: mean {np.mean(agree):.4f} "
-        "(skinseg keeps the aspect ratio (256x192) and cleans up the mask)"
-    )
+    def cli_run(name: str, flags: list[str]) -> float:
+        out = tmp / name
+        with Phase(f"skinseg segment {' '.join(flags) or '(default)'}"):
+            t0 = time.perf_counter()
+            code = cli(["segment", str(subset), "-o", str(out), "--quiet", *flags])
+            dt = time.perf_counter() - t0
+        if code != 0:
+            raise SystemExit(f"skinseg segment {' '.join(flags)} exited with {code}")
+        ips = n / dt
+        print(f"skinseg segment {' '.join(flags) or '(no flags: the default)':26s} {dt:6.1f} s  {ips:6.2f} img/s  "
+              f"= {ips / plain:.2f}x the plain loop", flush=True)
+        return ips
 
-    # --- model throughput vs conv ceiling
-    from skinseg._geometry import box_hw
+    default_ips = cli_run("default", [])
+    no_tta_ips = cli_run("no_tta", ["--no-tta"])
+    print(f"(b) default: {default_ips / plain:.2f}x the plain loop (target >= 1.0, stretch 1.5); "
+          f"--no-tta: {no_tta_ips / plain:.2f}x (target >= 3.0)")
 
-    h, w = box_hw(cfg.input_size)
-    shape = (args.batch_size, 3, h, w)
+    print("\neach lever on its own (segment_folder, flip TTA and overlays on, as the default):")
+    torch_backend = TorchBackend(model)
+    levers = [("old default: torch fp32, TTA as 4 calls", SplitCalls(torch_backend)),
+              ("+ TTA as one batch (torch fp32)", torch_backend),
+              ("+ ONNX Runtime fp32 (TTA as 4 calls)", SplitCalls(load_backend(args.model, backend="onnx",
+                                                                                  precision="fp32")))]
+    if int8_available(args.model):
+        levers.append(("+ ONNX Runtime int8 (TTA as 4 calls)",
+                       SplitCalls(load_backend(args.model, backend="onnx", precision="int8"))))
+    levers.append(("all levers = the new default",
+                   load_backend(args.model, backend="auto", precision="auto")))
+    for i, (name, backend) in enumerate(levers):
+        backend.run(np.zeros((1, 3, *cfg.input_box), np.float32))  # warm-up (and a one-off fp32 export)
+        out = tmp / f"lever{i}"
+        with Phase(name):
+            t0 = time.perf_counter()
+            segment_folder(Predictor(backend), subset, out, progress=False)
+            dt = time.perf_counter() - t0
+        print(f"  {name:44s} {n / dt:6.2f} img/s = {n / dt / plain:.2f}x the plain loop", flush=True)
+
+    h, w = cfg.input_box
     flops = forward_flops(network, (1, 3, h, w))
-    net = network.eval().to(memory_format=torch.channels_last)
-    x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
-
-    def torch_run(t):
-        with torch.inference_mode():
-            return net(t)
-
-    onnx_file = next((tmp / "seg_onnx" / ".cache").glob("*.onnx"))
-    ort_model = load_onnx_segmenter(onnx_file)
-    xn = x.contiguous().numpy()
+    x = np.random.default_rng(0).standard_normal((32, 3, h, w)).astype(np.float32)
     print()
     with Phase("conv ceiling and model throughput"):
         ceiling = conv_ceiling()
-        ips_torch = model_throughput(torch_run, x)
-        ips_ort = model_throughput(lambda a: ort_model.predict_logits(a), xn)
+        rows = [("torch fp32 (channels_last)", torch_backend),
+                ("ONNX Runtime fp32", load_backend(args.model, backend="onnx", precision="fp32"))]
+        if int8_available(args.model):
+            rows.append(("ONNX Runtime int8", load_backend(args.model, backend="onnx", precision="int8")))
+        measured = [(name, throughput(b.run, x)) for name, b in rows]
     print(f"conv ceiling (3x3, 256->256, 8x64x64, fp32 channels_last): {ceiling:.0f} GFLOP/s")
-    print(f"model forward: {flops / 1e9:.2f} GFLOP per {h}x{w} image (batch {args.batch_size})")
-    for name, ips in (("torch fp32 channels_last", ips_torch), ("onnxruntime", ips_ort)):
+    print(f"model forward: {flops / 1e9:.2f} GFLOP per {h}x{w} input; batch of 32 (8 images x 4 flips)")
+    for name, ips in measured:
         gflops = ips * flops / 1e9
-        print(
-            f"  {name:<26} {ips:6.1f} img/s  {gflops:6.1f} GFLOP/s  = {gflops / ceiling:.2f} of the ceiling"
-        )
+        print(f"  {name:28s} {ips:6.1f} forwards/s  {gflops:6.1f} GFLOP/s (fp32-equivalent) "
+              f"= {gflops / ceiling:.2f} of the conv ceiling")
 
-    # --- peak RSS vs number of images
-    print("\npeak RSS of `python -m skinseg segment` (child process, ru_maxrss):")
+    print()
+    sample = [ss.read_image(p) for p in paths[:40]]
+    masks = [cv2.imread(str(tmp / "default" / f"{p.stem}_segmentation.png"), cv2.IMREAD_GRAYSCALE) for p in paths[:40]]
+    png_levels([cv2.cvtColor(im, cv2.COLOR_RGB2BGR) for im in sample], masks)
+
+    print("\npeak RSS of the default `skinseg segment` (child process, ru_maxrss):")
     for k in args.rss_sizes:
         k = min(k, n)
         sub = tmp / f"rss_in_{k}"
         sub.mkdir()
         for p in paths[:k]:
             os.symlink(p.resolve(), sub / p.name)
-        rss_out = tmp / f"rss_out_{k}"
-        if (tmp / f"seg_{best}" / ".cache").is_dir():  # reuse the export: measure segmenting, not exporting
-            shutil.copytree(tmp / f"seg_{best}" / ".cache", rss_out / ".cache")
-        rss, secs = peak_rss_mb(["segment", str(sub), "-o", str(rss_out), "--backend", best, *common])
-        print(f"  {k:5d} images: peak RSS {rss:7.1f} MiB  ({secs:.1f} s incl. start-up, overlays on)")
+        rss, secs, torch_loaded = peak_rss(["segment", str(sub), "-o", str(tmp / f"rss_out_{k}"), "--quiet"])
+        print(f"  {k:5d} images: peak RSS {rss:7.1f} MiB ({secs:.1f} s incl. start-up; torch imported: "
+              f"{torch_loaded})", flush=True)
     if args.keep:
         print(f"outputs kept in {tmp}")
     else:
         shutil.rmtree(tmp, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -23,7 +23,7 @@ SCRIPTS = sorted(BENCH.glob("*.py"))
 
 # Scripts still being moved to public names in parallel work; remove a name once its
 # script passes (the xfail is strict, so a fixed script fails here until it is removed).
-PENDING_PUBLIC_NAMES = {"segment_folder.py", "model_cost.py"}
+PENDING_PUBLIC_NAMES = {"model_cost.py"}
 
 IMPORT_BY_PATH = """
 import importlib.util, sys

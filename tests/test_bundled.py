@@ -16,11 +16,34 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 WEIGHTS = Path(ss.__file__).resolve().parent / "weights"
 
 
-def test_bundled_weights_fit_the_30_mb_budget_and_are_safetensors():
+def test_bundled_weights_fit_the_40_mb_budget_and_hold_no_code():
     files = list(WEIGHTS.rglob("*"))
     weights = [f for f in files if f.is_file() and f.suffix != ".json"]
-    assert weights and all(f.suffix == ".safetensors" for f in weights)
-    assert sum(f.stat().st_size for f in weights) <= 30 * 2**20
+    # safetensors (torch) and ONNX protobufs (ONNX Runtime): neither format runs code when loaded
+    assert weights and all(f.suffix in (".safetensors", ".onnx") for f in weights)
+    assert sum(f.stat().st_size for f in weights) <= 40 * 2**20
+
+
+def test_bundled_int8_export_is_within_the_accuracy_gate_on_the_examples():
+    """The shipped int8 model (the default on the CPU) against fp32 ONNX Runtime, same TTA, on the
+    bundled example images with expert masks; the gate on both val splits is benchmarks/backend_accuracy.py."""
+    from skinseg.inference import Predictor, load_backend
+    from skinseg.metrics import thresholded_jaccard
+
+    int8 = Predictor(load_backend("default", backend="onnx", precision="int8"))
+    fp32 = Predictor(load_backend("default", backend="torch"))
+    assert int8.backend.precision == "int8" and int8.tta and fp32.tta
+    d8, d32, j8, j32 = [], [], [], []
+    for image_path in sorted((EXAMPLES / "images").glob("*.jpg")):
+        image = ss.read_image(image_path)
+        truth = ss.read_mask(EXAMPLES / "masks" / f"{image_path.stem}_segmentation.png", shape=image.shape[:2])
+        m8, m32 = int8.segment(image), fp32.segment(image)
+        d8.append(dice_score(m8, truth))
+        d32.append(dice_score(m32, truth))
+        j8.append(thresholded_jaccard(m8, truth))
+        j32.append(thresholded_jaccard(m32, truth))
+        assert dice_score(m8, m32) > 0.98  # the same masks up to a few boundary pixels
+    assert np.mean(d32) - np.mean(d8) <= 0.002 and np.mean(j32) - np.mean(j8) <= 0.005
 
 
 def test_default_segmenter_segments_the_example_images():

@@ -144,3 +144,72 @@ def test_checkpoint_model_onnx_is_used(tiny, tmp_path: Path, monkeypatch) -> Non
     out = tmp_path / "out"
     assert main(["segment", str(src), "-o", str(out), "--model", str(local), "--backend", "onnx", "--quiet"]) == 0
     assert not (tmp_path / "cache").exists()
+
+
+def test_quantize_onnx_gives_an_int8_model_that_keeps_the_metadata(tiny, tmp_path: Path) -> None:
+    from skinseg.inference.quantize import calibration_batches, quantize_onnx
+
+    model, _, path = tiny
+    fp32 = path.read_bytes()
+    images = [synthetic_lesion((64, 80), rng=i)[0] for i in range(4)]
+    batches = calibration_batches(Predictor(model), images, batch_size=8)
+    assert sum(len(b) for b in batches) == 16  # 4 images x 4 flips
+    int8 = OnnxBackend(quantize_onnx(fp32, batches))
+    ref = OnnxBackend(fp32)
+    assert int8.precision == "int8" and ref.precision == "fp32"
+    assert int8.fingerprint == ref.fingerprint and int8.config == ref.config
+    x = batches[0]
+    assert np.abs(int8.run(x) - ref.run(x)).max() < 0.15  # quantized, yet the same model
+
+
+def test_concurrent_cold_cache_exports_are_safe_and_keyed(tiny, tmp_path: Path) -> None:
+    """Two runs that both find the cache empty both export; the atomic rename leaves one good file."""
+    import threading
+
+    from skinseg.inference.onnx import load_onnx_for_checkpoint, onnx_cache_path
+    from skinseg.models import checkpoint_fingerprint
+
+    _, ckpt, _ = tiny
+    cache = tmp_path / "cache"
+    backends, errors = [], []
+
+    def run() -> None:
+        try:
+            b = load_onnx_for_checkpoint(ckpt, cache_dir=cache)
+            b.run(np.zeros((1, 3, 64, 64), np.float32))  # the deferred export happens here
+            backends.append(b)
+        except Exception as exc:  # pragma: no cover - the assertion below reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(backends) == 2
+    files = sorted(p.name for p in cache.iterdir())
+    assert files == [onnx_cache_path(cache, checkpoint_fingerprint(ckpt)).name]  # keyed; no temp files left
+    assert OnnxBackend(cache / files[0]).source_fingerprint == checkpoint_fingerprint(ckpt)
+
+
+def test_a_refused_rerun_does_not_export(tiny, tmp_path: Path, monkeypatch, capsys) -> None:
+    _, ckpt, _ = tiny
+    monkeypatch.setenv("SKINSEG_CACHE_DIR", str(tmp_path / "cache"))
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_image(src / "a.png", synthetic_lesion((40, 50), rng=3)[0])
+    assert main(["segment", str(src), "-o", str(out), "--model", str(ckpt), "--backend", "torch", "--quiet"]) == 0
+    monkeypatch.setattr(onnx_mod, "export_onnx_bytes", lambda *a, **k: pytest.fail("exported for a refused rerun"))
+    assert main(["segment", str(src), "-o", str(out), "--model", str(ckpt), "--backend", "onnx", "--quiet"]) == 2
+    assert "backend: 'torch' -> 'onnx'" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()
+
+
+def test_export_cli_int8_needs_calibration_images(tiny, tmp_path: Path, capsys) -> None:
+    _, ckpt, _ = tiny
+    assert main(["export-onnx", str(ckpt), "-o", str(tmp_path / "m.onnx"), "--int8"]) == 2
+    assert "--calibration" in capsys.readouterr().err
+    cal = tmp_path / "cal"
+    for i in range(3):
+        write_image(cal / f"c{i}.png", synthetic_lesion((64, 80), rng=i)[0])
+    assert main(["export-onnx", str(ckpt), "-o", str(tmp_path / "m.onnx"), "--int8", "--calibration", str(cal)]) == 0
+    assert OnnxBackend(tmp_path / "m.onnx").precision == "int8"

@@ -12,8 +12,19 @@ from ..errors import SkinsegError
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
+def gpu_visible() -> bool:
+    """A cheap look for an NVIDIA GPU (device files or nvidia-smi) that does not import torch."""
+    import shutil
+
+    return Path("/dev/nvidia0").exists() or Path("/proc/driver/nvidia").exists() or bool(shutil.which("nvidia-smi"))
+
+
 def resolve_device(name: str) -> str:
-    """Map ``auto``/``cpu``/``cuda`` to an available torch device name."""
+    """Map ``auto``/``cpu``/``cuda`` to an available torch device name (torch is imported only if a GPU may exist)."""
+    if name == "cpu":
+        return "cpu"
+    if name == "auto" and not gpu_visible():
+        return "cpu"
     import torch
 
     if name == "auto":

@@ -94,10 +94,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(default: auto)")
     p.add_argument(
         "--backend",
-        default="torch",
-        choices=["torch", "onnx"],
-        help="torch, or onnx: ONNX Runtime on the CPU, often faster (uses <model>/model.onnx if it was exported "
-        "from these weights, else exports once into the user cache folder, see SKINSEG_CACHE_DIR)",
+        default="auto",
+        choices=["auto", "torch", "onnx"],
+        help="auto (default): ONNX Runtime on the CPU, torch on a GPU. onnx uses <model>/model.onnx if it was "
+        "exported from these weights, else exports once (needs torch) into the user cache folder "
+        "($SKINSEG_CACHE_DIR, default ~/.cache/skinseg)",
+    )
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "int8"],
+        help="auto (default): int8 where the model ships an int8 export that passed its accuracy gate (the "
+        "bundled model's card says), else fp32. int8 needs the ONNX backend",
     )
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
     p.add_argument(
@@ -171,18 +179,16 @@ def run(args: argparse.Namespace) -> int:
     if args.pixel_size_mm is not None and not args.measure:
         raise SkinsegError("--pixel-size-mm is used only by the measurements; add --measure, or leave it out.")
     check_output_dir(args.in_dir, args.out_dir)  # before any model is loaded or exported
-    if args.backend == "onnx":
-        if args.device == "cuda":
-            raise SkinsegError("--backend onnx runs on the CPU; use --device cpu (or auto), or --backend torch.")
-        device = "cpu"
-    else:
-        device = resolve_device(args.device)
+    device = "cpu" if args.backend == "onnx" and args.device == "auto" else resolve_device(args.device)
+    if args.precision == "int8" and args.backend == "torch":
+        raise SkinsegError("--precision int8 runs on ONNX Runtime; use --backend onnx (or auto) with it.")
+    if args.backend == "torch" or (args.backend == "auto" and device != "cpu"):
         if args.threads:
             import torch
 
             torch.set_num_threads(args.threads)
-    backend = load_backend(args.model, backend=args.backend, device=device, threads=args.threads,
-                           cache_dir=cache_dir())
+    backend = load_backend(args.model, backend=args.backend, device=device, precision=args.precision,
+                           threads=args.threads, cache_dir=cache_dir())
     predictor = Predictor(backend, tta=args.tta, batch_size=args.batch_size,
                           preprocess=_preprocess_arg(args, backend.config.preprocess))
     try:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .backends import BACKENDS, Backend, TorchBackend, as_backend, load_backend
+from .backends import BACKENDS, Backend, TorchBackend, as_backend, load_backend, onnxruntime_installed
 from .predictor import (
     FLIPS,
     Predictor,
@@ -37,16 +37,16 @@ from .predictor import (
 )
 from .stream import DEFAULT_INFLIGHT_PIXELS, StreamResult, predict_stream
 
-_ONNX = {"OnnxBackend", "export_onnx", "export_onnx_bytes", "onnx_parity", "load_onnx_for_checkpoint",
-         "onnx_cache_path", "ONNX_OPSET", "MODEL_ONNX_FILE"}
+_ONNX = {"OnnxBackend", "DeferredOnnxBackend", "export_onnx", "export_onnx_bytes", "onnx_parity", "load_onnx_for_checkpoint",
+         "onnx_cache_path", "int8_available", "ONNX_OPSET", "MODEL_ONNX_FILE", "MODEL_ONNX_INT8_FILE", "PRECISIONS"}
 
 __all__ = [
-    "BACKENDS", "Backend", "TorchBackend", "as_backend", "load_backend",
+    "BACKENDS", "Backend", "TorchBackend", "as_backend", "load_backend", "onnxruntime_installed",
     "FLIPS", "PreparedImage", "Predictor", "group_by_shape", "predict_proba", "predict_proba_batch",
     "prepare_input", "probabilities_to_image_size", "resolve_preprocess", "resolve_tta", "segment",
     "DEFAULT_INFLIGHT_PIXELS", "StreamResult", "predict_stream",
-    "OnnxBackend", "export_onnx", "export_onnx_bytes", "onnx_parity", "load_onnx_for_checkpoint",
-    "onnx_cache_path", "ONNX_OPSET", "MODEL_ONNX_FILE",
+    "OnnxBackend", "DeferredOnnxBackend", "export_onnx", "export_onnx_bytes", "onnx_parity", "load_onnx_for_checkpoint",
+    "onnx_cache_path", "int8_available", "ONNX_OPSET", "MODEL_ONNX_FILE", "MODEL_ONNX_INT8_FILE", "PRECISIONS",
 ]
 
 

@@ -6,10 +6,10 @@ around it (preprocessing, scaling, padding, flip TTA, batching, mapping back) is
 
 :class:`Backend` (the protocol)
     ``name`` ("torch" / "onnx"), ``config`` (the model's
-    :class:`~skinseg.models.SegmenterConfig`), ``device``, ``fingerprint`` (the
-    model's :func:`~skinseg.models.model_fingerprint`, for run journals) and
-    ``run(batch)``: (N, 3, H, W) float32 normalised input -> (N, H, W) float32
-    probabilities in [0, 1]. ``run`` is thread-safe.
+    :class:`~skinseg.models.SegmenterConfig`), ``device``, ``precision`` ("fp32" /
+    "int8"), ``fingerprint`` (the model's :func:`~skinseg.models.model_fingerprint`, for
+    run journals) and ``run(batch)``: (N, 3, H, W) float32 normalised input -> (N, H, W)
+    float32 probabilities in [0, 1]. ``run`` is thread-safe.
 :class:`TorchBackend`
     A :class:`~skinseg.models.Segmenter` (or ensemble) on a torch device.
 :class:`~skinseg.inference.onnx.OnnxBackend`
@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["Backend", "TorchBackend", "load_backend", "as_backend", "BACKENDS"]
+__all__ = ["Backend", "TorchBackend", "load_backend", "as_backend", "onnxruntime_installed", "BACKENDS"]
 
 BACKENDS = ("torch", "onnx")
 
@@ -38,6 +38,7 @@ class Backend(Protocol):
 
     name: str
     device: str
+    precision: str
 
     @property
     def config(self) -> Any:  # SegmenterConfig
@@ -75,6 +76,7 @@ class TorchBackend:
     """
 
     name = "torch"
+    precision = "fp32"
 
     def __init__(self, model: Any, *, device: str | None = None) -> None:
         import torch
@@ -127,7 +129,8 @@ def as_backend(model: Any, *, device: str | None = None) -> Any:
     return TorchBackend(model, device=device)
 
 
-def _onnxruntime_installed() -> bool:
+def onnxruntime_installed() -> bool:
+    """True if ONNX Runtime can be imported (checked without importing it)."""
     import importlib.util
 
     return importlib.util.find_spec("onnxruntime") is not None
@@ -138,6 +141,7 @@ def load_backend(
     *,
     backend: str = "torch",
     device: str = "cpu",
+    precision: str = "fp32",
     threads: int | None = None,
     cache_dir: str | os.PathLike | None = None,
 ) -> Any:
@@ -146,12 +150,15 @@ def load_backend(
     Parameters
     ----------
     backend : {"torch", "onnx", "auto"}
-        ``"onnx"``: ONNX Runtime on the CPU, from the checkpoint's own ``model.onnx`` when
-        it was exported from these weights, else from ``cache_dir``, else exported now
-        (needs torch; the export is written to ``cache_dir`` when given). ``"auto"``:
-        ONNX Runtime when it is installed and ``device`` is the CPU, else torch.
+        ``"onnx"``: ONNX Runtime, from the checkpoint's own export when it was made from
+        these weights, else from ``cache_dir``, else exported now (needs torch; the export is
+        written to ``cache_dir`` when given). ``"auto"``: ONNX Runtime when it is installed
+        and ``device`` is the CPU, else torch.
     device : str
-        ``"cpu"`` or a torch CUDA device (torch backend only).
+        ``"cpu"`` or ``"cuda"`` (torch; ONNX Runtime with ``onnxruntime-gpu``).
+    precision : {"fp32", "int8", "auto"}
+        ``"int8"``: the checkpoint's gated int8 export (ONNX backend only). ``"auto"``:
+        int8 when the backend is ONNX and the checkpoint ships one, else fp32.
     threads : int, optional
         ONNX Runtime intra-op threads (default: its own choice, the physical cores).
     cache_dir : path, optional
@@ -159,14 +166,19 @@ def load_backend(
     """
     if backend not in (*BACKENDS, "auto"):
         raise ConfigError(f"`backend` must be 'torch', 'onnx' or 'auto'; got {backend!r}.")
+    if precision not in ("fp32", "int8", "auto"):
+        raise ConfigError(f"`precision` must be 'fp32', 'int8' or 'auto'; got {precision!r}.")
     if backend == "auto":
-        backend = "onnx" if str(device) == "cpu" and _onnxruntime_installed() else "torch"
+        backend = "onnx" if str(device) == "cpu" and onnxruntime_installed() else "torch"
     if backend == "onnx":
-        if str(device) != "cpu":
-            raise ConfigError(f"The ONNX backend runs on the CPU; got device {device!r}. Use backend='torch'.")
-        from .onnx import load_onnx_for_checkpoint
+        from .onnx import int8_available, load_onnx_for_checkpoint
 
-        return load_onnx_for_checkpoint(path_or_name, threads=threads, cache_dir=cache_dir)
+        if precision == "auto":
+            precision = "int8" if str(device) == "cpu" and int8_available(path_or_name) else "fp32"
+        return load_onnx_for_checkpoint(path_or_name, threads=threads, cache_dir=cache_dir, precision=precision,
+                                        device=str(device))
+    if precision == "int8":
+        raise ConfigError("precision='int8' runs on the ONNX backend; use backend='onnx' (or 'auto').")
     from ..models.checkpoint import load_segmenter
 
     return TorchBackend(load_segmenter(path_or_name, device=device))

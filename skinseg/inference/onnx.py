@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,14 @@ from ..errors import CheckpointError, ConfigError
 
 __all__ = [
     "OnnxBackend",
+    "DeferredOnnxBackend",
+    "PRECISIONS",
+    "MODEL_ONNX_INT8_FILE",
     "export_onnx",
     "export_onnx_bytes",
     "onnx_parity",
     "load_onnx_for_checkpoint",
+    "int8_available",
     "onnx_cache_path",
     "ONNX_OPSET",
     "MODEL_ONNX_FILE",
@@ -35,6 +40,10 @@ __all__ = [
 ONNX_OPSET = 17
 MODEL_ONNX_FILE = "model.onnx"
 """A checkpoint folder may hold its own export under this name (used when its fingerprint matches)."""
+MODEL_ONNX_INT8_FILE = "model-int8.onnx"
+"""... and its int8 export (:mod:`skinseg.inference.quantize`), shipped only when it passed the accuracy gate."""
+PRECISIONS = ("fp32", "int8")
+_EXPORT_LOCK = threading.Lock()  # torch.onnx.export keeps global state: one export at a time per process
 _META_CONFIG = "skinseg_config"
 _META_SOURCE = "skinseg_source_fingerprint"
 _META_VERSION = "skinseg_version"
@@ -61,6 +70,8 @@ class OnnxBackend:
         An ``.onnx`` file written by :func:`export_onnx` (it carries the config), or its bytes.
     threads : int, optional
         ONNX Runtime intra-op threads; default: ONNX Runtime's choice (the physical cores).
+    device : {"cpu", "cuda"}
+        ``"cuda"`` uses ONNX Runtime's CUDA execution provider (``onnxruntime-gpu``).
 
     Attributes
     ----------
@@ -68,13 +79,15 @@ class OnnxBackend:
     fingerprint : str
         The fingerprint of the checkpoint it was exported from (stored at export), so a
         folder run records the same model whichever backend runs it.
+    precision : {"fp32", "int8"}
+        From the file's metadata (int8: :func:`skinseg.inference.quantize.quantize_onnx`).
     path : Path or None
     """
 
     name = "onnx"
-    device = "cpu"
 
-    def __init__(self, source: str | os.PathLike | bytes, *, threads: int | None = None) -> None:
+    def __init__(self, source: str | os.PathLike | bytes, *, threads: int | None = None,
+                 device: str = "cpu") -> None:
         ort = _require("onnxruntime")
         from ..models.config import SegmenterConfig
 
@@ -93,8 +106,19 @@ class OnnxBackend:
             options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if str(device) not in ("cpu", "cuda"):
+            raise ConfigError(f"The ONNX backend runs on 'cpu' or 'cuda'; got device {device!r}.")
+        providers = ["CPUExecutionProvider"]
+        if str(device) == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise ConfigError(
+                    "device='cuda' with the ONNX backend needs onnxruntime-gpu (CUDAExecutionProvider), which is not "
+                    "installed; use the torch backend on the GPU, or pip install onnxruntime-gpu."
+                )
+            providers.insert(0, "CUDAExecutionProvider")
+        self.device = str(device)
         try:
-            self._session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(data, options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise CheckpointError(f"ONNX Runtime cannot load {label}: {exc}") from exc
         meta = self._session.get_modelmeta().custom_metadata_map
@@ -102,6 +126,7 @@ class OnnxBackend:
             raise CheckpointError(f"{label} has no skinseg config in its metadata; export it with skinseg export-onnx.")
         self._config = SegmenterConfig.from_dict(json.loads(meta[_META_CONFIG]))
         self.source_fingerprint = meta.get(_META_SOURCE)
+        self.precision = meta.get("skinseg_precision", "fp32")
         self._fingerprint = self.source_fingerprint or hashlib.sha256(data).hexdigest()
         self.metadata: dict[str, Any] = {}
         self._input = self._session.get_inputs()[0].name
@@ -126,7 +151,53 @@ class OnnxBackend:
 
     def __repr__(self) -> str:
         where = f"'{self.path}'" if self.path is not None else "<in memory>"
-        return f"OnnxBackend({where}, arch={self._config.arch!r}, encoder={self._config.encoder_name!r})"
+        return (f"OnnxBackend({where}, arch={self._config.arch!r}, encoder={self._config.encoder_name!r}, "
+                f"precision={self.precision!r})")
+
+
+class DeferredOnnxBackend:
+    """An :class:`OnnxBackend` whose model is exported when it first runs (a :class:`~skinseg.inference.Backend`).
+
+    Its ``config``, ``fingerprint`` and ``precision`` are known at once, from the
+    checkpoint, so a folder run can check its settings (and refuse a conflicting rerun)
+    before anything is exported.
+    """
+
+    name = "onnx"
+    precision = "fp32"
+
+    def __init__(self, config: Any, fingerprint: str, make: Any, *, threads: int | None = None,
+                 device: str = "cpu") -> None:
+        import threading
+
+        self._config, self._fingerprint, self._make = config, fingerprint, make
+        self.threads, self.device = threads, str(device)
+        self._backend: OnnxBackend | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def config(self) -> Any:
+        return self._config
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def backend(self) -> OnnxBackend:
+        """The real backend (exported on the first call)."""
+        with self._lock:
+            if self._backend is None:
+                self._backend = OnnxBackend(self._make(), threads=self.threads, device=self.device)
+            return self._backend
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self.backend().run(batch)
+
+    def predict_logits(self, x: np.ndarray) -> np.ndarray:
+        return self.backend().predict_logits(x)
+
+    def __repr__(self) -> str:
+        return f"DeferredOnnxBackend(arch={self._config.arch!r}, encoder={self._config.encoder_name!r})"
 
 
 def onnx_parity(
@@ -191,12 +262,14 @@ def export_onnx_bytes(
     h, w = box_hw(config.input_size)
     axes = {0: "batch", 2: "height", 3: "width"}
     buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
+    with _EXPORT_LOCK, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # exporter deprecation/tracer notices are not the user's concern
+        # PRESERVE (the model is in eval mode) keeps batch norms as nodes instead of folding them into the
+        # convolutions, so weights stored at half precision stay exact and pack losslessly (_pack_fp16)
         torch.onnx.export(cpu_model, (torch.zeros(1, 3, h, w),), buffer, dynamo=False, opset_version=opset,
-                          input_names=["image"], output_names=["logits"],
-                          dynamic_axes={"image": axes, "logits": axes})
-    proto = onnx.load_from_string(buffer.getvalue())
+                          input_names=["image"], output_names=["logits"], dynamic_axes={"image": axes, "logits": axes},
+                          training=torch.onnx.TrainingMode.PRESERVE)
+    proto = _pack_fp16(onnx.load_from_string(buffer.getvalue()))
     for key, value in ((_META_CONFIG, json.dumps(config.to_dict())), (_META_SOURCE, source_fingerprint),
                        (_META_VERSION, __version__)):
         entry = proto.metadata_props.add()
@@ -211,6 +284,34 @@ def export_onnx_bytes(
                 f"(> {tolerance:g}). Nothing was written; try another opset or use the torch backend."
             )
     return data, diff
+
+
+def _pack_fp16(proto: Any) -> Any:
+    """Store every float32 weight that is exactly a float16 value as float16 plus a Cast node (lossless).
+
+    Bundled checkpoints keep float16 weights, so their export halves in size with
+    bit-identical numbers; ONNX Runtime folds the casts (and the batch norms) when it
+    loads the model, so inference runs in float32 at full speed. Other weights are left as they are.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = proto.graph
+    casts, packed = [], []
+    for init in list(graph.initializer):
+        if init.data_type != TensorProto.FLOAT:
+            continue
+        a = numpy_helper.to_array(init)
+        if a.size < 16 or not np.array_equal(a.astype(np.float16).astype(np.float32), a):
+            continue
+        half = numpy_helper.from_array(a.astype(np.float16), f"{init.name}__fp16")
+        casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT, name=f"{init.name}__cast"))
+        packed.append(half)
+        graph.initializer.remove(init)
+    graph.initializer.extend(packed)
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(casts + nodes)
+    return proto
 
 
 def export_onnx(
@@ -272,32 +373,72 @@ def onnx_cache_path(cache_dir: str | os.PathLike, fingerprint: str) -> Path:
 
 
 def load_onnx_for_checkpoint(
-    path_or_name: str | os.PathLike, *, threads: int | None = None, cache_dir: str | os.PathLike | None = None
+    path_or_name: str | os.PathLike,
+    *,
+    threads: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    precision: str = "fp32",
+    device: str = "cpu",
 ) -> OnnxBackend:
-    """The :class:`OnnxBackend` of a checkpoint: its own ``model.onnx``, a cached export, or a new export.
+    """The :class:`OnnxBackend` of a checkpoint: its own export, a cached export, or a new export.
 
-    The checkpoint's own ``model.onnx`` and a file in ``cache_dir`` are used only when
-    their stored fingerprint equals the checkpoint's (computed without torch). Otherwise
-    the model is exported (needs torch and onnx), into ``cache_dir`` when given (written
-    atomically, so concurrent runs never see half a file) or in memory.
+    ``precision="fp32"``: the checkpoint's ``model.onnx``, else the export in ``cache_dir``,
+    used only when their stored fingerprint equals the checkpoint's (computed without
+    torch); otherwise the model is exported (needs torch and onnx), into ``cache_dir`` when
+    given (written atomically, so concurrent runs never see half a file) or in memory.
+    ``precision="int8"``: the checkpoint's ``model-int8.onnx`` (int8 needs calibration
+    images, so it is never made on the fly: see ``skinseg export-onnx --int8``).
     """
     from .._files import atomic_write
     from ..models.checkpoint import checkpoint_fingerprint, load_segmenter, resolve_checkpoint
 
+    if precision not in PRECISIONS:
+        raise ConfigError(f"`precision` must be one of {', '.join(PRECISIONS)}; got {precision!r}.")
     ckpt = resolve_checkpoint(path_or_name, "segmenter")
     fingerprint = checkpoint_fingerprint(ckpt)
+    if precision == "int8":
+        found = _matching(ckpt / MODEL_ONNX_INT8_FILE, fingerprint, threads, device)
+        if found is None:
+            raise ConfigError(
+                f"'{ckpt}' has no int8 export made from its weights ({MODEL_ONNX_INT8_FILE}). Make one with "
+                f"skinseg export-onnx {path_or_name} -o {ckpt / MODEL_ONNX_INT8_FILE} --int8 --calibration IMAGE_DIR "
+                "(and check its accuracy on validation data), or use --precision fp32."
+            )
+        return found
     candidates = [ckpt / MODEL_ONNX_FILE]
     if cache_dir is not None:
         candidates.append(onnx_cache_path(cache_dir, fingerprint))
     for candidate in candidates:
-        if candidate.is_file():
-            try:
-                found = OnnxBackend(candidate, threads=threads)
-            except CheckpointError:
-                continue  # a damaged cache file: export afresh
-            if found.source_fingerprint == fingerprint:
-                return found
-    data, _ = export_onnx_bytes(load_segmenter(ckpt), source_fingerprint=fingerprint)
-    if cache_dir is not None:
-        atomic_write(onnx_cache_path(cache_dir, fingerprint), data)
-    return OnnxBackend(data, threads=threads)
+        found = _matching(candidate, fingerprint, threads, device)
+        if found is not None:
+            return found
+
+    def make() -> bytes:
+        data, _ = export_onnx_bytes(load_segmenter(ckpt), source_fingerprint=fingerprint)
+        if cache_dir is not None:
+            atomic_write(onnx_cache_path(cache_dir, fingerprint), data)
+        return data
+
+    from ..models.checkpoint import read_segmenter_config
+
+    return DeferredOnnxBackend(read_segmenter_config(ckpt), fingerprint, make, threads=threads, device=device)
+
+
+def int8_available(path_or_name: str | os.PathLike) -> bool:
+    """True if the checkpoint ships an int8 export made from its weights (``model-int8.onnx``)."""
+    from ..models.checkpoint import checkpoint_fingerprint, resolve_checkpoint
+
+    ckpt = resolve_checkpoint(path_or_name, "segmenter")
+    if not (ckpt / MODEL_ONNX_INT8_FILE).is_file():
+        return False
+    return _matching(ckpt / MODEL_ONNX_INT8_FILE, checkpoint_fingerprint(ckpt), 1, "cpu") is not None
+
+
+def _matching(path: Path, fingerprint: str, threads: int | None, device: str) -> OnnxBackend | None:
+    if not path.is_file():
+        return None
+    try:
+        found = OnnxBackend(path, threads=threads, device=device)
+    except CheckpointError:
+        return None  # a damaged file: export afresh (fp32) or report it missing (int8)
+    return found if found.source_fingerprint == fingerprint else None

@@ -222,16 +222,18 @@ class Predictor:
         self.threshold = self.config.threshold if threshold is None else check_fraction(threshold, "threshold")
 
     @classmethod
-    def load(cls, path_or_name: Any = "default", *, backend: str = "torch", device: str = "cpu",
-             threads: int | None = None, cache_dir: Any = None, **kwargs: Any) -> Predictor:
+    def load(cls, path_or_name: Any = "default", *, backend: str = "auto", device: str = "cpu",
+             precision: str = "auto", threads: int | None = None, cache_dir: Any = None,
+             **kwargs: Any) -> Predictor:
         """A Predictor for a checkpoint directory or bundled name (see :func:`~skinseg.inference.load_backend`).
 
-        With ``backend="onnx"`` (or ``"auto"`` where ONNX Runtime is installed) and a
-        checkpoint that ships its ``model.onnx`` (or a cached export), torch is not imported.
+        The defaults are the fast path: ONNX Runtime where it is installed, int8 where the
+        checkpoint ships an int8 export that passed its accuracy gate. With a checkpoint that
+        ships its exports (or a cached one) torch is not imported.
         """
         from .backends import load_backend
 
-        return cls(load_backend(path_or_name, backend=backend, device=device, threads=threads,
+        return cls(load_backend(path_or_name, backend=backend, device=device, precision=precision, threads=threads,
                                 cache_dir=cache_dir), **kwargs)
 
     # ------------------------------------------------------------------ steps
@@ -313,6 +315,7 @@ class Predictor:
         return {
             "model": self.backend.fingerprint,
             "backend": self.backend.name,
+            "precision": self.backend.precision,
             "tta": self.tta,
             "preprocess": self.preprocess.to_dict() if self.preprocess is not None else None,
         }

@@ -35,6 +35,7 @@ __all__ = [
     "load_segmenter",
     "load_classifier",
     "read_checkpoint_config",
+    "read_segmenter_config",
     "resolve_checkpoint",
     "bundled_model_dir",
     "bundled_folder",
@@ -162,6 +163,22 @@ def read_checkpoint_config(path_or_name: str | os.PathLike) -> dict[str, Any]:
             "(member0, member1, ...) has its own config.json. Load it with skinseg.load_segmenter()."
         )
     return _single_payload(d, "segmenter")
+
+
+def read_segmenter_config(path_or_name: str | os.PathLike) -> Any:
+    """The :class:`~skinseg.models.SegmenterConfig` of a checkpoint (an ensemble's shared one), without torch."""
+    from .config import SegmenterConfig
+
+    d = resolve_checkpoint(path_or_name, "segmenter")
+    if (d / ENSEMBLE_FILE).is_file():
+        payload, names = _ensemble_members(d)
+        first = read_segmenter_config(d / names[0])
+        changes = {k: payload[k] for k in ("threshold", "tta") if payload.get(k) is not None}
+        return first.replace(**changes)
+    try:
+        return SegmenterConfig.from_dict(_single_payload(d, "segmenter")["config"])
+    except (TypeError, ConfigError) as exc:
+        raise CheckpointError(f"Invalid config in '{d / CONFIG_FILE}': {exc}") from exc
 
 
 # ----------------------------------------------------------------------------- saving

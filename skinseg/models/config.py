@@ -106,6 +106,13 @@ class SegmenterConfig:
             raise ConfigError(f"Unknown SegmenterConfig keys {unknown}; valid keys: {sorted(names)}.")
         return cls(**d)
 
+    @property
+    def input_box(self) -> tuple[int, int]:
+        """(height, width) of the landscape box images are scaled into: (3/4 ``input_size`` rounded to 32, ``input_size``)."""
+        from .._geometry import box_hw
+
+        return box_hw(self.input_size)
+
     def replace(self, **changes: Any) -> SegmenterConfig:
         """Return a copy with ``changes`` applied (validated)."""
         return dataclasses.replace(self, **changes)
