@@ -23,7 +23,7 @@ each phase prints how much CPU other processes took):
    from ``torch.utils.flop_counter``, a multiply-add counts 2) as a fraction of the **conv
    ceiling** measured here (a large fp32 channels_last 3x3 convolution).
 5. **PNG levels**: encode time and size of overlays and masks at OpenCV compression levels.
-6. **Peak RSS** of the default run in a child process (``ru_maxrss``) on the first 50 and on
+6. **Peak RSS** of the default run in a child process (its ``VmHWM``) on the first 50 and on
    all images, and whether torch was imported.
 """
 
@@ -164,17 +164,22 @@ def png_levels(images: list[np.ndarray], masks: list[np.ndarray]) -> None:
 
 
 def peak_rss(args: list[str]) -> tuple[float, float, bool]:
-    """(peak RSS in MiB, seconds, torch imported?) of ``python -c <run skinseg>`` in a child process."""
+    """(peak RSS in MiB, seconds, torch imported?) of ``skinseg <args>`` in a child process.
+
+    The child reports its own high-water mark (``VmHWM`` in /proc/self/status, reset by
+    exec). ``ru_maxrss`` of a child forked from this (large) process would include the
+    parent's memory copied at fork time.
+    """
     code = ("import sys; from skinseg.cli import main; rc = main(sys.argv[1:]); "
-            "print('TORCH', 'torch' in sys.modules, file=sys.stderr); raise SystemExit(rc)")
+            "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]; "
+            "print('TORCH', 'torch' in sys.modules, 'HWM', hwm, file=sys.stderr); raise SystemExit(rc)")
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    err = proc.stderr.read() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"error: skinseg {' '.join(args)} failed:\n{err}")
-    return usage.ru_maxrss / 1024, time.perf_counter() - t0, "TORCH True" in err
+    proc = subprocess.run([sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"error: skinseg {' '.join(args)} failed:\n{proc.stderr}")
+    hwm_kib = int(proc.stderr.rsplit("HWM", 1)[1].split()[0])
+    return hwm_kib / 1024, time.perf_counter() - t0, "TORCH True" in proc.stderr
 
 
 def main() -> int:
@@ -274,7 +279,7 @@ def main() -> int:
     masks = [cv2.imread(str(tmp / "default" / f"{p.stem}_segmentation.png"), cv2.IMREAD_GRAYSCALE) for p in paths[:40]]
     png_levels([cv2.cvtColor(im, cv2.COLOR_RGB2BGR) for im in sample], masks)
 
-    print("\npeak RSS of the default `skinseg segment` (child process, ru_maxrss):")
+    print("\npeak RSS of the default `skinseg segment` (child process, its VmHWM):")
     for k in args.rss_sizes:
         k = min(k, n)
         sub = tmp / f"rss_in_{k}"

@@ -174,7 +174,9 @@ class Predictor:
     tta : bool, optional
         Flip test-time augmentation; None: the model's stored default (``config.tta``).
     batch_size : int, default 8
-        Images per backend call (with TTA the backend sees 4x as many inputs).
+        Model inputs per backend call; with TTA an image's four flips count four, so a call
+        holds ``batch_size // 4`` images (measured here: calls of about 8 inputs run fastest
+        on the CPU, and one large call of every flip of 8 images was slower).
     device : str, optional
         Torch device to run on (the model is moved there); None: where it is.
     preprocess : default "model"
@@ -252,8 +254,8 @@ class Predictor:
     def predict_prepared(self, batch: Sequence[PreparedImage]) -> list[np.ndarray]:
         """Model-scale probability maps (H', W') of prepared images that share one input shape.
 
-        One backend call per ``batch_size`` images; with TTA the four flips of every
-        image go into the same call.
+        One backend call per ``batch_size`` model inputs: with TTA the four flips of an
+        image go into the same call, so a call holds ``batch_size // 4`` images (at least one).
         """
         if not batch:
             return []
@@ -262,8 +264,9 @@ class Predictor:
             raise ConfigError("predict_prepared() needs inputs of one shape; group them with group_by_shape().")
         out: list[np.ndarray] = []
         flips = FLIPS if self.tta else FLIPS[:1]
-        for start in range(0, len(batch), self.batch_size):
-            x = np.stack([p.input for p in batch[start : start + self.batch_size]])
+        per_call = self.images_per_call
+        for start in range(0, len(batch), per_call):
+            x = np.stack([p.input for p in batch[start : start + per_call]])
             n = len(x)
             if len(flips) > 1:
                 x = np.concatenate([x] + [np.flip(x, tuple(a + 1 for a in dims)) for dims in flips[1:]])
@@ -275,6 +278,11 @@ class Predictor:
                 total = total / np.float32(len(flips))
             out.extend(total[i] for i in range(n))
         return out
+
+    @property
+    def images_per_call(self) -> int:
+        """Images per backend call: ``batch_size`` inputs, an image's four flips counting four with TTA."""
+        return max(1, self.batch_size // (len(FLIPS) if self.tta else 1))
 
     def to_image(self, prob: np.ndarray, prepared: PreparedImage) -> ProbMap:
         """Map a model-scale probability map back to the original image size."""

@@ -3,7 +3,8 @@
 ::
 
     reader threads   load(item) -> preprocessing -> prepare          (bounded look-ahead)
-    caller's thread  batches of equal padded shape -> backend (+ flip TTA)
+    caller's thread  batches of equal padded shape -> backend (+ flip TTA), or
+    infer threads    several backend calls side by side (``infer_workers``)
     consumer         StreamResult.proba() -> whatever it does with it
 
 Memory stays flat in the number of images: at most ``2 * batch_size + workers`` items
@@ -128,6 +129,7 @@ def predict_stream(
     keep_images: bool = False,
     hold_pixels: bool = False,
     max_inflight_pixels: int | None = None,
+    infer_workers: int | None = None,
 ) -> Iterator[StreamResult]:
     """Yield one :class:`StreamResult` per item, predicting in batches while threads load ahead.
 
@@ -154,6 +156,10 @@ def predict_stream(
         to writer threads and want the budget to cover them too).
     max_inflight_pixels : int, optional
         The budget; default :data:`DEFAULT_INFLIGHT_PIXELS`.
+    infer_workers : int, optional
+        Backend calls run at the same time (each on ``batch_size`` inputs); default: the
+        backend's ``concurrency`` (2 for ONNX Runtime on the CPU with its default threads,
+        whose single-threaded calls side by side beat one two-threaded call; else 1).
 
     Notes
     -----
@@ -161,6 +167,9 @@ def predict_stream(
     reads and waits for the running ones.
     """
     workers = check_positive_int(workers, "workers")
+    if infer_workers is None:
+        infer_workers = int(getattr(predictor.backend, "concurrency", 1))
+    infer_workers = check_positive_int(infer_workers, "infer_workers")
     cap = DEFAULT_INFLIGHT_PIXELS if max_inflight_pixels is None else max_inflight_pixels
     budget = _PixelBudget(check_positive_int(cap, "max_inflight_pixels"))
     batch_size = predictor.batch_size
@@ -202,24 +211,42 @@ def predict_stream(
         return [finish(r) for r in batch]
 
     lookahead = 2 * batch_size + workers
+    per_call = predictor.images_per_call
     pending = iter(enumerate(items))
     window: deque[Future[StreamResult]] = deque()
     buckets: dict[tuple[int, ...], list[StreamResult]] = {}
+    running: deque[Future[list[StreamResult]]] = deque()  # backend calls in flight (infer_workers > 1)
     reader = ThreadPoolExecutor(workers, thread_name_prefix="skinseg-read")
+    infer = ThreadPoolExecutor(infer_workers, thread_name_prefix="skinseg-infer") if infer_workers > 1 else None
+
+    def dispatch(batch: list[StreamResult]) -> Iterator[StreamResult]:
+        if infer is None:
+            yield from run_batch(batch)
+            return
+        while len(running) >= infer_workers:
+            yield from running.popleft().result()
+        running.append(infer.submit(run_batch, batch))
+
     try:
         while True:
             while len(window) < lookahead and (nxt := next(pending, None)) is not None:
                 window.append(reader.submit(load_one, *nxt))
+            while running and running[0].done():
+                yield from running.popleft().result()
             if not window:
                 break
             head = window[0]
-            if buckets and not head.done():
-                if not budget.starved:
-                    wait_futures([head], timeout=_FLUSH_AFTER_S)
-                if not head.done():  # the readers are behind: run what we have
-                    for shape in list(buckets):
-                        yield from run_batch(buckets.pop(shape))
+            if not head.done():
+                if running:  # the backend is busy: take its results first (they free pixels too)
+                    yield from running.popleft().result()
                     continue
+                if buckets:
+                    if not budget.starved:
+                        wait_futures([head], timeout=_FLUSH_AFTER_S)
+                    if not head.done():  # the readers are behind: run what we have
+                        for shape in list(buckets):
+                            yield from dispatch(buckets.pop(shape))
+                        continue
             res = window.popleft().result()
             if res.error is not None:
                 yield finish(res)
@@ -227,15 +254,19 @@ def predict_stream(
             shape = res.prepared.shape  # type: ignore[union-attr]
             bucket = buckets.setdefault(shape, [])
             bucket.append(res)
-            if len(bucket) >= batch_size:
-                yield from run_batch(buckets.pop(shape))
-            elif sum(len(b) for b in buckets.values()) >= batch_size:
+            if len(bucket) >= per_call:
+                yield from dispatch(buckets.pop(shape))
+            elif sum(len(b) for b in buckets.values()) >= per_call:
                 largest = max(buckets, key=lambda s: len(buckets[s]))
-                yield from run_batch(buckets.pop(largest))
+                yield from dispatch(buckets.pop(largest))
         for shape in list(buckets):
-            yield from run_batch(buckets.pop(shape))
+            yield from dispatch(buckets.pop(shape))
+        while running:
+            yield from running.popleft().result()
     finally:
         for f in window:
             f.cancel()
         budget.close()
         reader.shutdown(wait=True, cancel_futures=True)
+        if infer is not None:
+            infer.shutdown(wait=True, cancel_futures=True)
