@@ -14,12 +14,13 @@ each phase prints how much CPU other processes took):
    (in-process; the run includes loading the model). It does what the model card says:
    flip TTA (4 flips per image), overlays, clean-up. Ratio (b)/(a): target >= 1.0.
    ``--no-tta`` alone: target >= 3.0.
-3. **Each lever on its own**, from the old default (torch, flip TTA as four backend calls,
-   fp32, overlays) through :func:`skinseg.runs.segment_folder` with the same settings:
-   TTA as one batch of the 4 flips; ONNX Runtime fp32; ONNX Runtime int8 (when the model
-   ships one); all together = the new default.
-4. **Model throughput**: forward passes only at the dev images' padded shape (256x192), a
-   batch of 8 images' 4 flips (32 inputs), per backend; GFLOP/s (FLOPs of the fp32 network
+3. **Each lever on its own**, from the old default (torch, flip TTA as four backend calls of
+   8 images, fp32, overlays) through :func:`skinseg.runs.segment_folder` with the same
+   settings: TTA in one call (an image's 4 flips together, 8 inputs a call); ONNX Runtime
+   fp32; ONNX Runtime int8 (when the model ships one); two single-threaded ONNX Runtime
+   calls side by side instead of one two-threaded call; all together = the new default.
+4. **Model throughput**: forward passes only at the dev images' padded shape (256x192), calls
+   of 8 inputs (2 images' 4 flips, the default call), all CPUs, per backend; GFLOP/s (FLOPs of the fp32 network
    from ``torch.utils.flop_counter``, a multiply-add counts 2) as a fraction of the **conv
    ceiling** measured here (a large fp32 channels_last 3x3 convolution).
 5. **PNG levels**: encode time and size of overlays and masks at OpenCV compression levels.
@@ -237,38 +238,40 @@ def main() -> int:
           f"--no-tta: {no_tta_ips / plain:.2f}x (target >= 3.0)")
 
     print("\neach lever on its own (segment_folder, flip TTA and overlays on, as the default):")
+    threads = os.cpu_count() or 2
     torch_backend = TorchBackend(model)
-    levers = [("old default: torch fp32, TTA as 4 calls", SplitCalls(torch_backend)),
-              ("+ TTA as one batch (torch fp32)", torch_backend),
-              ("+ ONNX Runtime fp32 (TTA as 4 calls)", SplitCalls(load_backend(args.model, backend="onnx",
-                                                                                  precision="fp32")))]
+    onnx_fp32 = load_backend(args.model, backend="onnx", precision="fp32", threads=threads)  # one call at a time
+    levers = [("old default: torch fp32, TTA as 4 calls of 8", SplitCalls(torch_backend), 32),
+              ("+ TTA in one call of 8 inputs (torch fp32)", torch_backend, 8),
+              ("+ ONNX Runtime fp32 (TTA as 4 calls of 8)", SplitCalls(onnx_fp32), 32)]
     if int8_available(args.model):
-        levers.append(("+ ONNX Runtime int8 (TTA as 4 calls)",
-                       SplitCalls(load_backend(args.model, backend="onnx", precision="int8"))))
-    levers.append(("all levers = the new default",
-                   load_backend(args.model, backend="auto", precision="auto")))
-    for i, (name, backend) in enumerate(levers):
+        onnx_int8 = load_backend(args.model, backend="onnx", precision="int8", threads=threads)
+        levers.append(("+ ONNX Runtime int8 (TTA as 4 calls of 8)", SplitCalls(onnx_int8), 32))
+    levers.append(("+ two 1-thread ONNX fp32 calls side by side", load_backend(args.model, backend="onnx",
+                                                                             precision="fp32"), 8))
+    levers.append(("all levers = the new default", load_backend(args.model, backend="auto", precision="auto"), 8))
+    for i, (name, backend, batch) in enumerate(levers):
         backend.run(np.zeros((1, 3, *cfg.input_box), np.float32))  # warm-up (and a one-off fp32 export)
         out = tmp / f"lever{i}"
         with Phase(name):
             t0 = time.perf_counter()
-            segment_folder(Predictor(backend), subset, out, progress=False)
+            segment_folder(Predictor(backend, batch_size=batch), subset, out, progress=False)
             dt = time.perf_counter() - t0
-        print(f"  {name:44s} {n / dt:6.2f} img/s = {n / dt / plain:.2f}x the plain loop", flush=True)
+        print(f"  {name:46s} {n / dt:6.2f} img/s = {n / dt / plain:.2f}x the plain loop", flush=True)
 
     h, w = cfg.input_box
     flops = forward_flops(network, (1, 3, h, w))
-    x = np.random.default_rng(0).standard_normal((32, 3, h, w)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((8, 3, h, w)).astype(np.float32)
     print()
     with Phase("conv ceiling and model throughput"):
         ceiling = conv_ceiling()
-        rows = [("torch fp32 (channels_last)", torch_backend),
-                ("ONNX Runtime fp32", load_backend(args.model, backend="onnx", precision="fp32"))]
+        rows = [("torch fp32 (channels_last)", torch_backend), ("ONNX Runtime fp32", onnx_fp32)]
         if int8_available(args.model):
-            rows.append(("ONNX Runtime int8", load_backend(args.model, backend="onnx", precision="int8")))
+            rows.append(("ONNX Runtime int8", onnx_int8))
         measured = [(name, throughput(b.run, x)) for name, b in rows]
     print(f"conv ceiling (3x3, 256->256, 8x64x64, fp32 channels_last): {ceiling:.0f} GFLOP/s")
-    print(f"model forward: {flops / 1e9:.2f} GFLOP per {h}x{w} input; batch of 32 (8 images x 4 flips)")
+    print(f"model forward: {flops / 1e9:.2f} GFLOP per {h}x{w} input; calls of 8 inputs (2 images x 4 flips), "
+          f"{threads} threads")
     for name, ips in measured:
         gflops = ips * flops / 1e9
         print(f"  {name:28s} {ips:6.1f} forwards/s  {gflops:6.1f} GFLOP/s (fp32-equivalent) "

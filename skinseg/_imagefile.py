@@ -145,6 +145,29 @@ def _check_complete(data: bytes, fmt: str, path: PathLike) -> None:
     )
 
 
+def _png_bad_chunk(data: bytes) -> str | None:
+    """The type of the first PNG chunk whose CRC does not match its data, else None.
+
+    Checked before decoding, so a damaged PNG gets a clear error instead of libpng
+    printing "libpng error: ... CRC error" to the terminal (OpenCV's decoder does).
+    """
+    import zlib
+
+    pos = 8
+    while pos + 12 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        end = pos + 12 + length
+        if end > len(data):
+            return None  # a truncation: _check_complete reports those
+        kind = data[pos + 4 : pos + 8]
+        if zlib.crc32(data[pos + 4 : pos + 8 + length]) != int.from_bytes(data[end - 4 : end], "big"):
+            return kind.decode("latin-1")
+        if kind == b"IEND":
+            return None
+        pos = end
+    return None
+
+
 def _png_chunk(data: bytes, chunk_type: bytes) -> bytes | None:
     pos = 8
     while pos + 8 <= len(data):
@@ -257,6 +280,13 @@ def _decode(data: bytes, path: PathLike, *, max_pixels: int) -> tuple[np.ndarray
     header = _parse_header(data, path)
     _check_size(header, max_pixels, path)
     _check_complete(data, header.format, path)
+    bad = _png_bad_chunk(data) if header.format == "PNG" else None
+    if bad is not None:
+        raise CorruptImageError(
+            f"Cannot decode '{_fspath(path)}': its PNG {bad} chunk is damaged (checksum mismatch). "
+            "Replace it with a good copy.",
+            path=path,
+        )
     try:
         arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error:

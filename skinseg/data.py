@@ -27,6 +27,7 @@ __all__ = [
     "ManifestItem",
     "read_manifest",
     "collect_items",
+    "find_pairs",
     "train_augmentation",
     "val_transform",
     "LesionSegDataset",
@@ -93,25 +94,20 @@ def read_manifest(
     return items
 
 
-def collect_items(
+def find_pairs(
     source: str | os.PathLike, *, splits: str | Sequence[str] | None = None, mask_suffix: str = "_segmentation"
-) -> list[tuple[Path, Path]]:
-    """(image, mask) pairs from a manifest CSV, a folder with ``manifest.csv``, or an image folder.
+) -> tuple[list[tuple[Path, Path]], list[Path]]:
+    """(image, mask) pairs of a manifest CSV, a folder with ``manifest.csv``, or an image folder, and the
+    images that have no mask.
 
     An image folder is paired with masks by stem (``<stem><mask_suffix>``), looking in
-    a ``masks/`` subfolder if present, else beside the images.
+    a ``masks/`` subfolder if present, else beside the images; a manifest row's mask is
+    ``masks/<id>.png``.
     """
     src = Path(source)
     if src.is_file() or (src / "manifest.csv").is_file():
         items = read_manifest(src, splits)
-        lacking = [it.image for it in items if it.mask is None]
-        if lacking:
-            raise ConfigError(
-                f"{len(lacking)} image(s) listed in the manifest of '{src}' have no mask file, e.g. "
-                f"'{lacking[0].with_suffix('.png').name}' in '{lacking[0].parent.parent / 'masks'}'. "
-                "Add the masks or remove those rows."
-            )
-        return [(it.image, it.mask) for it in items]  # type: ignore[misc]
+        return [(it.image, it.mask) for it in items if it.mask is not None], [it.image for it in items if it.mask is None]
     if splits is not None:
         raise ConfigError(f"splits={splits!r} needs a manifest.csv, and '{src}' has none.")
     from .io import pair_images_and_masks
@@ -123,6 +119,23 @@ def collect_items(
         raise ConfigError(
             f"No image/mask pairs found in '{src}' (masks named <stem>{mask_suffix}.png). "
             f"{len(unmatched)} images had no mask. Set mask_suffix to your masks' naming."
+        )
+    return pairs, unmatched
+
+
+def collect_items(
+    source: str | os.PathLike, *, splits: str | Sequence[str] | None = None, mask_suffix: str = "_segmentation",
+    skip_unlabelled: bool = False,
+) -> list[tuple[Path, Path]]:
+    """(image, mask) pairs of :func:`find_pairs`; an image without a mask is an error naming it,
+    unless ``skip_unlabelled`` (then it is left out: :func:`find_pairs` says which)."""
+    pairs, unlabelled = find_pairs(source, splits=splits, mask_suffix=mask_suffix)
+    if unlabelled and not skip_unlabelled:
+        shown = ", ".join(p.name for p in unlabelled[:3]) + (" ..." if len(unlabelled) > 3 else "")
+        raise ConfigError(
+            f"{len(unlabelled)} image(s) of '{source}' have no mask ({shown}; expected e.g. "
+            f"'{unlabelled[0].stem}{mask_suffix}.png', or masks/<id>.png beside a manifest). Add their masks, move "
+            "them out, or skip them explicitly (skip_unlabelled=True, --skip-unlabelled)."
         )
     return pairs
 

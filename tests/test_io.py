@@ -684,3 +684,32 @@ def test_real_dev_set(lesions_dir: Path) -> None:
         assert image.dtype == np.uint8 and image.shape[2] == 3
         assert image_size(image_path) == image.shape[:2]
         assert 0 < mask.mean() < 1
+
+
+def test_a_multi_page_tiff_is_refused_not_read_as_page_one(tmp_path: Path, rgb: np.ndarray) -> None:
+    """Issue 16 (11): a multi-page TIFF silently read page 1."""
+    from PIL import Image
+
+    from skinseg.errors import UnsupportedImageError
+
+    path = tmp_path / "stack.tif"
+    pages = [Image.fromarray(rgb), Image.fromarray(255 - rgb)]
+    pages[0].save(path, save_all=True, append_images=pages[1:])
+    with pytest.raises(UnsupportedImageError, match="2 pages"):
+        sio.read_image(path)
+    one = tmp_path / "one.tif"
+    Image.fromarray(rgb).save(one)
+    np.testing.assert_array_equal(sio.read_image(one), rgb)
+
+
+def test_a_damaged_png_is_reported_without_libpng_noise(tmp_path: Path, rgb: np.ndarray, capfd) -> None:
+    """Issue 16 (12): OpenCV's own 'libpng error' lines leaked to stderr."""
+    from skinseg.errors import CorruptImageError
+
+    data = bytearray(cv2.imencode(".png", rgb)[1].tobytes())
+    data[len(data) // 2] ^= 0xFF  # flip a byte inside the image data; IEND stays
+    path = tmp_path / "bad.png"
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptImageError, match="bad.png.*damaged"):
+        sio.read_image(path)
+    assert "libpng" not in capfd.readouterr().err

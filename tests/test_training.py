@@ -188,3 +188,47 @@ def test_train_cli_refuses_overlap(tmp_path, capsys):
                "--out", str(tmp_path / "run")])
     assert rc == 2
     assert "both the training and validation" in capsys.readouterr().err
+
+
+def test_train_cli_with_the_same_seed_repeats_every_loss(tmp_path, capsys):
+    """Issue 16 (9): the model was built before seeding, so identical runs gave different losses."""
+    from skinseg.cli import main
+
+    root = _write_folder(tmp_path / "d", n=6)
+    histories = []
+    for run in ("a", "b"):
+        torch.manual_seed(123 if run == "a" else 456)  # whatever the global RNG held before
+        rc = main(["train", "--data", str(root), "--encoder", "resnet18", "--encoder-weights", "none",
+                   "--input-size", "64", "--epochs", "2", "--batch-size", "2", "--seed", "7",
+                   "--out", str(tmp_path / run), "--device", "cpu", "--threads", "1"])
+        assert rc == 0
+        histories.append(json.loads((tmp_path / run / "history.json").read_text()))
+    for a, b in zip(*histories, strict=True):
+        assert a["train_loss"] == b["train_loss"] and a["val_dice"] == b["val_dice"]
+
+
+def test_images_without_masks_are_named_not_dropped(tmp_path, capsys):
+    """Issue 16 (11): train dropped an image without a mask silently."""
+    from skinseg.cli import main
+    from skinseg.data import find_pairs
+
+    root = tmp_path / "d"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(4):
+        image = np.full((60, 80, 3), 150, np.uint8)
+        cv2.imwrite(str(root / "images" / f"a{i}.jpg"), image)
+        if i:
+            cv2.imwrite(str(root / "masks" / f"a{i}_segmentation.png"), np.pad(np.full((20, 20), 255, np.uint8), ((20, 20), (30, 30))))
+    pairs, unlabelled = find_pairs(root)
+    assert len(pairs) == 3 and [p.name for p in unlabelled] == ["a0.jpg"]
+    with pytest.raises(ConfigError, match="1 image\\(s\\) .* have no mask \\(a0.jpg"):
+        collect_items(root)
+    assert len(collect_items(root, skip_unlabelled=True)) == 3
+    val = _write_folder(tmp_path / "v", n=4)
+    args = ["train", "--data", str(root), "--val", str(val), "--encoder", "resnet18", "--encoder-weights", "none",
+            "--input-size", "64", "--epochs", "1", "--batch-size", "2", "--out", str(tmp_path / "run")]
+    assert main(args) == 2
+    assert "a0.jpg" in capsys.readouterr().err
+    assert main([*args, "--skip-unlabelled", "--max-batches", "1"]) == 0
+    assert "image(s) without a mask were left out" in capsys.readouterr().err

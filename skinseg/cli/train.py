@@ -24,6 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val", nargs="+", metavar="DIR_OR_MANIFEST",
                    help="validation data (default: the 'val' split of each --data manifest)")
     p.add_argument("--train-split", default="train", help="manifest split used for training (default: train)")
+    p.add_argument("--skip-unlabelled", action="store_true",
+                   help="leave out images of an image folder that have no mask (default: an error naming them)")
     p.add_argument("--val-split", default="val", help="manifest split used for validation (default: val)")
     p.add_argument("--arch", default="unet", help="architecture: unet or deeplabv3plus (default: unet)")
     p.add_argument("--encoder", default="tu-efficientnet_lite0", help="smp encoder name (default: tu-efficientnet_lite0)")
@@ -62,7 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..data import LesionSegDataset, collect_items, train_augmentation, val_transform
+    from ..data import LesionSegDataset, collect_items, find_pairs, train_augmentation, val_transform
     from ..models import create_segmenter
     from ..training import TrainConfig, fit, seed_everything
 
@@ -70,16 +72,28 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     train_items, val_items = [], []
+    skipped: list[Path] = []
+
+    def items(src: str, split: str) -> list:
+        pairs, unlabelled = find_pairs(src, splits=split if has_manifest(src) else None)
+        if unlabelled and not args.skip_unlabelled:
+            collect_items(src, splits=split if has_manifest(src) else None)  # raises, naming them
+        skipped.extend(unlabelled)
+        return pairs
+
     for src in args.data:
-        train_items += collect_items(src, splits=args.train_split if has_manifest(src) else None)
+        train_items += items(src, args.train_split)
     if args.val:
         for src in args.val:
-            val_items += collect_items(src, splits=args.val_split if has_manifest(src) else None)
+            val_items += items(src, args.val_split)
     else:
         for src in args.data:
             if not has_manifest(src):
                 raise SkinsegError(f"--val is needed: '{src}' has no manifest.csv to take a 'val' split from.")
-            val_items += collect_items(src, splits=args.val_split)
+            val_items += items(src, args.val_split)
+    if skipped:
+        print(f"note: {len(skipped)} image(s) without a mask were left out (--skip-unlabelled), e.g. {skipped[0]}",
+              file=sys.stderr)
     overlap = {p for p, _ in train_items} & {p for p, _ in val_items}
     if overlap:
         raise SkinsegError(f"{len(overlap)} images are in both the training and validation data, e.g. {sorted(overlap)[0]}.")

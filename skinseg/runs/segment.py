@@ -115,8 +115,10 @@ def draw_contour_overlay(
 
 
 def error_row(key: str, exc: BaseException, size: tuple[int, int] | None, columns: tuple[str, ...]) -> dict[str, str]:
-    """The ``error`` row of an input: exception class and a one-line message (which names the file)."""
+    """The ``error`` row of an input: exception class and a one-line message that names the file."""
     message = " ".join(str(exc).split()) or type(exc).__name__  # one line
+    if Path(key).name not in message:  # e.g. an OSError raised without a file name
+        message = f"{key}: {message}"
     row = dict.fromkeys(columns, "")
     row.update(file=key, status="error", error_type=type(exc).__name__, error=message)
     if size is not None:

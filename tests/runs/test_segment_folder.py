@@ -412,3 +412,35 @@ def test_draw_contour_overlay() -> None:
     assert (draw_contour_overlay(image, np.zeros((40, 50), bool)) == image).all()
     with pytest.raises(ConfigError):
         draw_contour_overlay(image, mask[:10])
+
+
+def test_an_error_row_always_names_the_file(tiny_model, tmp_path: Path, monkeypatch) -> None:
+    """Issue 16 (12): an I/O error raised without a file name gave a row that did not name the file."""
+    import errno
+
+    import skinseg.runs.segment as seg
+
+    src = tmp_path / "in"
+    _good_images(src, n=2)
+    real = seg.atomic_write
+
+    def failing(path, data, **kw):
+        if "img1" in str(path):
+            raise OSError(errno.EIO, "Input/output error")  # no filename attached
+        return real(path, data, **kw)
+
+    monkeypatch.setattr(seg, "atomic_write", failing)
+    result = segment_folder(tiny_model, src, tmp_path / "out", progress=False)
+    rows = {r["file"]: r for r in _rows(tmp_path / "out")}
+    assert result.n_failed == 1 and rows["img1.png"]["status"] == "error"
+    assert rows["img1.png"]["error"].startswith("img1.png: ") and "Input/output error" in rows["img1.png"]["error"]
+
+
+def test_segment_on_one_image_names_image_in_errors(tiny_model) -> None:
+    """Issue 16 (12): errors from segment(model, img) named 'images[0]' instead of 'image'."""
+    import skinseg as ss
+    from skinseg.errors import InvalidImageError
+
+    with pytest.raises(InvalidImageError, match="`image`") as info:
+        ss.segment(tiny_model, np.zeros((8, 8, 4), np.uint8))
+    assert "images[0]" not in str(info.value)
