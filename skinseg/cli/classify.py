@@ -17,7 +17,7 @@ outputs (in OUT_DIR):
   classification.csv        one row per image: file, status (ok/error), error_type, error,
                             mask_source, mask_empty, p_<class> for each class, predicted_label,
                             confidence, then the ABCD measurements (asymmetry_*, border_*,
-                            color_*, diameter_*; see README) unless --no-measure
+                            color_*, diameter_*; see docs/measurements.md) unless --no-measure
   masks/<stem>_mask.png     the predicted lesion masks (without --masks)
   gradcam/<stem>_gradcam.png  Grad-CAM heatmap of the predicted class over the image (--gradcam)
   run.json, journal.jsonl   the settings and the per-image log used to resume: rerun the same
