@@ -18,9 +18,7 @@ your own loop) use only these public names.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from .._lazy import lazy_attributes
 from .backends import BACKENDS, Backend, TorchBackend, as_backend, load_backend, onnxruntime_installed
 from .predictor import (
     FLIPS,
@@ -50,9 +48,5 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _ONNX:  # onnx.py is light, but keep its names lazy like the rest of the package
-        value = getattr(importlib.import_module(".onnx", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'skinseg.inference' has no attribute {name!r}")
+# onnx.py is light, but keep its names lazy like the rest of the package
+__getattr__, _ = lazy_attributes(__name__, dict.fromkeys(_ONNX, "onnx"))

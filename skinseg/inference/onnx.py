@@ -128,21 +128,13 @@ class OnnxBackend:
         meta = self._session.get_modelmeta().custom_metadata_map
         if _META_CONFIG not in meta:
             raise CheckpointError(f"{label} has no skinseg config in its metadata; export it with skinseg export-onnx.")
-        self._config = SegmenterConfig.from_dict(json.loads(meta[_META_CONFIG]))
+        self.config = SegmenterConfig.from_dict(json.loads(meta[_META_CONFIG]))
         self.source_fingerprint = meta.get(_META_SOURCE)
         self.precision = meta.get("skinseg_precision", "fp32")
-        self._fingerprint = self.source_fingerprint or hashlib.sha256(data).hexdigest()
+        self.fingerprint = self.source_fingerprint or hashlib.sha256(data).hexdigest()
         self.metadata: dict[str, Any] = {}
         self._input = self._session.get_inputs()[0].name
         self.threads = threads
-
-    @property
-    def config(self) -> Any:
-        return self._config
-
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
 
     def predict_logits(self, x: np.ndarray) -> np.ndarray:
         """(N, 3, H, W) float32 normalised input -> (N, 1, H, W) float32 logits."""
@@ -155,7 +147,7 @@ class OnnxBackend:
 
     def __repr__(self) -> str:
         where = f"'{self.path}'" if self.path is not None else "<in memory>"
-        return (f"OnnxBackend({where}, arch={self._config.arch!r}, encoder={self._config.encoder_name!r}, "
+        return (f"OnnxBackend({where}, arch={self.config.arch!r}, encoder={self.config.encoder_name!r}, "
                 f"precision={self.precision!r})")
 
 
@@ -174,19 +166,11 @@ class DeferredOnnxBackend:
                  device: str = "cpu") -> None:
         import threading
 
-        self._config, self._fingerprint, self._make = config, fingerprint, make
+        self.config, self.fingerprint, self._make = config, fingerprint, make
         self.threads, self.device = threads, str(device)
         self.concurrency = 2 if threads is None and self.device == "cpu" else 1
         self._backend: OnnxBackend | None = None
         self._lock = threading.Lock()
-
-    @property
-    def config(self) -> Any:
-        return self._config
-
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
 
     def backend(self) -> OnnxBackend:
         """The real backend (exported on the first call)."""
@@ -202,7 +186,7 @@ class DeferredOnnxBackend:
         return self.backend().predict_logits(x)
 
     def __repr__(self) -> str:
-        return f"DeferredOnnxBackend(arch={self._config.arch!r}, encoder={self._config.encoder_name!r})"
+        return f"DeferredOnnxBackend(arch={self.config.arch!r}, encoder={self.config.encoder_name!r})"
 
 
 def onnx_parity(

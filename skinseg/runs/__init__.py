@@ -13,8 +13,7 @@ The runners use only the public inference core (:class:`skinseg.inference.Predic
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_attributes
 
 _LAZY = {
     "segment_folder": "segment",
@@ -30,9 +29,5 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:  # lazy, so the segment runner's ONNX path never imports torch (the classifier does)
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'skinseg.runs' has no attribute {name!r}")
+# lazy, so the segment runner's ONNX path never imports torch (the classify runner does)
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

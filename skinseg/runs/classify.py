@@ -23,15 +23,15 @@ from typing import Any
 
 import numpy as np
 
+from .._files import atomic_write
 from ..classify import gradcam, gradcam_overlay, predict_proba
 from ..errors import ConfigError, SkinsegError
 from ..features import FEATURE_NAMES, check_pixel_size, lesion_features
 from ..inference import Predictor
 from ..io import encode_image, encode_mask, pair_images_and_masks, read_image, read_mask
 from ..models.checkpoint import model_fingerprint
-from .._files import atomic_write
 from .inputs import Job, list_inputs, no_images_error
-from .journal import FolderRunResult, ResultsFile, RunJournal, input_stat, progress_bar
+from .journal import FolderRunResult, ResultsFile, RunJournal, input_stat
 from .outdir import OutputLock, check_output_dir, prepare_output_folder
 
 __all__ = ["classify_folder", "classification_columns", "CSV_FILE", "MASK_DIR", "GRADCAM_DIR"]
@@ -121,11 +121,9 @@ def classify_folder(
     with OutputLock(out, wait=wait):
         journal = RunJournal(out, kind="classify", settings=settings, results=results)
         prepare_output_folder(journal, out, [j.outputs.values() for j in jobs], overwrite=overwrite)
-        gone = journal.drop_gone(j.key for j in jobs)
-        todo = [j for j in jobs if not journal.complete(j.key, input_stat(j.path))]
-        bar = progress_bar(progress, len(jobs), len(jobs) - len(todo), "classify")
-        journal.open()
-        try:
+        todo, gone = journal.pending(jobs)
+        keys = [j.key for j in jobs]
+        with journal.running(keys, len(todo), desc="classify", progress=progress):
             for job in todo:
                 t0 = time.perf_counter()
                 row, files = _classify_one(job, classifier, predictor, mask_of, masks_dir, mask_suffix, names,
@@ -137,14 +135,7 @@ def classify_folder(
                     written.append(rel)
                 dt = time.perf_counter() - t0
                 journal.append(job.key, row, input_stat(job.path), written, (0.0, dt, 0.0, dt))
-                if bar is not None:
-                    bar.update(1)
-        finally:
-            journal.close()
-            if bar is not None:
-                bar.close()
-            results_csv = journal.write_results([j.key for j in jobs])
-        return journal.summarise([j.key for j in jobs], len(todo), gone, not_taken, results_csv)
+        return journal.summarise(keys, len(todo), gone, not_taken)
 
 
 def _outputs(predicted_masks: bool, save_gradcam: bool) -> Any:

@@ -33,7 +33,8 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,7 @@ class RunJournal:
         self.settings = json.loads(json.dumps(settings))  # as it will read back from run.json
         self.run_file, self.journal_file = self.out / RUN_FILE, self.out / JOURNAL_FILE
         self.timings_file = self.out / TIMINGS_FILE
+        self.results_path = self.out / results.name
         self.entries: dict[str, _Entry] = {}
         self.run_id = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.lock = threading.Lock()
@@ -257,6 +259,27 @@ class RunJournal:
 
     # ------------------------------------------------------------------ during the run
 
+    def pending(self, jobs: Sequence[Any]) -> tuple[list[Any], list[str]]:
+        """(jobs still to do, keys of gone inputs): drop the earlier run's inputs that are gone, then keep the
+        jobs (with ``.key`` and ``.path``) that are not :meth:`complete`."""
+        gone = self.drop_gone(j.key for j in jobs)
+        return [j for j in jobs if not self.complete(j.key, input_stat(j.path))], gone
+
+    @contextmanager
+    def running(self, keys: Sequence[str], n_todo: int, *, desc: str, progress: bool) -> Iterator[None]:
+        """Open the journal (and a progress bar) for the run's appends; on exit, even after an error or
+        Ctrl-C, close it and rewrite the results CSV (:attr:`results_path`) for ``keys`` in order."""
+        bar = progress_bar(progress, len(keys), len(keys) - n_todo, desc)
+        self.on_append = (lambda _row: bar.update(1)) if bar is not None else None
+        self.open()
+        try:
+            yield
+        finally:
+            self.close()
+            if bar is not None:
+                bar.close()
+            self.results_path = self.write_results(keys)
+
     def open(self) -> None:
         self._journal = open(self.journal_file, "a", encoding="utf-8", newline="")
         new_timings = not self.timings_file.exists() or self.timings_file.stat().st_size == 0
@@ -307,8 +330,8 @@ class RunJournal:
             payload["last_run"] = {"started": self.run_id, **summary}
         atomic_write(self.run_file, json.dumps(payload, indent=2) + "\n")
 
-    def summarise(self, keys: Sequence[str], n_processed: int, gone: Sequence[str], not_taken: dict[str, int],
-                  results_csv: Path) -> FolderRunResult:
+    def summarise(self, keys: Sequence[str], n_processed: int, gone: Sequence[str],
+                  not_taken: dict[str, int]) -> FolderRunResult:
         """Record the run's summary in run.json and return it (``keys``: every input, in order)."""
         finals = self.rows(keys)
         failed = tuple((str(r["file"]), str(r["error_type"]), str(r["error"])) for r in finals if r["status"] != "ok")
@@ -316,5 +339,5 @@ class RunJournal:
         self.write_run_json({"images": len(keys), "processed": n_processed, "skipped_complete": skipped,
                              "ok": len(finals) - len(failed), "failed": len(failed), "gone": len(gone),
                              "not_taken": not_taken})
-        return FolderRunResult(self.out, results_csv, len(keys), n_processed, skipped, len(finals) - len(failed),
+        return FolderRunResult(self.out, self.results_path, len(keys), n_processed, skipped, len(finals) - len(failed),
                                len(failed), failed, tuple(gone), dict(not_taken))

@@ -42,7 +42,7 @@ from ..inference import Predictor, StreamResult
 from ..io import DEFAULT_MAX_PIXELS, encode_image, encode_mask, image_size, read_image
 from ..postprocess import postprocess_mask
 from .inputs import Job, list_inputs, no_images_error
-from .journal import FolderRunResult, ResultsFile, RunJournal, input_stat, progress_bar
+from .journal import FolderRunResult, ResultsFile, RunJournal, input_stat
 from .outdir import OutputLock, check_output_dir, prepare_output_folder
 
 __all__ = [
@@ -390,18 +390,10 @@ def segment_folder(
                              results=ResultsFile(RESULTS_FILE, spec.columns))
         written = [(j.mask, j.overlay) if spec.overlay else (j.mask,) for j in jobs]
         prepare_output_folder(journal, out, written, overwrite=overwrite)
-        gone = journal.drop_gone(j.key for j in jobs)
-        todo = [j for j in jobs if not journal.complete(j.key, input_stat(j.path))]
-        bar = progress_bar(progress, len(jobs), len(jobs) - len(todo), "segment")
-        journal.on_append = (lambda _row: bar.update(1)) if bar is not None else None
-        journal.open()
-        try:
+        todo, gone = journal.pending(jobs)
+        keys = [j.key for j in jobs]
+        with journal.running(keys, len(todo), desc="segment", progress=progress):
             if todo:
                 _LocalRun(predictor, journal, spec, out=out, workers=workers, convert=bool(convert),
                           max_pixels=max_pixels).run(todo)
-        finally:
-            journal.close()
-            if bar is not None:
-                bar.close()
-            results_csv = journal.write_results([j.key for j in jobs])
-        return journal.summarise([j.key for j in jobs], len(todo), gone, not_taken, results_csv)
+        return journal.summarise(keys, len(todo), gone, not_taken)
