@@ -213,3 +213,18 @@ def test_export_cli_int8_needs_calibration_images(tiny, tmp_path: Path, capsys) 
         write_image(cal / f"c{i}.png", synthetic_lesion((64, 80), rng=i)[0])
     assert main(["export-onnx", str(ckpt), "-o", str(tmp_path / "m.onnx"), "--int8", "--calibration", str(cal)]) == 0
     assert OnnxBackend(tmp_path / "m.onnx").precision == "int8"
+
+
+def test_export_cli_refuses_a_folder_or_an_existing_file_before_exporting(tiny, tmp_path: Path, capsys,
+                                                                         monkeypatch) -> None:
+    """Issue 16 (12): export-onnx overwrote an existing file and failed on a folder only after the export."""
+    _, ckpt, _ = tiny
+    monkeypatch.setattr(onnx_mod, "export_onnx_bytes", lambda *a, **k: pytest.fail("exported before checking -o"))
+    assert main(["export-onnx", str(ckpt), "-o", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    existing = tmp_path / "m.onnx"
+    existing.write_bytes(b"keep me")
+    assert main(["export-onnx", str(ckpt), "-o", str(existing)]) == 2
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and "[Errno" not in err
+    assert existing.read_bytes() == b"keep me"
