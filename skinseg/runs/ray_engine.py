@@ -1,0 +1,551 @@
+"""The Ray engine of ``skinseg segment``: the same folder run on a Ray cluster, with Ray Data.
+
+::
+
+    driver    list the inputs (local folder or URI) -> skip the complete ones (the journal)
+              -> ray.data.from_items([{key, path}, ...])                    (paths only)
+    actors    map_batches(SegmentWorker, compute=ActorPoolStrategy(size=workers))
+              one Predictor per actor, loaded once; per batch: read + decode
+              (skinseg.io) -> predict_stream -> mask / overlay PNGs written straight to OUT
+              -> one small result row per image
+    driver    iter_rows() -> RunJournal.append (journal.jsonl, timings.csv) -> results.csv
+
+Images are decoded, segmented and encoded inside the actors; only paths go out and result
+rows come back through Ray's object store. The driver owns the journal, the lock (local
+outputs), the settings check and resume, exactly as the local engine
+(:func:`skinseg.runs.segment_folder`): the outputs are byte-identical, the run files have the
+same format, and the engine is not part of the run's settings, so a run started with one
+engine can be resumed with the other.
+
+**Faults.** Ray restarts a killed actor and retries its batch (Ray Data's actor pools use
+``max_restarts=-1``, ``max_task_retries=-1``); files are written atomically, so a retried
+image rewrites the same bytes, the journal keeps one row per image (the last line wins)
+and results.csv is rewritten from it; temporary files of a killed writer are removed at
+the end of the run (and at the start of the next one). A killed driver resumes like the
+local engine. For a URI output the journal is uploaded every ``journal_upload_s`` seconds
+(see :class:`~skinseg.runs.storage.StagedRunFiles`); images finished after the last upload
+are redone on resume.
+
+The version-dependent Ray calls are in :mod:`skinseg.runs._ray_compat`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .._checks import check_positive_int
+from ..errors import ConfigError, SkinsegError
+from ..features import check_pixel_size
+from ..inference import Backend, Predictor
+from ..io import DEFAULT_MAX_PIXELS
+from ._ray_compat import actor_pool, cluster_resources, connect, disconnect, import_ray, quiet_data
+from .inputs import Job, list_inputs, no_images_error
+from .journal import FolderRunResult, ResultsFile, RunJournal, input_stat, progress_bar
+from .outdir import OutputLock, check_output_dir, prepare_output_folder, remove_stale_temps
+from .segment import (
+    FILE_ERRORS,
+    RESULTS_FILE,
+    OutputSpec,
+    check_mask_suffix,
+    segment_outputs,
+    segment_settings,
+    write_outputs,
+)
+from .storage import (
+    ArrowStore,
+    ListedOutputFiles,
+    LocalStore,
+    StagedRunFiles,
+    check_store_locations,
+    open_store,
+    prepare_store_output,
+    remove_store_temps,
+)
+
+__all__ = ["RayOptions", "segment_folder_ray", "SegmentWorker", "WorkerResult", "predictor_loader"]
+
+MAX_ROWS_PER_BATCH = 16
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How :func:`skinseg.runs.segment_folder` runs with ``engine="ray"``.
+
+    Parameters
+    ----------
+    address : str, optional
+        None: start a local Ray instance for the run (or use the one this process has
+        already joined with ``ray.init``); ``"auto"``, ``"HOST:PORT"`` or ``"ray://..."``:
+        join that cluster (``ray.init(address=...)``).
+    worker_cpus : float > 0, default 0.5
+        CPUs Ray reserves per actor. Fractional by default, so a pool of one actor per core
+        leaves Ray Data's own tasks room to run (a 2-core machine does not stall); the ONNX
+        Runtime threads of an actor are ``max(1, int(worker_cpus))`` unless the model says.
+    worker_gpus : float >= 0, default 0
+        GPUs per actor (e.g. 1 with ``device="cuda"``).
+    rows_per_batch : int, optional
+        Images per actor call (the unit Ray retries); default up to 16, fewer for small runs
+        so every actor gets work.
+    filesystem : pyarrow.fs.FileSystem, optional
+        For ``in_dir`` and ``out_dir`` given as paths on it (endpoint, credentials object);
+        default: local paths, or the filesystem of a URI.
+    journal_upload_s : float > 0, default 10
+        For a URI output: seconds between uploads of the journal during the run.
+    """
+
+    address: str | None = None
+    worker_cpus: float = 0.5
+    worker_gpus: float = 0.0
+    rows_per_batch: int | None = None
+    filesystem: Any = None
+    journal_upload_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.worker_cpus, int | float) and self.worker_cpus > 0):
+            raise ConfigError(f"`worker_cpus` must be a number > 0 (e.g. 0.5); got {self.worker_cpus!r}.")
+        if not (isinstance(self.worker_gpus, int | float) and self.worker_gpus >= 0):
+            raise ConfigError(f"`worker_gpus` must be a number >= 0; got {self.worker_gpus!r}.")
+        if self.rows_per_batch is not None:
+            check_positive_int(self.rows_per_batch, "rows_per_batch")
+        if not (isinstance(self.journal_upload_s, int | float) and self.journal_upload_s > 0):
+            raise ConfigError(f"`journal_upload_s` must be a number > 0; got {self.journal_upload_s!r}.")
+        if self.address is not None and not isinstance(self.address, str):
+            raise ConfigError(f"`address` must be None, 'auto', 'HOST:PORT' or 'ray://...'; got {self.address!r}.")
+
+    @property
+    def worker_threads(self) -> int:
+        return max(1, int(self.worker_cpus))
+
+
+@dataclass(frozen=True)
+class WorkerResult:
+    """One image's result as the driver receives it (for :func:`segment_folder_ray`'s ``on_result``)."""
+
+    key: str
+    row: dict[str, str]
+    outputs: list[str]
+    worker_pid: int
+
+
+# ----------------------------------------------------------------------------- the model on the workers
+
+
+def _onnx_predictor(data: bytes, threads: int | None, device: str, kwargs: dict[str, Any]) -> Predictor:
+    from ..inference.onnx import OnnxBackend
+
+    return Predictor(OnnxBackend(data, threads=threads, device=device), **kwargs)
+
+
+def _same(predictor: Predictor) -> Predictor:
+    return predictor
+
+
+def _with_threshold(loader: Callable[[], Predictor], threshold: float | None) -> Predictor:
+    p = loader()
+    if not isinstance(p, Predictor):
+        raise ConfigError(f"The model loader must return a skinseg Predictor; got {type(p).__name__}.")
+    if threshold is None:
+        return p
+    return Predictor(p.backend, tta=p.tta, batch_size=p.batch_size, preprocess=p.preprocess, threshold=threshold)
+
+
+def predictor_loader(model: Any, *, tta: bool | None = None, preprocess: Any = "model", batch_size: int = 8,
+                     threshold: float | None = None, options: RayOptions | None = None,
+                     ) -> tuple[Callable[[], Predictor], Predictor | None]:
+    """A picklable ``loader() -> Predictor`` that each actor calls once, and the Predictor if built here.
+
+    ``model`` is a checkpoint folder or bundled name (loaded by every actor with
+    :meth:`Predictor.load`: ONNX Runtime where installed, on ``"cuda"`` when the actors have
+    GPUs), a zero-argument callable returning a Predictor (e.g.
+    ``functools.partial(Predictor.load, "ckpt", device="cuda")``), or a Predictor, backend or
+    segmenter built here: an ONNX backend travels as its model bytes (the workers need no
+    model file), anything else pickled.
+    """
+    options = options or RayOptions()
+    threads = options.worker_threads
+    own = {"tta": tta, "preprocess": preprocess, "batch_size": batch_size}
+    if isinstance(model, str | os.PathLike):
+        device = "cuda" if options.worker_gpus > 0 else "cpu"
+        return functools.partial(Predictor.load, os.fspath(model), device=device, threads=threads, threshold=threshold,
+                                 **own), None
+    if isinstance(model, Predictor) or isinstance(model, Backend) or hasattr(getattr(model, "config", None),
+                                                                                 "input_size"):
+        if isinstance(model, Predictor):
+            if tta is not None or preprocess != "model" or batch_size != 8:
+                raise ConfigError("Pass tta, preprocess and batch_size to the Predictor, not to segment_folder().")
+            predictor = model if threshold is None else Predictor(
+                model.backend, tta=model.tta, batch_size=model.batch_size, preprocess=model.preprocess,
+                threshold=threshold)
+        else:
+            predictor = Predictor(model, threshold=threshold, **own)
+        backend = predictor.backend
+        kwargs = {"tta": predictor.tta, "batch_size": predictor.batch_size, "preprocess": predictor.preprocess,
+                  "threshold": predictor.threshold}
+        path = getattr(backend, "path", None)
+        if backend.name == "onnx" and isinstance(path, Path) and path.is_file():
+            own_threads = getattr(backend, "threads", None)
+            return functools.partial(_onnx_predictor, path.read_bytes(), own_threads or threads, backend.device,
+                                     kwargs), predictor
+        if backend.name == "onnx":
+            raise ConfigError(
+                "This ONNX model was not loaded from a file, so it cannot be sent to Ray workers. Pass the "
+                "checkpoint folder or bundled name instead (each worker loads it), or a loader function."
+            )
+        return functools.partial(_same, predictor), predictor
+    if callable(model):
+        return functools.partial(_with_threshold, model, threshold), None
+    raise ConfigError(
+        "`model` for engine='ray' must be a checkpoint folder or bundled name, a Predictor (or backend or "
+        f"segmenter), or a function returning a Predictor; got {type(model).__name__}."
+    )
+
+
+def _settings_of(predictor: Predictor) -> dict[str, Any]:
+    return json.loads(json.dumps(predictor.settings()))
+
+
+def _settings_diff(expected: dict[str, Any], got: dict[str, Any]) -> str:
+    keys = list(dict.fromkeys([*expected, *got]))
+    return ", ".join(f"{k}: {expected.get(k)!r} here, {got.get(k)!r} on the worker" for k in keys
+                     if expected.get(k) != got.get(k))
+
+
+# ----------------------------------------------------------------------------- the actor
+
+
+class SegmentWorker:
+    """The Ray Data callable class: loads the Predictor once, then segments batches of paths.
+
+    Input batch columns: ``key`` (path relative to the input folder) and ``path`` (as messages
+    name it). Output columns per image: ``key``, ``row`` and ``outputs`` (JSON), ``read_s``,
+    ``infer_s``, ``write_s``, ``pid``, and ``fatal`` (empty, or a skinseg error that stops the
+    run: the model could not be loaded, or loads with other settings than the driver's).
+    """
+
+    def __init__(self, loader: Callable[[], Predictor], settings: dict[str, Any], spec: OutputSpec,
+                 src: LocalStore | ArrowStore, dst: LocalStore | ArrowStore, *, mask_suffix: str, convert: bool,
+                 max_pixels: int, readers: int = 1) -> None:
+        self.spec, self.src, self.dst = spec, src, dst
+        self.outputs = segment_outputs(mask_suffix)
+        self.convert, self.max_pixels, self.readers = convert, max_pixels, readers
+        self.pid = os.getpid()
+        self.fatal = ""
+        self.predictor: Predictor | None = None
+        try:
+            predictor = loader()
+            got = _settings_of(predictor)
+            if got != settings:
+                raise ConfigError(
+                    f"The model on a Ray worker differs from the driver's ({_settings_diff(settings, got)}). Install "
+                    "the same skinseg, onnxruntime and model on every node (or pass --backend/--precision explicitly)."
+                )
+            self.predictor = predictor
+        except (SkinsegError, ImportError, OSError) as exc:  # reported once per batch; the driver stops
+            self.fatal = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+    def _load(self, job: Job) -> Any:
+        return self.src.read_image(job.key, convert=self.convert, max_pixels=self.max_pixels)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
+        keys, paths = [str(k) for k in batch["key"]], [str(p) for p in batch["path"]]
+        cols: dict[str, list[Any]] = {c: [] for c in ("key", "row", "outputs", "read_s", "infer_s", "write_s", "pid",
+                                                      "fatal")}
+
+        def add(key: str, row: Any, outputs: Any, read_s: float, infer_s: float, write_s: float, fatal: str) -> None:
+            for c, v in zip(cols, (key, json.dumps(row), json.dumps(outputs), read_s, infer_s, write_s, self.pid,
+                                   fatal), strict=True):
+                cols[c].append(v)
+
+        if self.predictor is None:
+            for key in keys:
+                add(key, {}, [], 0.0, 0.0, 0.0, self.fatal)
+            return cols
+        jobs = [Job(i, p, k, self.outputs(Path(k))) for i, (k, p) in enumerate(zip(keys, paths, strict=True))]
+        stream = self.predictor.predict_stream(jobs, load=self._load, errors=FILE_ERRORS, workers=self.readers,
+                                               keep_images=self.spec.overlay or self.spec.measure)
+        try:
+            for res in stream:
+                t0 = time.perf_counter()
+                row, outputs = write_outputs(self.spec, res, self.dst.write_bytes)
+                res.drop_arrays()
+                add(res.item.key, row, outputs, res.read_s, res.infer_s, time.perf_counter() - t0, "")
+        finally:
+            stream.close()
+        return cols
+
+
+def _probe_settings(ray: Any, loader: Callable[[], Predictor], options: RayOptions) -> tuple[dict[str, Any], float]:
+    """(settings, threshold) of the Predictor the workers will load: loaded here, or on a GPU worker."""
+
+    def probe() -> tuple[dict[str, Any], float]:
+        predictor = loader()
+        return _settings_of(predictor), float(predictor.threshold)
+
+    if options.worker_gpus <= 0:
+        return probe()
+
+    remote = ray.remote(probe).options(num_cpus=options.worker_cpus, num_gpus=options.worker_gpus)
+    return ray.get(remote.remote())
+
+
+# ----------------------------------------------------------------------------- the driver
+
+
+def _pool_size(ray: Any, workers: int | None, options: RayOptions, n_batches: int, started: bool) -> int:
+    resources = cluster_resources(ray)
+    if workers is None:
+        if options.worker_gpus > 0:
+            workers = int(resources.get("GPU", 0.0) // options.worker_gpus)
+            if workers < 1:
+                raise ConfigError(f"The Ray cluster has no GPU for workers with {options.worker_gpus:g} GPU(s) each "
+                                  f"(its resources: {resources}). Use worker_gpus=0 (--worker-gpus 0) on CPUs.")
+        else:
+            workers = max(1, int(resources.get("CPU", 1.0)))
+        workers = min(workers, n_batches)
+    workers = check_positive_int(workers, "workers")
+    cpus = resources.get("CPU", 0.0)
+    if started and options.address is None and workers * options.worker_cpus > cpus:
+        raise ConfigError(
+            f"{workers} workers of {options.worker_cpus:g} CPU each do not fit the local Ray instance's {cpus:g} CPUs "
+            "(the run would wait forever). Pass fewer workers or a smaller worker_cpus (--worker-cpus)."
+        )
+    return workers
+
+
+def segment_folder_ray(
+    model: Any,
+    in_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    threshold: float | None = None,
+    tta: bool | None = None,
+    preprocess: Any = "model",
+    batch_size: int = 8,
+    workers: int | None = None,
+    overlay: bool = True,
+    overwrite: bool = False,
+    recursive: bool = False,
+    mask_suffix: str = "_segmentation",
+    convert: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    largest_component: bool = True,
+    fill_holes: bool = True,
+    measure: bool = False,
+    pixel_size_mm: float | None = None,
+    progress: bool = True,
+    wait: bool = False,
+    options: RayOptions | None = None,
+    on_result: Callable[[WorkerResult], None] | None = None,
+) -> FolderRunResult:
+    """:func:`skinseg.runs.segment_folder` with ``engine="ray"`` (see there and the module docstring).
+
+    ``in_dir`` and ``out_dir`` may be local folders (seen at the same path by every node, e.g.
+    NFS), URIs (``s3://``, ``gs://``, ``abfs://``, ``local://``, ...) or paths on
+    ``options.filesystem``. ``workers`` is the number of actors (default one per CPU of the
+    cluster, or per ``worker_gpus`` GPUs; never more than there are batches). ``model``: see
+    :func:`predictor_loader`. ``on_result`` is called in the driver with each
+    :class:`WorkerResult` as it arrives (progress reports, tests). A URI output has no lock
+    (``wait`` needs a local output folder).
+    """
+    options = options or RayOptions()
+    if not isinstance(options, RayOptions):
+        raise ConfigError(f"`ray_options` must be a skinseg.runs.RayOptions; got {type(options).__name__}.")
+    if workers is not None:
+        workers = check_positive_int(workers, "workers")
+    max_pixels = check_positive_int(max_pixels, "max_pixels")
+    mask_suffix = check_mask_suffix(mask_suffix)
+    pixel_size_mm = check_pixel_size(pixel_size_mm)
+    if pixel_size_mm is not None and not measure:
+        raise ConfigError(
+            "`pixel_size_mm` is used only by the measurements; pass measure=True (--measure) with it, or leave it out."
+        )
+    src = open_store(in_dir, filesystem=options.filesystem)
+    dst = open_store(out_dir, filesystem=options.filesystem)
+    if isinstance(dst, ArrowStore) and wait:
+        raise ConfigError("wait=True (--wait) needs a lock, and a URI output folder has none; leave it out.")
+    if isinstance(src, LocalStore) and isinstance(dst, LocalStore):
+        check_output_dir(in_dir, out_dir)
+    else:
+        src.check_folder("Input folder")
+        check_store_locations(src, dst)
+    outputs = segment_outputs(mask_suffix)
+    if isinstance(src, LocalStore):
+        jobs, not_taken = list_inputs(src.root, recursive=recursive, exclude_suffix=mask_suffix, outputs=outputs)
+        stats: dict[str, list[int]] | None = None
+    else:
+        listed, not_taken = src.scan_images(recursive=recursive, exclude_suffix=mask_suffix)
+        jobs, stats = _uri_jobs(src, listed, outputs), dict(listed)
+    if not jobs:
+        raise no_images_error(src.location, recursive, not_taken, mask_suffix)
+
+    def stat_of(job: Job) -> list[int]:
+        return stats[job.key] if stats is not None else input_stat(job.path)
+
+    loader, predictor = predictor_loader(model, tta=tta, preprocess=preprocess, batch_size=batch_size,
+                                         threshold=threshold, options=options)
+    ray = import_ray()
+    started = connect(ray, options.address)
+    try:
+        if predictor is not None:
+            settings_pred, spec_threshold = _settings_of(predictor), predictor.threshold
+        else:
+            settings_pred, spec_threshold = _probe_settings(ray, loader, options)
+        spec = OutputSpec(spec_threshold, bool(largest_component), bool(fill_holes), bool(overlay), bool(measure),
+                          pixel_size_mm)
+        settings = segment_settings(src.location, settings_pred, spec, mask_suffix=mask_suffix, recursive=recursive,
+                                    convert=convert, max_pixels=max_pixels)
+        run = _DriverRun(ray, jobs, spec, settings, settings_pred, src, dst, options=options, loader=loader,
+                         workers=workers, started=started, mask_suffix=mask_suffix, convert=bool(convert),
+                         max_pixels=max_pixels, progress=progress, on_result=on_result, stat_of=stat_of)
+        if isinstance(dst, LocalStore):
+            dst.root.mkdir(parents=True, exist_ok=True)
+            with OutputLock(dst.root, wait=wait):
+                return run.local_output(overwrite=overwrite, not_taken=not_taken)
+        return run.uri_output(overwrite=overwrite, not_taken=not_taken)
+    finally:
+        disconnect(ray, started)
+
+
+def _uri_jobs(src: ArrowStore, listed: list[tuple[str, list[int]]], outputs: Callable[[Path], dict[str, str]],
+              ) -> list[Job]:
+    jobs: list[Job] = []
+    owner: dict[str, str] = {}
+    for i, (rel, _stat) in enumerate(listed):
+        files = outputs(Path(rel))
+        for out_rel in files.values():
+            if out_rel in owner:
+                raise ConfigError(
+                    f"'{owner[out_rel]}' and '{src.display(rel)}' would both write '{out_rel}' (same stem). Rename "
+                    "one of them or move it to another folder."
+                )
+            owner[out_rel] = src.display(rel)
+        jobs.append(Job(i, src.display(rel), rel, files))
+    return jobs
+
+
+class _DriverRun:
+    """One run's driver side: journal, Ray Data pipeline, results."""
+
+    def __init__(self, ray: Any, jobs: list[Job], spec: OutputSpec, settings: dict[str, Any],
+                 predictor_settings: dict[str, Any], src: LocalStore | ArrowStore, dst: LocalStore | ArrowStore,
+                 *, options: RayOptions, loader: Callable[[], Predictor], workers: int | None, started: bool, mask_suffix: str,
+                 convert: bool, max_pixels: int, progress: bool, on_result: Callable[[WorkerResult], None] | None,
+                 stat_of: Callable[[Job], list[int]]) -> None:
+        self.ray, self.jobs, self.spec, self.settings, self.src, self.dst = ray, jobs, spec, settings, src, dst
+        self.predictor_settings = predictor_settings
+        self.options, self.loader, self.workers, self.started = options, loader, workers, started
+        self.mask_suffix, self.convert, self.max_pixels = mask_suffix, convert, max_pixels
+        self.progress, self.on_result, self.stat_of = progress, on_result, stat_of
+        self.written = [tuple(j.outputs.values()) if spec.overlay else (j.mask,) for j in jobs]
+
+    def _results(self) -> ResultsFile:
+        return ResultsFile(RESULTS_FILE, self.spec.columns)
+
+    def local_output(self, *, overwrite: bool, not_taken: dict[str, int]) -> FolderRunResult:
+        out = self.dst.root  # type: ignore[union-attr]
+        journal = RunJournal(out, kind="segment", settings=self.settings, results=self._results())
+        prepare_output_folder(journal, out, self.written, overwrite=overwrite)
+
+        def clean() -> None:
+            expected: dict[Path, set[str]] = {}
+            for files in self.written:
+                for rel in files:
+                    expected.setdefault((out / rel).parent, set()).add(Path(rel).name)
+            remove_stale_temps(expected)
+
+        return self._run(journal, not_taken, clean=clean, staged=None)
+
+    def uri_output(self, *, overwrite: bool, not_taken: dict[str, int]) -> FolderRunResult:
+        dst: ArrowStore = self.dst  # type: ignore[assignment]
+        staging = Path(tempfile.mkdtemp(prefix="skinseg-run-"))
+        staged = StagedRunFiles(dst, staging, RESULTS_FILE, every_s=self.options.journal_upload_s)
+        try:
+            staged.pull()
+            listed = dst.listing()
+            journal = RunJournal(staging, kind="segment", settings=self.settings, results=self._results(),
+                                 files=ListedOutputFiles(dst, listed))
+            prepare_store_output(journal, dst, listed, self.written, overwrite=overwrite)
+            staged.push()  # run.json now, and an overwrite's old run files are gone
+
+            def clean() -> None:
+                if not dst.direct_put:  # object stores are written with single PUTs: no temporary files
+                    remove_store_temps(dst, dst.listing(), {rel for files in self.written for rel in files})
+
+            result = self._run(journal, not_taken, clean=clean, staged=staged)
+            staged.push()
+            return dataclasses.replace(result, out_dir=dst.location, results_csv=dst.display(RESULTS_FILE))
+        finally:
+            staged.close()
+
+    def _run(self, journal: RunJournal, not_taken: dict[str, int], *, clean: Callable[[], None],
+             staged: StagedRunFiles | None) -> FolderRunResult:
+        keys = [j.key for j in self.jobs]
+        gone = journal.drop_gone(keys)
+        todo = [j for j in self.jobs if not journal.complete(j.key, self.stat_of(j))]
+        bar = progress_bar(self.progress, len(self.jobs), len(self.jobs) - len(todo), "segment")
+        journal.open()
+        try:
+            if todo:
+                self._pipeline(journal, todo, bar, staged)
+        finally:
+            journal.close()
+            if bar is not None:
+                bar.close()
+            results_csv = journal.write_results(keys)
+            if staged is not None:
+                staged.push()
+        clean()
+        return journal.summarise(keys, len(todo), gone, not_taken, results_csv)
+
+    def _pipeline(self, journal: RunJournal, todo: list[Job], bar: Any, staged: StagedRunFiles | None) -> None:
+        ray, options = self.ray, self.options
+        per_batch = options.rows_per_batch
+        if per_batch is None:
+            guess = self.workers or max(1, int(cluster_resources(ray).get("CPU", 1.0)))
+            per_batch = max(1, min(MAX_ROWS_PER_BATCH, math.ceil(len(todo) / (2 * guess))))
+        n_batches = math.ceil(len(todo) / per_batch)
+        workers = _pool_size(ray, self.workers, options, n_batches, self.started)
+        by_key = {j.key: j for j in todo}
+        ds = ray.data.from_items([{"key": j.key, "path": j.path} for j in todo], override_num_blocks=n_batches)
+        ds = ds.map_batches(
+            SegmentWorker,
+            batch_size=per_batch,
+            batch_format="numpy",
+            fn_constructor_args=(self.loader, self.predictor_settings, self.spec, self.src, self.dst),
+            fn_constructor_kwargs={"mask_suffix": self.mask_suffix, "convert": self.convert,
+                                   "max_pixels": self.max_pixels, "readers": options.worker_threads},
+            num_cpus=options.worker_cpus,
+            num_gpus=options.worker_gpus or None,
+            **actor_pool(ray, workers),
+        )
+        done: set[str] = set()
+        with quiet_data(ray):
+            for item in ds.iter_rows():
+                if item["fatal"]:
+                    raise ConfigError(f"A Ray worker cannot run the model: {item['fatal']}")
+                key = str(item["key"])
+                row, outputs = json.loads(item["row"]), json.loads(item["outputs"])
+                read_s, infer_s, write_s = float(item["read_s"]), float(item["infer_s"]), float(item["write_s"])
+                journal.append(key, row, self.stat_of(by_key[key]), outputs,
+                               (read_s, infer_s, write_s, read_s + infer_s + write_s))
+                if key not in done:
+                    done.add(key)
+                    if bar is not None:
+                        bar.update(1)
+                if self.on_result is not None:
+                    self.on_result(WorkerResult(key, row, outputs, int(item["pid"])))
+                if staged is not None:
+                    staged.maybe_push_journal()
+        missing = len(by_key) - len(done)
+        if missing:  # pragma: no cover - Ray Data delivers every row or raises
+            raise RuntimeError(f"{missing} image(s) did not come back from the Ray workers; rerun to finish them.")
