@@ -176,8 +176,9 @@ class ArrowStore:
         return posixpath.join(self.root, rel) if rel else self.root
 
     def display(self, rel: str) -> str:
-        """``rel`` as messages name it: the location (without credentials) and the relative path."""
-        return f"{self.location}/{rel}" if rel else self.location
+        """``rel`` as messages name it: its URI (without credentials and query) or local path."""
+        base = self.location.partition("?")[0]
+        return f"{base}/{rel}" if rel else base
 
     def __repr__(self) -> str:
         return f"ArrowStore({self.location!r})"
