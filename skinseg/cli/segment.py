@@ -267,7 +267,7 @@ def _run_ray(args: argparse.Namespace) -> int:
     """``--engine ray``: the model is loaded here and sent to the workers (CPU), or loaded by each (GPU)."""
     import functools
 
-    from ..inference import Predictor, load_backend
+    from ..inference import Predictor
     from ..io import DEFAULT_MAX_PIXELS
     from ..models.checkpoint import read_segmenter_config
     from ..runs import RayOptions, segment_folder
@@ -285,20 +285,13 @@ def _run_ray(args: argparse.Namespace) -> int:
     if args.precision == "int8" and args.backend == "torch":
         raise SkinsegError("--precision int8 runs on ONNX Runtime; use --backend onnx (or auto) with it.")
     options = RayOptions(address=args.ray_address, worker_cpus=cpus, worker_gpus=gpus)
-    threads = args.threads or options.worker_threads
     preprocess = _preprocess_arg(args, read_segmenter_config(args.model).preprocess)
-    if device == "cpu":  # load it here (checks it, exports once if needed) and send it to the workers
-        backend = load_backend(args.model, backend=args.backend, device="cpu", precision=args.precision,
-                               threads=threads, cache_dir=cache_dir())
-        if getattr(backend, "path", None) is None and hasattr(backend, "backend"):  # a deferred ONNX export
-            backend.backend()  # export now, into the cache folder, then load the file
-            backend = load_backend(args.model, backend=args.backend, device="cpu", precision=args.precision,
-                                   threads=threads, cache_dir=cache_dir())
-        model: object = Predictor(backend, tta=args.tta, batch_size=args.batch_size, preprocess=preprocess)
-    else:  # each GPU worker loads it (this machine may have no GPU)
-        model = functools.partial(Predictor.load, args.model, backend=args.backend, device=device,
-                                  precision=args.precision, threads=args.threads, tta=args.tta,
-                                  batch_size=args.batch_size, preprocess=preprocess)
+    # CPU workers: the engine calls this here and sends the model to the workers (they need no model
+    # file); GPU workers: each calls it (this machine may have no GPU), with no cache folder of ours
+    model = functools.partial(Predictor.load, args.model, backend=args.backend, device=device,
+                              precision=args.precision, threads=args.threads or options.worker_threads,
+                              cache_dir=cache_dir() if device == "cpu" else None, tta=args.tta,
+                              batch_size=args.batch_size, preprocess=preprocess)
     try:
         result = segment_folder(
             model,

@@ -74,7 +74,7 @@ from .storage import (
 
 __all__ = ["RayOptions", "segment_folder_ray", "SegmentWorker", "WorkerResult", "predictor_loader"]
 
-MAX_ROWS_PER_BATCH = 16
+MAX_ROWS_PER_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,8 @@ class RayOptions:
     worker_gpus : float >= 0, default 0
         GPUs per actor (e.g. 1 with ``device="cuda"``).
     rows_per_batch : int, optional
-        Images per actor call (the unit Ray retries); default up to 16, fewer for small runs
-        so every actor gets work.
+        Images per actor call (the unit Ray retries); default up to 8, fewer for small runs
+        so every actor gets work (small calls also keep the actors equally busy to the end).
     filesystem : pyarrow.fs.FileSystem, optional
         For ``in_dir`` and ``out_dir`` given as paths on it (endpoint, credentials object);
         default: local paths, or the filesystem of a URI.
@@ -391,29 +391,66 @@ def segment_folder_ray(
     def stat_of(job: Job) -> list[int]:
         return stats[job.key] if stats is not None else input_stat(job.path)
 
+    ray = import_ray()  # before any work: without Ray, say so at once
     loader, predictor = predictor_loader(model, tta=tta, preprocess=preprocess, batch_size=batch_size,
                                          threshold=threshold, options=options)
-    ray = import_ray()
-    started = connect(ray, options.address)
+    if predictor is None and options.worker_gpus <= 0:  # CPU workers: load it here and send it by value
+        loader, predictor = _load_here(loader, options)
+    connection = _Connection(ray, options.address)
     try:
         if predictor is not None:
             settings_pred, spec_threshold = _settings_of(predictor), predictor.threshold
-        else:
-            settings_pred, spec_threshold = _probe_settings(ray, loader, options)
+        else:  # GPU workers: ask one of them what it loads (this machine may have no GPU)
+            settings_pred, spec_threshold = _probe_settings(connection.get(), loader, options)
         spec = OutputSpec(spec_threshold, bool(largest_component), bool(fill_holes), bool(overlay), bool(measure),
                           pixel_size_mm)
         settings = segment_settings(src.location, settings_pred, spec, mask_suffix=mask_suffix, recursive=recursive,
                                     convert=convert, max_pixels=max_pixels)
-        run = _DriverRun(ray, jobs, spec, settings, settings_pred, src, dst, options=options, loader=loader,
-                         workers=workers, started=started, mask_suffix=mask_suffix, convert=bool(convert),
-                         max_pixels=max_pixels, progress=progress, on_result=on_result, stat_of=stat_of)
+        run = _DriverRun(connection, jobs, spec, settings, settings_pred, src, dst, options=options, loader=loader,
+                         workers=workers, mask_suffix=mask_suffix, convert=bool(convert), max_pixels=max_pixels,
+                         progress=progress, on_result=on_result, stat_of=stat_of)
         if isinstance(dst, LocalStore):
             dst.root.mkdir(parents=True, exist_ok=True)
             with OutputLock(dst.root, wait=wait):
                 return run.local_output(overwrite=overwrite, not_taken=not_taken)
         return run.uri_output(overwrite=overwrite, not_taken=not_taken)
     finally:
-        disconnect(ray, started)
+        connection.close()
+
+
+class _Connection:
+    """Ray, joined or started on first use (a rerun with nothing left to do never starts it)."""
+
+    def __init__(self, ray: Any, address: str | None) -> None:
+        self.ray, self.address, self.started, self.connected = ray, address, False, False
+
+    def get(self) -> Any:
+        if not self.connected:
+            self.started = connect(self.ray, self.address)
+            self.connected = True
+        return self.ray
+
+    def close(self) -> None:
+        disconnect(self.ray, self.started)
+
+
+def _load_here(loader: Callable[[], Predictor], options: RayOptions,
+               ) -> tuple[Callable[[], Predictor], Predictor]:
+    """Load the model on the driver (checked before Ray starts) and send it by value when possible.
+
+    A deferred ONNX export (a checkpoint without its own export) is made once here (into the
+    loader's cache folder, if it has one) rather than on every worker.
+    """
+    predictor = loader()
+    deferred = getattr(predictor.backend, "backend", None)
+    if getattr(predictor.backend, "path", None) is None and callable(deferred):
+        deferred()  # export now; a loader with a cache folder then finds the file
+        predictor = loader()
+    try:
+        by_value, _ = predictor_loader(predictor, options=options)
+    except ConfigError:  # e.g. an ONNX model held only in memory: each worker calls the loader
+        return loader, predictor
+    return by_value, predictor
 
 
 def _uri_jobs(src: ArrowStore, listed: list[tuple[str, list[int]]], outputs: Callable[[Path], dict[str, str]],
@@ -436,14 +473,14 @@ def _uri_jobs(src: ArrowStore, listed: list[tuple[str, list[int]]], outputs: Cal
 class _DriverRun:
     """One run's driver side: journal, Ray Data pipeline, results."""
 
-    def __init__(self, ray: Any, jobs: list[Job], spec: OutputSpec, settings: dict[str, Any],
+    def __init__(self, connection: _Connection, jobs: list[Job], spec: OutputSpec, settings: dict[str, Any],
                  predictor_settings: dict[str, Any], src: LocalStore | ArrowStore, dst: LocalStore | ArrowStore,
-                 *, options: RayOptions, loader: Callable[[], Predictor], workers: int | None, started: bool, mask_suffix: str,
+                 *, options: RayOptions, loader: Callable[[], Predictor], workers: int | None, mask_suffix: str,
                  convert: bool, max_pixels: int, progress: bool, on_result: Callable[[WorkerResult], None] | None,
                  stat_of: Callable[[Job], list[int]]) -> None:
-        self.ray, self.jobs, self.spec, self.settings, self.src, self.dst = ray, jobs, spec, settings, src, dst
-        self.predictor_settings = predictor_settings
-        self.options, self.loader, self.workers, self.started = options, loader, workers, started
+        self.connection, self.jobs, self.spec, self.settings = connection, jobs, spec, settings
+        self.src, self.dst, self.predictor_settings = src, dst, predictor_settings
+        self.options, self.loader, self.workers = options, loader, workers
         self.mask_suffix, self.convert, self.max_pixels = mask_suffix, convert, max_pixels
         self.progress, self.on_result, self.stat_of = progress, on_result, stat_of
         self.written = [tuple(j.outputs.values()) if spec.overlay else (j.mask,) for j in jobs]
@@ -508,13 +545,13 @@ class _DriverRun:
         return journal.summarise(keys, len(todo), gone, not_taken, results_csv)
 
     def _pipeline(self, journal: RunJournal, todo: list[Job], bar: Any, staged: StagedRunFiles | None) -> None:
-        ray, options = self.ray, self.options
+        ray, options = self.connection.get(), self.options
         per_batch = options.rows_per_batch
         if per_batch is None:
             guess = self.workers or max(1, int(cluster_resources(ray).get("CPU", 1.0)))
             per_batch = max(1, min(MAX_ROWS_PER_BATCH, math.ceil(len(todo) / (2 * guess))))
         n_batches = math.ceil(len(todo) / per_batch)
-        workers = _pool_size(ray, self.workers, options, n_batches, self.started)
+        workers = _pool_size(ray, self.workers, options, n_batches, self.connection.started)
         by_key = {j.key: j for j in todo}
         ds = ray.data.from_items([{"key": j.key, "path": j.path} for j in todo], override_num_blocks=n_batches)
         ds = ds.map_batches(

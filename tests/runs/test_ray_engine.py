@@ -146,9 +146,11 @@ def test_a_worker_whose_model_differs_stops_the_run(ray_local, tmp_path: Path) -
     driver = os.getpid()
 
     def load():  # another TTA setting on the workers than here: outputs would be mixed
-        from skinseg.inference import Predictor
+        from skinseg.inference import OnnxBackend, Predictor
+        from skinseg.models.checkpoint import resolve_checkpoint
 
-        return Predictor.load("default", tta=os.getpid() == driver)
+        data = (resolve_checkpoint("default") / "model-int8.onnx").read_bytes()  # in memory: each worker loads
+        return Predictor(OnnxBackend(data), tta=os.getpid() == driver)
 
     with pytest.raises(ConfigError, match="differs from the driver's.*tta"):
         segment_folder(load, src, tmp_path / "out", engine="ray", workers=1, progress=False)
