@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..errors import SkinsegError
@@ -133,7 +134,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--ray-address",
         default=None,
         metavar="auto|HOST:PORT",
-        help="with --engine ray: join this Ray cluster (default: start a local Ray instance)",
+        help="with --engine ray: join this Ray cluster (default: $RAY_ADDRESS, as `ray job submit` sets it, "
+        "else start a local Ray instance)",
     )
     p.add_argument(
         "--worker-cpus",
@@ -284,7 +286,9 @@ def _run_ray(args: argparse.Namespace) -> int:
         raise SkinsegError("--device cuda with --engine ray needs GPUs for the workers: add --worker-gpus 1.")
     if args.precision == "int8" and args.backend == "torch":
         raise SkinsegError("--precision int8 runs on ONNX Runtime; use --backend onnx (or auto) with it.")
-    options = RayOptions(address=args.ray_address, worker_cpus=cpus, worker_gpus=gpus)
+    # Ray's convention: RAY_ADDRESS (set by `ray job submit`) names the cluster when no --ray-address is given
+    address = args.ray_address or os.environ.get("RAY_ADDRESS") or None
+    options = RayOptions(address=address, worker_cpus=cpus, worker_gpus=gpus)
     preprocess = _preprocess_arg(args, read_segmenter_config(args.model).preprocess)
     # CPU workers: the engine calls this here and sends the model to the workers (they need no model
     # file); GPU workers: each calls it (this machine may have no GPU), with no cache folder of ours
