@@ -301,18 +301,33 @@ class RunJournal:
     def append(self, key: str, row: dict[str, Any], stat: list[int], outputs: list[str],
                timing: Sequence[float] | None = None) -> None:
         """Record a finished input (thread-safe): its files must already be in place."""
-        line = json.dumps({"file": key, "row": row, "input": stat, "outputs": outputs}) + "\n"
+        self.append_many([(key, row, stat, outputs, timing)])
+
+    def append_many(self, finished: Sequence[tuple[str, dict[str, Any], list[int], list[str],
+                                                   Sequence[float] | None]]) -> None:
+        """Record several finished inputs ``(key, row, stat, outputs, timing)`` with one fsync (thread-safe).
+
+        For runners that receive results in groups (a Ray batch): the same lines as one
+        :meth:`append` each, at a fraction of the fsyncs. Their files must already be in place.
+        """
+        if not finished:
+            return
+        lines = "".join(json.dumps({"file": key, "row": row, "input": stat, "outputs": outputs}) + "\n"
+                        for key, row, stat, outputs, _ in finished)
         with self.lock:
-            if timing is not None:
-                self._timings.write(csv_line([self.run_id, key, row.get("status", ""),
-                                              *(f"{t:.4f}" for t in timing)]))
+            timed = [(key, row, timing) for key, row, _, _, timing in finished if timing is not None]
+            if timed:
+                self._timings.write("".join(csv_line([self.run_id, key, row.get("status", ""),
+                                                      *(f"{t:.4f}" for t in timing)]) for key, row, timing in timed))
                 self._timings.flush()
-            self._journal.write(line)
+            self._journal.write(lines)
             self._journal.flush()
             os.fsync(self._journal.fileno())
-            self.entries[key] = _Entry(row, stat, outputs)
+            for key, row, stat, outputs, _ in finished:
+                self.entries[key] = _Entry(row, stat, outputs)
         if self.on_append is not None:
-            self.on_append(row)
+            for _, row, _, _, _ in finished:
+                self.on_append(row)
 
     def close(self) -> None:
         for f in (self._journal, self._timings):

@@ -50,7 +50,7 @@ from ..inference import Backend, Predictor
 from ..io import DEFAULT_MAX_PIXELS
 from ._ray_compat import actor_pool, cluster_resources, connect, disconnect, import_ray, quiet_data
 from .inputs import Job, list_inputs, no_images_error
-from .journal import FolderRunResult, ResultsFile, RunJournal, input_stat, progress_bar
+from .journal import RUN_FILE, FolderRunResult, ResultsFile, RunJournal, input_stat, progress_bar
 from .outdir import OutputLock, check_output_dir, prepare_output_folder, remove_stale_temps
 from .segment import (
     FILE_ERRORS,
@@ -519,7 +519,7 @@ class _DriverRun:
                     remove_store_temps(dst, dst.listing(), {rel for files in self.written for rel in files})
 
             result = self._run(journal, not_taken, clean=clean, staged=staged)
-            staged.push()
+            staged.push((RUN_FILE,))  # with the summary of this run
             return dataclasses.replace(result, out_dir=dst.location, results_csv=dst.display(RESULTS_FILE))
         finally:
             staged.close()
@@ -544,6 +544,29 @@ class _DriverRun:
         clean()
         return journal.summarise(keys, len(todo), gone, not_taken, results_csv)
 
+    def _record(self, journal: RunJournal, batch: dict[str, Any], by_key: dict[str, Job], done: set[str],
+                bar: Any) -> None:
+        """Journal one batch of result rows (one fsync), then report them."""
+        fatal = next((str(f) for f in batch["fatal"] if f), "")
+        if fatal:
+            raise ConfigError(f"A Ray worker cannot run the model: {fatal}")
+        finished, results = [], []
+        for key, row_json, outputs_json, read_s, infer_s, write_s, pid in zip(
+                batch["key"], batch["row"], batch["outputs"], batch["read_s"], batch["infer_s"], batch["write_s"],
+                batch["pid"], strict=True):
+            key, row, outputs = str(key), json.loads(row_json), json.loads(outputs_json)
+            timing = (float(read_s), float(infer_s), float(write_s), float(read_s) + float(infer_s) + float(write_s))
+            finished.append((key, row, self.stat_of(by_key[key]), outputs, timing))
+            results.append(WorkerResult(key, row, outputs, int(pid)))
+        journal.append_many(finished)
+        for result in results:
+            if result.key not in done:
+                done.add(result.key)
+                if bar is not None:
+                    bar.update(1)
+            if self.on_result is not None:
+                self.on_result(result)
+
     def _pipeline(self, journal: RunJournal, todo: list[Job], bar: Any, staged: StagedRunFiles | None) -> None:
         ray, options = self.connection.get(), self.options
         per_batch = options.rows_per_batch
@@ -567,22 +590,16 @@ class _DriverRun:
         )
         done: set[str] = set()
         with quiet_data(ray):
-            for item in ds.iter_rows():
-                if item["fatal"]:
-                    raise ConfigError(f"A Ray worker cannot run the model: {item['fatal']}")
-                key = str(item["key"])
-                row, outputs = json.loads(item["row"]), json.loads(item["outputs"])
-                read_s, infer_s, write_s = float(item["read_s"]), float(item["infer_s"]), float(item["write_s"])
-                journal.append(key, row, self.stat_of(by_key[key]), outputs,
-                               (read_s, infer_s, write_s, read_s + infer_s + write_s))
-                if key not in done:
-                    done.add(key)
-                    if bar is not None:
-                        bar.update(1)
-                if self.on_result is not None:
-                    self.on_result(WorkerResult(key, row, outputs, int(item["pid"])))
-                if staged is not None:
-                    staged.maybe_push_journal()
+            batches = iter(ds.iter_batches(batch_size=None, batch_format="numpy"))  # as the actors return them
+            try:
+                for batch in batches:
+                    self._record(journal, batch, by_key, done, bar)
+                    if staged is not None:
+                        staged.maybe_push_journal()
+            finally:
+                close = getattr(batches, "close", None)
+                if close is not None:
+                    close()  # stop Ray Data's execution when the run is interrupted
         missing = len(by_key) - len(done)
         if missing:  # pragma: no cover - Ray Data delivers every row or raises
             raise RuntimeError(f"{missing} image(s) did not come back from the Ray workers; rerun to finish them.")
