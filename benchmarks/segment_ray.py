@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import os
 import shlex
 import shutil
@@ -111,10 +112,12 @@ def run_command(name: str, args: list[str], out: Path) -> dict[str, float]:
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     noise = OtherCpu(proc.pid)
-    journal, first, next_sample = out / "journal.jsonl", None, 0.0
+    journal, first, last, size, next_sample = out / "journal.jsonl", None, None, 0, 0.0
     while proc.poll() is None:
-        if first is None and journal.is_file() and journal.stat().st_size > 0:
-            first = time.perf_counter() - t0
+        grown = journal.stat().st_size if journal.is_file() else 0
+        if grown > size:  # another image (or batch of images) finished
+            size, last = grown, time.perf_counter() - t0
+            first = last if first is None else first
         if time.perf_counter() >= next_sample:
             noise.sample()
             next_sample = time.perf_counter() + 0.25
@@ -128,9 +131,11 @@ def run_command(name: str, args: list[str], out: Path) -> dict[str, float]:
         print(stderr[-3000:], file=sys.stderr)
         raise SystemExit(f"error: '{shown}' exited with {proc.returncode}")
     noisy = "  <-- NOISY: rerun with the machine idle" if other > 0.1 * wall else ""
-    print(f"    exit {proc.returncode}; {wall:.1f} s wall, first image done after {first or wall:.1f} s; the command "
-          f"(with its Ray processes) used about {own:.1f} CPU-s, other processes {other:.1f} CPU-s{noisy}", flush=True)
-    return {"wall": wall, "first": first or wall, "rc": proc.returncode, "other": other, "own": own}
+    first, last = first or wall, last or wall
+    print(f"    exit {proc.returncode}; {wall:.1f} s wall: first image done after {first:.1f} s, last after {last:.1f} s, "
+          f"exit {wall - last:.1f} s later; the command (with its Ray processes) used about {own:.1f} CPU-s, other "
+          f"processes {other:.1f} CPU-s{noisy}", flush=True)
+    return {"wall": wall, "first": first, "last": last, "rc": proc.returncode, "other": other, "own": own}
 
 
 def compare(local: Path, ray: Path, n_images: int) -> bool:
@@ -181,17 +186,26 @@ def main(argv: list[str] | None = None) -> int:
         print("\ncomparison:")
         same = compare(root / "local", root / "ray", len(images))
         print("\nthroughput (all files, start-up included):")
-        rates = {}
+        rates, steady_rates = {}, {}
         for name, r in (("local", local), ("ray", ray)):
             rates[name] = n_total / r["wall"]
-            steady = (n_total - 1) / max(1e-9, r["wall"] - r["first"])
+            steady = steady_rates[name] = (n_total - 1) / max(1e-9, r["last"] - r["first"])
             print(f"  {name:5s}: {n_total} files in {r['wall']:.1f} s = {rates[name]:.2f} files/s; start-up "
                   f"(to the first image) {r['first']:.1f} s, then {steady:.2f} files/s "
-                  f"({steady / (os.cpu_count() or 1):.2f} per core)")
+                  f"({steady / (os.cpu_count() or 1):.2f} per core), {r['wall'] - r['last']:.1f} s to exit")
         print(f"  CPU used: local {local['own']:.1f} CPU-s, ray {ray['own']:.1f} CPU-s (sampled every 0.25 s; "
               "short-lived processes are missed)")
         ratio = rates["ray"] / rates["local"]
         fast = ratio >= RATIO_TARGET
+        # T = fixed (start-up + exit) + N / steady rate per engine; T_local / T_ray passes the target from N on
+        per_l, per_r = 1 / steady_rates["local"], 1 / steady_rates["ray"]
+        fixed_l, fixed_r = (r["first"] + r["wall"] - r["last"] for r in (local, ray))
+        if per_l > RATIO_TARGET * per_r:
+            n_even = (RATIO_TARGET * fixed_r - fixed_l) / (per_l - RATIO_TARGET * per_r)
+            print(f"  at these fixed costs ({fixed_l:.1f} s, {fixed_r:.1f} s) and steady rates the ratio reaches "
+                  f"{RATIO_TARGET} from about {max(0, math.ceil(n_even))} files")
+        else:
+            print(f"  at these steady rates the ratio stays below {RATIO_TARGET} however many files")
         print(f"  ray / local = {ratio:.2f} (target >= {RATIO_TARGET}) -> {'PASS' if fast else 'FAIL'}")
         if max(local["other"], ray["other"]) > 0.1 * min(local["wall"], ray["wall"]):
             print("  note: other processes used CPU during the run; the speed numbers are not reliable")
