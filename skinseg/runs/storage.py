@@ -90,17 +90,27 @@ def _sort_key(rel: str) -> tuple[str, ...]:
 
 
 class LocalStore:
-    """A local folder (plain files, as the local engine reads and writes them; no pyarrow)."""
+    """A local folder (plain files, as the local engine reads and writes them; no pyarrow).
+
+    A relative folder stays relative to the working directory it was opened in, also in a
+    process whose working directory is another (a Ray worker on another node of a shared
+    filesystem).
+    """
 
     local = True
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
         self.location = str(self.root.resolve())
+        self.cwd = os.getcwd()
 
     def display(self, rel: str) -> str:
         """The path of ``rel`` as messages name it (the input path as given, like the local engine)."""
         return str(self.root / rel)
+
+    def _path(self, rel: str) -> str:
+        path = self.root / rel
+        return str(path if path.is_absolute() or os.getcwd() == self.cwd else Path(self.cwd) / path)
 
     def check_folder(self, what: str) -> None:
         """FileNotFoundError / NotADirectoryError if the folder is missing or a file."""
@@ -110,13 +120,13 @@ class LocalStore:
             raise NotADirectoryError(f"{what} '{self.root}' is a file, not a folder. Pass the folder that holds it.")
 
     def read_image(self, rel: str, *, convert: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
-        return read_image(self.display(rel), convert=convert, max_pixels=max_pixels)
+        return read_image(self._path(rel), convert=convert, max_pixels=max_pixels)
 
     def stat(self, rel: str) -> list[int]:
-        return input_stat(self.root / rel)
+        return input_stat(self._path(rel))
 
     def write_bytes(self, rel: str, data: bytes) -> None:
-        atomic_write(self.root / rel, data)
+        atomic_write(self._path(rel), data)
 
     def __repr__(self) -> str:
         return f"LocalStore({self.location!r})"
