@@ -78,8 +78,17 @@ def connect(ray: Any, address: str | None) -> bool:
     """
     if ray.is_initialized():
         return False
-    ray.init(address=address or "local", include_dashboard=False if not address else None,
-             logging_level=logging.WARNING)
+    try:
+        ray.init(address=address or "local", include_dashboard=False if not address else None,
+                 logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError, SystemExit) as exc:  # an unreachable address makes Ray call sys.exit
+        detail = f"exit status {exc.code}" if isinstance(exc, SystemExit) else " ".join(str(exc).split())
+        if address:
+            raise ConfigError(
+                f"Cannot join the Ray cluster at '{address}' ({type(exc).__name__}: {detail}). Check the address "
+                "(`ray status` on the head node), or leave out the address to start a local Ray instance."
+            ) from None
+        raise ConfigError(f"Cannot start a local Ray instance ({type(exc).__name__}: {detail}).") from None
     return True
 
 

@@ -198,6 +198,26 @@ def test_the_local_engine_imports_neither_ray_nor_pyarrow(tmp_path: Path) -> Non
     assert out.stdout.strip().splitlines()[-1] == "0 False False"
 
 
+def test_a_cluster_that_cannot_be_joined_is_a_usage_error() -> None:
+    """ray.init raises ConnectionError for "auto" without a cluster and calls sys.exit for an unreachable address."""
+    from skinseg.runs._ray_compat import connect
+
+    class Unreachable:
+        def __init__(self, exc: BaseException) -> None:
+            self.exc = exc
+
+        def is_initialized(self) -> bool:
+            return False
+
+        def init(self, **kwargs) -> None:
+            raise self.exc
+
+    with pytest.raises(ConfigError, match="Cannot join the Ray cluster at 'auto'.*Could not find"):
+        connect(Unreachable(ConnectionError("Could not find any running Ray instance.")), "auto")
+    with pytest.raises(ConfigError, match="'10.0.0.9:6379' \\(SystemExit: exit status 15\\)"):
+        connect(Unreachable(SystemExit(15)), "10.0.0.9:6379")
+
+
 def test_uris_need_the_ray_engine(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="engine='ray'"):
         segment_folder("default", "s3://bucket/in", tmp_path / "out", progress=False)
