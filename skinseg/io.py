@@ -24,11 +24,11 @@ from ._files import atomic_write
 from ._imagefile import (
     ISIC_BINARY_LEVEL,
     PathLike,
+    _check_not_empty,
     _decode,
     _encode,
     _fspath,
     _parse_header,
-    _check_not_empty,
     _read_bytes,
     _to_mask,
     _to_rgb,
