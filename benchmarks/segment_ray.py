@@ -1,6 +1,6 @@
 """Benchmark ``skinseg segment --engine ray`` against the local engine on the dev images plus bad files.
 
-    python benchmarks/segment_ray.py [--data DIR] [--n N] [--workers 2] [--keep DIR]
+    python benchmarks/segment_ray.py [--data DIR] [--n N] [--workers 2] [--keep DIR] [--ray-address auto]
 
 In one run, on one input folder (the first N dev images, default all 400, linked into a
 temporary folder, plus five bad files: empty, not an image, truncated JPEG, grayscale,
@@ -166,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=None, help="first N images (default: all)")
     parser.add_argument("--workers", type=int, default=2, help="Ray workers (actors) (default 2)")
     parser.add_argument("--keep", type=Path, default=None, help="keep the input and outputs in this new folder")
+    parser.add_argument("--ray-address", default=None,
+                        help="join this running Ray cluster instead of starting a local instance (e.g. 'auto' after "
+                        "`ray start --head --num-cpus 2`): Ray's start-up without the cluster's own")
     args = parser.parse_args(argv)
     data = args.data or data_dir()
     images = sorted((data / "images").glob("*.jpg"))[: args.n]
@@ -181,8 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"input: {len(images)} dev images + {len(BAD_FILES)} bad files = {n_total} files in {src}")
         local = run_command("local engine", ["segment", str(src), "-o", str(root / "local"), "--quiet"],
                             root / "local")
+        join = ["--ray-address", args.ray_address] if args.ray_address else []
         ray = run_command("Ray engine", ["segment", str(src), "-o", str(root / "ray"), "--engine", "ray",
-                                         "--workers", str(args.workers), "--quiet"], root / "ray")
+                                         "--workers", str(args.workers), *join, "--quiet"], root / "ray")
         print("\ncomparison:")
         same = compare(root / "local", root / "ray", len(images))
         print("\nthroughput (all files, start-up included):")
