@@ -8,8 +8,9 @@
   stale temporary files, foreign files (shared);
 - :mod:`~skinseg.runs.inputs` -- listing the inputs and their output paths (shared);
 - :mod:`~skinseg.runs.ray_engine` -- ``segment_folder(..., engine="ray")``: the same run on a
-  Ray cluster with Ray Data (:class:`RayOptions`); :mod:`~skinseg.runs.storage` -- local
-  folders and pyarrow URIs (``s3://``, ``gs://``, ...) for it.
+  Ray cluster with Ray Data (:class:`RayOptions`), its workers in
+  :mod:`~skinseg.runs.ray_worker`; :mod:`~skinseg.runs.storage` -- local folders and pyarrow
+  URIs (``s3://``, ``gs://``, ...) for it.
 
 The runners use only the public inference core (:class:`skinseg.inference.Predictor`).
 """

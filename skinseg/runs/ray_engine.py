@@ -7,8 +7,9 @@
     actors    map_batches(SegmentWorker, compute=ActorPoolStrategy(size=workers))
               one Predictor per actor, loaded once; per batch: read + decode
               (skinseg.io) -> predict_stream -> mask / overlay PNGs written straight to OUT
-              -> one small result row per image
-    driver    iter_rows() -> RunJournal.append (journal.jsonl, timings.csv) -> results.csv
+              -> one small result row per image                     (runs.ray_worker)
+    driver    iter_batches() -> RunJournal.append_many (journal.jsonl, timings.csv)
+              -> results.csv
 
 Images are decoded, segmented and encoded inside the actors; only paths go out and result
 rows come back through Ray's object store. The driver owns the journal, the lock (local
@@ -32,34 +33,31 @@ The version-dependent Ray calls are in :mod:`skinseg.runs._ray_compat`.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 import os
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .._checks import check_positive_int
-from ..errors import ConfigError, SkinsegError
+from ..errors import ConfigError
 from ..features import check_pixel_size
-from ..inference import Backend, Predictor
+from ..inference import Predictor
 from ..io import DEFAULT_MAX_PIXELS
 from ._ray_compat import actor_pool, cluster_resources, connect, disconnect, import_ray, quiet_data
 from .inputs import Job, list_inputs, no_images_error
 from .journal import RUN_FILE, FolderRunResult, ResultsFile, RunJournal, input_stat, progress_bar
 from .outdir import OutputLock, check_output_dir, prepare_output_folder, remove_stale_temps
+from .ray_worker import SegmentWorker, predictor_loader, predictor_settings
 from .segment import (
-    FILE_ERRORS,
     RESULTS_FILE,
     OutputSpec,
     check_mask_suffix,
     segment_outputs,
     segment_settings,
-    write_outputs,
 )
 from .storage import (
     ArrowStore,
@@ -72,7 +70,7 @@ from .storage import (
     remove_store_temps,
 )
 
-__all__ = ["RayOptions", "segment_folder_ray", "SegmentWorker", "WorkerResult", "predictor_loader"]
+__all__ = ["RayOptions", "segment_folder_ray", "WorkerResult"]
 
 MAX_ROWS_PER_BATCH = 8
 
@@ -137,159 +135,12 @@ class WorkerResult:
     worker_pid: int
 
 
-# ----------------------------------------------------------------------------- the model on the workers
-
-
-def _onnx_predictor(data: bytes, threads: int | None, device: str, kwargs: dict[str, Any]) -> Predictor:
-    from ..inference.onnx import OnnxBackend
-
-    return Predictor(OnnxBackend(data, threads=threads, device=device), **kwargs)
-
-
-def _same(predictor: Predictor) -> Predictor:
-    return predictor
-
-
-def _with_threshold(loader: Callable[[], Predictor], threshold: float | None) -> Predictor:
-    p = loader()
-    if not isinstance(p, Predictor):
-        raise ConfigError(f"The model loader must return a skinseg Predictor; got {type(p).__name__}.")
-    if threshold is None:
-        return p
-    return Predictor(p.backend, tta=p.tta, batch_size=p.batch_size, preprocess=p.preprocess, threshold=threshold)
-
-
-def predictor_loader(model: Any, *, tta: bool | None = None, preprocess: Any = "model", batch_size: int = 8,
-                     threshold: float | None = None, options: RayOptions | None = None,
-                     ) -> tuple[Callable[[], Predictor], Predictor | None]:
-    """A picklable ``loader() -> Predictor`` that each actor calls once, and the Predictor if built here.
-
-    ``model`` is a checkpoint folder or bundled name (loaded by every actor with
-    :meth:`Predictor.load`: ONNX Runtime where installed, on ``"cuda"`` when the actors have
-    GPUs), a zero-argument callable returning a Predictor (e.g.
-    ``functools.partial(Predictor.load, "ckpt", device="cuda")``), or a Predictor, backend or
-    segmenter built here: an ONNX backend travels as its model bytes (the workers need no
-    model file), anything else pickled.
-    """
-    options = options or RayOptions()
-    threads = options.worker_threads
-    own = {"tta": tta, "preprocess": preprocess, "batch_size": batch_size}
-    if isinstance(model, str | os.PathLike):
-        device = "cuda" if options.worker_gpus > 0 else "cpu"
-        return functools.partial(Predictor.load, os.fspath(model), device=device, threads=threads, threshold=threshold,
-                                 **own), None
-    if isinstance(model, Predictor) or isinstance(model, Backend) or hasattr(getattr(model, "config", None),
-                                                                                 "input_size"):
-        if isinstance(model, Predictor):
-            if tta is not None or preprocess != "model" or batch_size != 8:
-                raise ConfigError("Pass tta, preprocess and batch_size to the Predictor, not to segment_folder().")
-            predictor = model if threshold is None else Predictor(
-                model.backend, tta=model.tta, batch_size=model.batch_size, preprocess=model.preprocess,
-                threshold=threshold)
-        else:
-            predictor = Predictor(model, threshold=threshold, **own)
-        backend = predictor.backend
-        kwargs = {"tta": predictor.tta, "batch_size": predictor.batch_size, "preprocess": predictor.preprocess,
-                  "threshold": predictor.threshold}
-        path = getattr(backend, "path", None)
-        if backend.name == "onnx" and isinstance(path, Path) and path.is_file():
-            own_threads = getattr(backend, "threads", None)
-            return functools.partial(_onnx_predictor, path.read_bytes(), own_threads or threads, backend.device,
-                                     kwargs), predictor
-        if backend.name == "onnx":
-            raise ConfigError(
-                "This ONNX model was not loaded from a file, so it cannot be sent to Ray workers. Pass the "
-                "checkpoint folder or bundled name instead (each worker loads it), or a loader function."
-            )
-        return functools.partial(_same, predictor), predictor
-    if callable(model):
-        return functools.partial(_with_threshold, model, threshold), None
-    raise ConfigError(
-        "`model` for engine='ray' must be a checkpoint folder or bundled name, a Predictor (or backend or "
-        f"segmenter), or a function returning a Predictor; got {type(model).__name__}."
-    )
-
-
-def _settings_of(predictor: Predictor) -> dict[str, Any]:
-    return json.loads(json.dumps(predictor.settings()))
-
-
-def _settings_diff(expected: dict[str, Any], got: dict[str, Any]) -> str:
-    keys = list(dict.fromkeys([*expected, *got]))
-    return ", ".join(f"{k}: {expected.get(k)!r} here, {got.get(k)!r} on the worker" for k in keys
-                     if expected.get(k) != got.get(k))
-
-
-# ----------------------------------------------------------------------------- the actor
-
-
-class SegmentWorker:
-    """The Ray Data callable class: loads the Predictor once, then segments batches of paths.
-
-    Input batch columns: ``key`` (path relative to the input folder) and ``path`` (as messages
-    name it). Output columns per image: ``key``, ``row`` and ``outputs`` (JSON), ``read_s``,
-    ``infer_s``, ``write_s``, ``pid``, and ``fatal`` (empty, or a skinseg error that stops the
-    run: the model could not be loaded, or loads with other settings than the driver's).
-    """
-
-    def __init__(self, loader: Callable[[], Predictor], settings: dict[str, Any], spec: OutputSpec,
-                 src: LocalStore | ArrowStore, dst: LocalStore | ArrowStore, *, mask_suffix: str, convert: bool,
-                 max_pixels: int, readers: int = 1) -> None:
-        self.spec, self.src, self.dst = spec, src, dst
-        self.outputs = segment_outputs(mask_suffix)
-        self.convert, self.max_pixels, self.readers = convert, max_pixels, readers
-        self.pid = os.getpid()
-        self.fatal = ""
-        self.predictor: Predictor | None = None
-        try:
-            predictor = loader()
-            got = _settings_of(predictor)
-            if got != settings:
-                raise ConfigError(
-                    f"The model on a Ray worker differs from the driver's ({_settings_diff(settings, got)}). Install "
-                    "the same skinseg, onnxruntime and model on every node (or pass --backend/--precision explicitly)."
-                )
-            self.predictor = predictor
-        except (SkinsegError, ImportError, OSError) as exc:  # reported once per batch; the driver stops
-            self.fatal = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-
-    def _load(self, job: Job) -> Any:
-        return self.src.read_image(job.key, convert=self.convert, max_pixels=self.max_pixels)
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
-        keys, paths = [str(k) for k in batch["key"]], [str(p) for p in batch["path"]]
-        cols: dict[str, list[Any]] = {c: [] for c in ("key", "row", "outputs", "read_s", "infer_s", "write_s", "pid",
-                                                      "fatal")}
-
-        def add(key: str, row: Any, outputs: Any, read_s: float, infer_s: float, write_s: float, fatal: str) -> None:
-            for c, v in zip(cols, (key, json.dumps(row), json.dumps(outputs), read_s, infer_s, write_s, self.pid,
-                                   fatal), strict=True):
-                cols[c].append(v)
-
-        if self.predictor is None:
-            for key in keys:
-                add(key, {}, [], 0.0, 0.0, 0.0, self.fatal)
-            return cols
-        jobs = [Job(i, p, k, self.outputs(Path(k))) for i, (k, p) in enumerate(zip(keys, paths, strict=True))]
-        stream = self.predictor.predict_stream(jobs, load=self._load, errors=FILE_ERRORS, workers=self.readers,
-                                               keep_images=self.spec.overlay or self.spec.measure)
-        try:
-            for res in stream:
-                t0 = time.perf_counter()
-                row, outputs = write_outputs(self.spec, res, self.dst.write_bytes)
-                res.drop_arrays()
-                add(res.item.key, row, outputs, res.read_s, res.infer_s, time.perf_counter() - t0, "")
-        finally:
-            stream.close()
-        return cols
-
-
 def _probe_settings(ray: Any, loader: Callable[[], Predictor], options: RayOptions) -> tuple[dict[str, Any], float]:
     """(settings, threshold) of the Predictor the workers will load: loaded here, or on a GPU worker."""
 
     def probe() -> tuple[dict[str, Any], float]:
         predictor = loader()
-        return _settings_of(predictor), float(predictor.threshold)
+        return predictor_settings(predictor), float(predictor.threshold)
 
     if options.worker_gpus <= 0:
         return probe()
@@ -353,7 +204,7 @@ def segment_folder_ray(
     NFS), URIs (``s3://``, ``gs://``, ``abfs://``, ``local://``, ...) or paths on
     ``options.filesystem``. ``workers`` is the number of actors (default one per CPU of the
     cluster, or per ``worker_gpus`` GPUs; never more than there are batches). ``model``: see
-    :func:`predictor_loader`. ``on_result`` is called in the driver with each
+    :func:`~skinseg.runs.ray_worker.predictor_loader`. ``on_result`` is called in the driver with each
     :class:`WorkerResult` as it arrives (progress reports, tests). A URI output has no lock
     (``wait`` needs a local output folder).
     """
@@ -393,13 +244,14 @@ def segment_folder_ray(
 
     ray = import_ray()  # before any work: without Ray, say so at once
     loader, predictor = predictor_loader(model, tta=tta, preprocess=preprocess, batch_size=batch_size,
-                                         threshold=threshold, options=options)
+                                         threshold=threshold, threads=options.worker_threads,
+                                         gpus=options.worker_gpus > 0)
     if predictor is None and options.worker_gpus <= 0:  # CPU workers: load it here and send it by value
         loader, predictor = _load_here(loader, options)
     connection = _Connection(ray, options.address)
     try:
         if predictor is not None:
-            settings_pred, spec_threshold = _settings_of(predictor), predictor.threshold
+            settings_pred, spec_threshold = predictor_settings(predictor), predictor.threshold
         else:  # GPU workers: ask one of them what it loads (this machine may have no GPU)
             settings_pred, spec_threshold = _probe_settings(connection.get(), loader, options)
         spec = OutputSpec(spec_threshold, bool(largest_component), bool(fill_holes), bool(overlay), bool(measure),
@@ -447,7 +299,7 @@ def _load_here(loader: Callable[[], Predictor], options: RayOptions,
         deferred()  # export now; a loader with a cache folder then finds the file
         predictor = loader()
     try:
-        by_value, _ = predictor_loader(predictor, options=options)
+        by_value, _ = predictor_loader(predictor, threads=options.worker_threads, gpus=options.worker_gpus > 0)
     except ConfigError:  # e.g. an ONNX model held only in memory: each worker calls the loader
         return loader, predictor
     return by_value, predictor
@@ -474,12 +326,12 @@ class _DriverRun:
     """One run's driver side: journal, Ray Data pipeline, results."""
 
     def __init__(self, connection: _Connection, jobs: list[Job], spec: OutputSpec, settings: dict[str, Any],
-                 predictor_settings: dict[str, Any], src: LocalStore | ArrowStore, dst: LocalStore | ArrowStore,
+                 model_settings: dict[str, Any], src: LocalStore | ArrowStore, dst: LocalStore | ArrowStore,
                  *, options: RayOptions, loader: Callable[[], Predictor], workers: int | None, mask_suffix: str,
                  convert: bool, max_pixels: int, progress: bool, on_result: Callable[[WorkerResult], None] | None,
                  stat_of: Callable[[Job], list[int]]) -> None:
         self.connection, self.jobs, self.spec, self.settings = connection, jobs, spec, settings
-        self.src, self.dst, self.predictor_settings = src, dst, predictor_settings
+        self.src, self.dst, self.model_settings = src, dst, model_settings
         self.options, self.loader, self.workers = options, loader, workers
         self.mask_suffix, self.convert, self.max_pixels = mask_suffix, convert, max_pixels
         self.progress, self.on_result, self.stat_of = progress, on_result, stat_of
@@ -581,7 +433,7 @@ class _DriverRun:
             SegmentWorker,
             batch_size=per_batch,
             batch_format="numpy",
-            fn_constructor_args=(self.loader, self.predictor_settings, self.spec, self.src, self.dst),
+            fn_constructor_args=(self.loader, self.model_settings, self.spec, self.src, self.dst),
             fn_constructor_kwargs={"mask_suffix": self.mask_suffix, "convert": self.convert,
                                    "max_pixels": self.max_pixels, "readers": options.worker_threads},
             num_cpus=options.worker_cpus,

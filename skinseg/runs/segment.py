@@ -325,7 +325,7 @@ def segment_folder(
         preprocessing (then ``tta``, ``preprocess`` and ``batch_size`` must be left at
         their defaults); a segmenter or backend gets a Predictor built from those. With
         ``engine="ray"`` also a checkpoint folder or bundled name (each worker loads it), or a
-        function returning a Predictor (see :func:`skinseg.runs.ray_engine.predictor_loader`).
+        function returning a Predictor (see :func:`skinseg.runs.ray_worker.predictor_loader`).
     in_dir, out_dir : path
         Input folder (never written to) and output folder (created; must not be
         ``in_dir`` or inside it). Files in ``in_dir`` whose stem ends with
