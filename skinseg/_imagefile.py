@@ -85,14 +85,18 @@ def _read_bytes(path: PathLike) -> bytes:
         err = FileNotFoundError(f"Image file '{p}' does not exist{hint}. Check the path.")
     else:
         with open(p, "rb") as f:
-            data = f.read()
-        if not data:
-            raise EmptyFileError(
-                f"Image file '{p}' is empty (0 bytes). The copy or download failed; fetch the file again.",
-                path=path,
-            )
-        return data
+            return _check_not_empty(f.read(), path)
     raise err
+
+
+def _check_not_empty(data: bytes, path: PathLike) -> bytes:
+    """``data``, or :class:`EmptyFileError` naming ``path`` when there are no bytes."""
+    if not data:
+        raise EmptyFileError(
+            f"Image file '{_fspath(path)}' is empty (0 bytes). The copy or download failed; fetch the file again.",
+            path=path,
+        )
+    return data
 
 
 def _sniff(data: bytes) -> str | None:

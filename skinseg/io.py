@@ -24,6 +24,7 @@ from ._files import atomic_write
 from ._imagefile import (
     ISIC_BINARY_LEVEL,
     PathLike,
+    _check_not_empty,
     _decode,
     _encode,
     _fspath,
@@ -37,6 +38,7 @@ from .errors import ConfigError
 
 __all__ = [
     "read_image",
+    "read_image_bytes",
     "read_mask",
     "read_mask_file",
     "MaskFile",
@@ -115,6 +117,38 @@ def read_image(path: PathLike, *, convert: bool = False, max_pixels: int = DEFAU
     data = _read_bytes(path)
     arr, header = _decode(data, path, max_pixels=max_pixels)
     return _to_rgb(data, arr, header, path, convert=convert)
+
+
+def read_image_bytes(
+    data: bytes, *, name: str = "<bytes>", convert: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> RGBImage:
+    """:func:`read_image` for a file's bytes already in memory (object storage, an archive, a request).
+
+    The same decoder, checks and conversions as :func:`read_image`, so the same bytes give the
+    same pixels and the same errors; ``name`` (e.g. the file's URI) stands for the path in the
+    error messages and in ``err.path``.
+
+    Raises
+    ------
+    TypeError
+        ``data`` is not bytes.
+    EmptyFileError, NotAnImageError, TruncatedImageError, CorruptImageError, ImageTooLargeError,
+    BitDepthError, GrayscaleImageError, AlphaChannelError
+        As for :func:`read_image`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.zeros((4, 6, 3), np.uint8)
+    >>> read_image_bytes(encode_image(image), name="s3://bucket/a.png").shape
+    (4, 6, 3)
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError(f"`data` must be the file's bytes; got an object of type {type(data).__name__}.")
+    max_pixels = check_positive_int(max_pixels, "max_pixels")
+    data = _check_not_empty(bytes(data), name)
+    arr, header = _decode(data, name, max_pixels=max_pixels)
+    return _to_rgb(data, arr, header, name, convert=convert)
 
 
 MaskLevels = Literal["empty", "0/1", "0/255", "0/max", "grey>128"]

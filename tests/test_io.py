@@ -222,6 +222,33 @@ def test_corrupt_jpeg_header(tmp_path: Path, smooth_rgb: np.ndarray) -> None:
     raises_file_error(CorruptImageError, put(tmp_path / "bad.jpg", bytes(data)), match="damaged")
 
 
+def test_read_image_bytes_is_read_image_for_bytes(tmp_path: Path, rgb: np.ndarray, smooth_rgb: np.ndarray) -> None:
+    """The same pixels, the same error classes and messages (naming the given name), the same conversions."""
+    rotated = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(smooth_rgb).save(rotated, "JPEG", exif=exif.tobytes())
+    good = {"a.png": pil_bytes(rgb, "PNG"), "r.jpg": rotated.getvalue(), "g.png": pil_bytes(rgb[..., 0], "PNG")}
+    for name, data in good.items():
+        np.testing.assert_array_equal(sio.read_image_bytes(data, name=name, convert=True),
+                                      read_image(put(tmp_path / name, data), convert=True))
+    jpeg = pil_bytes(smooth_rgb, "JPEG")
+    bad = {"empty.jpg": b"", "notes.png": b"not an image", "cut.jpg": jpeg[: len(jpeg) // 2],
+           "grey.png": pil_bytes(rgb[:16, :16, 0], "PNG"), "big.png": pil_bytes(rgb, "PNG")}
+    for name, data in bad.items():
+        path = put(tmp_path / name, data)
+        with pytest.raises(ImageFileError) as from_file:
+            read_image(path, max_pixels=500)
+        uri = f"s3://bucket/in/{name}"
+        with pytest.raises(ImageFileError) as from_bytes:
+            sio.read_image_bytes(data, name=uri, max_pixels=500)
+        assert type(from_bytes.value) is type(from_file.value), name
+        assert str(from_bytes.value) == str(from_file.value).replace(str(path), uri), name
+        assert from_bytes.value.path == uri
+    with pytest.raises(TypeError, match="bytes"):
+        sio.read_image_bytes(str(tmp_path / "a.png"))  # type: ignore[arg-type]
+
+
 def test_grayscale(tmp_path: Path, rgb: np.ndarray) -> None:
     grey = rgb[..., 0]
     for path in (

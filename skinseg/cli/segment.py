@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..errors import SkinsegError
@@ -34,6 +35,14 @@ one exits 2 naming the first, or waits with --wait).
 
 bad files (empty, truncated, corrupt, not an image, grayscale or 16-bit without --convert,
 transparent, larger than --max-pixels) get an 'error' row and the run goes on.
+
+engines: --engine local (default) runs in this process. --engine ray runs the same job on a
+Ray cluster with Ray Data (pip install "skinseg-dermoscopy[ray]"): without --ray-address it
+starts a local Ray instance, with one it joins the cluster ("auto" or HOST:PORT). IN_DIR and
+OUT_DIR may then also be URIs of any filesystem pyarrow supports (s3://, gs://, abfs://,
+local://, ...); workers read the images and write the masks and overlays straight to OUT_DIR.
+The outputs are the same bytes, and a run started with one engine resumes with the other.
+URI outputs have no lock: run one job per OUT_DIR. See docs/scale-out.md.
 
 exit codes: 0 every image segmented; 3 some files failed (see results.csv);
 2 usage or input error (message on stderr); 1 unexpected error (traceback);
@@ -109,7 +118,39 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
     p.add_argument(
-        "--workers", type=int, default=2, help="reader threads and writer threads, each (default 2)"
+        "--workers",
+        type=int,
+        default=None,
+        help="local engine: reader threads and writer threads, each (default 2); ray engine: the number of "
+        "actors (default one per CPU of the cluster, or per --worker-gpus GPUs)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local (default): this process; ray: a Ray cluster or a local Ray instance (Ray Data)",
+    )
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="auto|HOST:PORT",
+        help="with --engine ray: join this Ray cluster (default: $RAY_ADDRESS, as `ray job submit` sets it, "
+        "else start a local Ray instance)",
+    )
+    p.add_argument(
+        "--worker-cpus",
+        type=float,
+        default=None,
+        metavar="C",
+        help="with --engine ray: CPUs reserved per worker (default 0.5: fractional, so Ray Data's own tasks "
+        "still get a core); a worker's ONNX Runtime threads are max(1, int(C)) unless --threads is given",
+    )
+    p.add_argument(
+        "--worker-gpus",
+        type=float,
+        default=None,
+        metavar="G",
+        help="with --engine ray: GPUs per worker (default 0; use 1 with --device cuda)",
     )
     p.add_argument(
         "--threads", type=int, default=None, help="torch/ONNX Runtime CPU threads (default: torch's)"
@@ -174,10 +215,18 @@ def run(args: argparse.Namespace) -> int:
     from ..io import DEFAULT_MAX_PIXELS
     from ..runs import check_output_dir, segment_folder
 
-    if args.batch_size < 1 or args.workers < 1 or (args.threads is not None and args.threads < 1):
+    if args.batch_size < 1 or (args.workers is not None and args.workers < 1) or (
+            args.threads is not None and args.threads < 1):
         raise SkinsegError("--batch-size, --workers and --threads must be integers >= 1.")
     if args.pixel_size_mm is not None and not args.measure:
         raise SkinsegError("--pixel-size-mm is used only by the measurements; add --measure, or leave it out.")
+    if args.engine == "ray":
+        return _run_ray(args)
+    ray_flags = [f for f, v in (("--ray-address", args.ray_address), ("--worker-cpus", args.worker_cpus),
+                                ("--worker-gpus", args.worker_gpus)) if v is not None]
+    if ray_flags:
+        raise SkinsegError(f"{', '.join(ray_flags)} {'is' if len(ray_flags) == 1 else 'are'} for --engine ray; "
+                           "add --engine ray, or leave them out.")
     check_output_dir(args.in_dir, args.out_dir)  # before any model is loaded or exported
     device = "cpu" if args.backend == "onnx" and args.device == "auto" else resolve_device(args.device)
     if args.precision == "int8" and args.backend == "torch":
@@ -197,6 +246,62 @@ def run(args: argparse.Namespace) -> int:
             args.in_dir,
             args.out_dir,
             threshold=args.threshold,
+            workers=2 if args.workers is None else args.workers,
+            overlay=args.overlay,
+            overwrite=args.overwrite,
+            recursive=args.recursive,
+            mask_suffix=args.mask_suffix,
+            convert=args.convert,
+            max_pixels=DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels,
+            measure=args.measure,
+            pixel_size_mm=args.pixel_size_mm,
+            progress=not args.quiet,
+            wait=args.wait,
+        )
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished images are saved; rerun the same command to resume.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    report_run(result, "segmented")
+    return EXIT_SOME_FAILED if result.n_failed else EXIT_OK
+
+
+def _run_ray(args: argparse.Namespace) -> int:
+    """``--engine ray``: the model is loaded here and sent to the workers (CPU), or loaded by each (GPU)."""
+    import functools
+
+    from ..inference import Predictor
+    from ..io import DEFAULT_MAX_PIXELS
+    from ..models.checkpoint import read_segmenter_config
+    from ..runs import RayOptions, segment_folder
+    from ..runs._ray_compat import RAY_INSTALL, ray_installed
+
+    if not ray_installed():
+        raise SkinsegError(f"--engine ray needs Ray: {RAY_INSTALL}")
+    cpus = 0.5 if args.worker_cpus is None else args.worker_cpus
+    gpus = 0.0 if args.worker_gpus is None else args.worker_gpus
+    if cpus <= 0 or gpus < 0:
+        raise SkinsegError("--worker-cpus must be > 0 and --worker-gpus >= 0.")
+    device = args.device if args.device != "auto" else ("cuda" if gpus > 0 else "cpu")
+    if device == "cuda" and gpus <= 0:
+        raise SkinsegError("--device cuda with --engine ray needs GPUs for the workers: add --worker-gpus 1.")
+    if args.precision == "int8" and args.backend == "torch":
+        raise SkinsegError("--precision int8 runs on ONNX Runtime; use --backend onnx (or auto) with it.")
+    # Ray's convention: RAY_ADDRESS (set by `ray job submit`) names the cluster when no --ray-address is given
+    address = args.ray_address or os.environ.get("RAY_ADDRESS") or None
+    options = RayOptions(address=address, worker_cpus=cpus, worker_gpus=gpus)
+    preprocess = _preprocess_arg(args, read_segmenter_config(args.model).preprocess)
+    # CPU workers: the engine calls this here and sends the model to the workers (they need no model
+    # file); GPU workers: each calls it (this machine may have no GPU), with no cache folder of ours
+    model = functools.partial(Predictor.load, args.model, backend=args.backend, device=device,
+                              precision=args.precision, threads=args.threads or options.worker_threads,
+                              cache_dir=cache_dir() if device == "cpu" else None, tta=args.tta,
+                              batch_size=args.batch_size, preprocess=preprocess)
+    try:
+        result = segment_folder(
+            model,
+            args.in_dir,
+            args.out_dir,
+            threshold=args.threshold,
             workers=args.workers,
             overlay=args.overlay,
             overwrite=args.overwrite,
@@ -208,6 +313,8 @@ def run(args: argparse.Namespace) -> int:
             pixel_size_mm=args.pixel_size_mm,
             progress=not args.quiet,
             wait=args.wait,
+            engine="ray",
+            ray_options=options,
         )
     except KeyboardInterrupt:
         print("\ninterrupted: finished images are saved; rerun the same command to resume.", file=sys.stderr)

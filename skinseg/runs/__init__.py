@@ -6,7 +6,11 @@
   timings and resume (shared);
 - :mod:`~skinseg.runs.outdir` -- output-folder rules: never inside the input, a lock,
   stale temporary files, foreign files (shared);
-- :mod:`~skinseg.runs.inputs` -- listing the inputs and their output paths (shared).
+- :mod:`~skinseg.runs.inputs` -- listing the inputs and their output paths (shared);
+- :mod:`~skinseg.runs.ray_engine` -- ``segment_folder(..., engine="ray")``: the same run on a
+  Ray cluster with Ray Data (:class:`RayOptions`), its workers in
+  :mod:`~skinseg.runs.ray_worker`; :mod:`~skinseg.runs.storage` -- local folders and pyarrow
+  URIs (``s3://``, ``gs://``, ...) for it.
 
 The runners use only the public inference core (:class:`skinseg.inference.Predictor`).
 """
@@ -24,6 +28,7 @@ _LAZY = {
     "FolderRunResult": "journal",
     "OutputLockedError": "outdir",
     "check_output_dir": "outdir",
+    "RayOptions": "ray_engine",
 }
 
 __all__ = sorted(_LAZY)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,9 @@ __all__ = [
     "OVERLAY_DIR",
     "FILE_ERRORS",
     "result_columns",
+    "write_outputs",
+    "segment_settings",
+    "check_mask_suffix",
 ]
 
 RESULT_COLUMNS: tuple[str, ...] = (
@@ -176,6 +180,60 @@ class OutputSpec:
         return row, files
 
 
+def write_outputs(spec: OutputSpec, res: StreamResult, write: Callable[[str, bytes], None]) -> tuple[
+        dict[str, str], list[str]]:
+    """Render one streamed result (its ``item`` is a :class:`Job`) and write its files: (row, files written).
+
+    ``write(relative path, bytes)`` must write atomically. A failed input, or a file error while
+    rendering or writing (one of :data:`FILE_ERRORS`), gives the ``error`` row and no files.
+    Shared by every engine, so they write the same bytes and rows.
+    """
+    job: Job = res.item
+    if res.error is not None:
+        return error_row(job.key, res.error, res.size, spec.columns), []
+    outputs: list[str] = []
+    try:
+        row, files = spec.render(job, res.proba(), res.image, res.preprocessed if spec.measure else None)
+        for rel, data in files.items():
+            write(rel, data)
+            outputs.append(rel)
+    except FILE_ERRORS as exc:
+        return error_row(job.key, exc, res.size, spec.columns), []
+    return row, outputs
+
+
+def segment_settings(in_location: str, predictor_settings: dict[str, Any], spec: OutputSpec, *, mask_suffix: str,
+                     recursive: bool, convert: bool, max_pixels: int) -> dict[str, Any]:
+    """What determines a segment run's outputs (run.json's settings; a resume must match them).
+
+    The engine is not among them: every engine writes the same bytes, so a run started with one
+    can be resumed with the other.
+    """
+    return {
+        "in_dir": in_location,
+        **predictor_settings,
+        "threshold": spec.threshold,
+        "mask_suffix": mask_suffix,
+        "overlay": spec.overlay,
+        "recursive": bool(recursive),
+        "convert": bool(convert),
+        "max_pixels": max_pixels,
+        "largest_component": spec.largest_component,
+        "fill_holes": spec.fill_holes,
+        "measure": spec.measure,
+        "pixel_size_mm": spec.pixel_size_mm,
+    }
+
+
+def check_mask_suffix(mask_suffix: Any) -> str:
+    """``mask_suffix`` if it is a usable file-name suffix, else :class:`ConfigError`."""
+    if not isinstance(mask_suffix, str) or not mask_suffix or "/" in mask_suffix or os.sep in mask_suffix:
+        raise ConfigError(
+            f"`mask_suffix` must be a non-empty file-name suffix such as '_segmentation'; got {mask_suffix!r}."
+        )
+    return mask_suffix
+
+
 def segment_outputs(mask_suffix: str) -> Any:
     """``rel -> {"mask": <rel dir>/<stem><mask_suffix>.png, "overlay": overlays/<rel dir>/<stem>_overlay.png}``."""
 
@@ -207,18 +265,7 @@ class _LocalRun:
         t0 = time.perf_counter()
         job: Job = res.item
         try:
-            outputs: list[str] = []
-            if res.error is not None:
-                row = error_row(job.key, res.error, res.size, self.spec.columns)
-            else:
-                try:
-                    row, files = self.spec.render(job, res.proba(), res.image,
-                                                  res.preprocessed if self.spec.measure else None)
-                    for rel, data in files.items():
-                        atomic_write(self.out / rel, data)
-                        outputs.append(rel)
-                except FILE_ERRORS as exc:
-                    row, outputs = error_row(job.key, exc, res.size, self.spec.columns), []
+            row, outputs = write_outputs(self.spec, res, lambda rel, data: atomic_write(self.out / rel, data))
             res.drop_arrays()
             res.release()
             write_s = time.perf_counter() - t0
@@ -255,7 +302,7 @@ def segment_folder(
     tta: bool | None = None,
     preprocess: Any = "model",
     batch_size: int = 8,
-    workers: int = 2,
+    workers: int | None = None,
     overlay: bool = True,
     overwrite: bool = False,
     recursive: bool = False,
@@ -268,6 +315,8 @@ def segment_folder(
     pixel_size_mm: float | None = None,
     progress: bool = True,
     wait: bool = False,
+    engine: str = "local",
+    ray_options: Any = None,
 ) -> FolderRunResult:
     """Segment every image in ``in_dir`` into ``out_dir``, resuming an earlier run there.
 
@@ -276,11 +325,14 @@ def segment_folder(
     model : Segmenter, Backend or Predictor
         A :class:`~skinseg.inference.Predictor` carries its own TTA, batch size and
         preprocessing (then ``tta``, ``preprocess`` and ``batch_size`` must be left at
-        their defaults); a segmenter or backend gets a Predictor built from those.
+        their defaults); a segmenter or backend gets a Predictor built from those. With
+        ``engine="ray"`` also a checkpoint folder or bundled name (each worker loads it), or a
+        function returning a Predictor (see :func:`skinseg.runs.ray_worker.predictor_loader`).
     in_dir, out_dir : path
         Input folder (never written to) and output folder (created; must not be
         ``in_dir`` or inside it). Files in ``in_dir`` whose stem ends with
-        ``mask_suffix`` are taken for masks and skipped.
+        ``mask_suffix`` are taken for masks and skipped. With ``engine="ray"`` also URIs of
+        any filesystem pyarrow supports (``s3://``, ``gs://``, ``abfs://``, ``local://``, ...).
     threshold : float in [0, 1], optional
         Decision threshold; default the model's stored threshold.
     tta : bool or None
@@ -291,8 +343,10 @@ def segment_folder(
         config: that one instead. Runs in the reader threads.
     batch_size : int >= 1
         Images per forward pass (images are batched by padded input shape).
-    workers : int >= 1
-        Reader threads and, separately, writer threads.
+    workers : int >= 1, optional
+        Local engine: reader threads and, separately, writer threads (default 2). Ray
+        engine: the number of actors (default one per CPU of the cluster, or per
+        ``worker_gpus`` GPUs).
     overlay : bool
         Also write ``overlays/<stem>_overlay.png`` (green contour on the image).
     overwrite : bool
@@ -317,6 +371,13 @@ def segment_folder(
         tqdm progress bar (images/s) on stderr.
     wait : bool
         If another run holds ``out_dir``, wait for it instead of raising.
+    engine : {"local", "ray"}
+        ``"local"``: this process (threads). ``"ray"``: a Ray cluster or a local Ray instance,
+        through Ray Data (needs ``pip install "skinseg-dermoscopy[ray]"``); the same outputs
+        and run files, see :mod:`skinseg.runs.ray_engine`.
+    ray_options : RayOptions, optional
+        With ``engine="ray"``: the cluster address, CPUs and GPUs per worker, a pyarrow
+        filesystem (:class:`skinseg.runs.RayOptions`).
 
     Returns
     -------
@@ -333,6 +394,8 @@ def segment_folder(
         ``out_dir`` holds output files but no run journal and ``overwrite`` is False.
     FileNotFoundError, NotADirectoryError
         ``in_dir`` is missing or not a folder.
+    RayMissingError (a ConfigError)
+        ``engine="ray"`` without Ray installed.
 
     Notes
     -----
@@ -344,6 +407,24 @@ def segment_folder(
     ``2 * batch_size + workers`` images) and by a budget of ~48 megapixels in flight;
     a larger image is processed alone.
     """
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"`engine` must be 'local' or 'ray'; got {engine!r}.")
+    if engine == "ray":
+        from .ray_engine import segment_folder_ray
+
+        return segment_folder_ray(
+            model, in_dir, out_dir, threshold=threshold, tta=tta, preprocess=preprocess, batch_size=batch_size,
+            workers=workers, overlay=overlay, overwrite=overwrite, recursive=recursive, mask_suffix=mask_suffix,
+            convert=convert, max_pixels=max_pixels, largest_component=largest_component, fill_holes=fill_holes,
+            measure=measure, pixel_size_mm=pixel_size_mm, progress=progress, wait=wait, options=ray_options)
+    if ray_options is not None:
+        raise ConfigError("`ray_options` is used only with engine='ray'; pass engine='ray' or leave it out.")
+    from .storage import is_uri
+
+    for name, value in (("in_dir", in_dir), ("out_dir", out_dir)):
+        if is_uri(value):
+            raise ConfigError(f"`{name}` is a URI; URIs are read and written by the Ray engine: pass engine='ray' "
+                              "(--engine ray), or a local folder.")
     if isinstance(model, Predictor):
         if tta is not None or preprocess != "model" or batch_size != 8:
             raise ConfigError("Pass tta, preprocess and batch_size to the Predictor, not to segment_folder().")
@@ -352,12 +433,9 @@ def segment_folder(
             threshold=threshold)
     else:
         predictor = Predictor(model, tta=tta, batch_size=batch_size, preprocess=preprocess, threshold=threshold)
-    workers = check_positive_int(workers, "workers")
+    workers = 2 if workers is None else check_positive_int(workers, "workers")
     max_pixels = check_positive_int(max_pixels, "max_pixels")
-    if not isinstance(mask_suffix, str) or not mask_suffix or "/" in mask_suffix or os.sep in mask_suffix:
-        raise ConfigError(
-            f"`mask_suffix` must be a non-empty file-name suffix such as '_segmentation'; got {mask_suffix!r}."
-        )
+    mask_suffix = check_mask_suffix(mask_suffix)
     pixel_size_mm = check_pixel_size(pixel_size_mm)
     if pixel_size_mm is not None and not measure:
         raise ConfigError(
@@ -370,20 +448,8 @@ def segment_folder(
         raise no_images_error(src, recursive, not_taken, mask_suffix)
     spec = OutputSpec(predictor.threshold, bool(largest_component), bool(fill_holes), bool(overlay), bool(measure),
                       pixel_size_mm)
-    settings = {
-        "in_dir": str(src.resolve()),
-        **predictor.settings(),
-        "threshold": spec.threshold,
-        "mask_suffix": mask_suffix,
-        "overlay": spec.overlay,
-        "recursive": bool(recursive),
-        "convert": bool(convert),
-        "max_pixels": max_pixels,
-        "largest_component": spec.largest_component,
-        "fill_holes": spec.fill_holes,
-        "measure": spec.measure,
-        "pixel_size_mm": pixel_size_mm,
-    }
+    settings = segment_settings(str(src.resolve()), predictor.settings(), spec, mask_suffix=mask_suffix,
+                                recursive=recursive, convert=convert, max_pixels=max_pixels)
     out.mkdir(parents=True, exist_ok=True)
     with OutputLock(out, wait=wait):
         journal = RunJournal(out, kind="segment", settings=settings,
