@@ -291,21 +291,25 @@ class RunJournal:
 
     # ------------------------------------------------------------------ during the run
 
-    def pending(self, jobs: Sequence[Any]) -> tuple[list[Any], list[str]]:
+    def pending(self, jobs: Sequence[Any], stat_of: Callable[[Any], list[int]] | None = None,
+                ) -> tuple[list[Any], list[str]]:
         """(jobs still to do, keys of gone inputs): drop the earlier run's inputs that are gone, then keep the
-        jobs (with ``.key`` and ``.path``) that are not :meth:`complete`."""
+        jobs (with ``.key`` and ``.path``) that are not :meth:`complete`; ``stat_of(job)`` (default
+        :func:`input_stat` of ``job.path``) gives an input's [size, mtime]."""
+        stat = stat_of or (lambda j: input_stat(j.path))
         gone = self.drop_gone(j.key for j in jobs)
-        return [j for j in jobs if not self.complete(j.key, input_stat(j.path))], gone
+        return [j for j in jobs if not self.complete(j.key, stat(j))], gone
 
     @contextmanager
-    def running(self, keys: Sequence[str], n_todo: int, *, desc: str, progress: bool) -> Iterator[None]:
-        """Open the journal (and a progress bar) for the run's appends; on exit, even after an error or
-        Ctrl-C, close it and rewrite the results CSV (:attr:`results_path`) for ``keys`` in order."""
+    def running(self, keys: Sequence[str], n_todo: int, *, desc: str, progress: bool) -> Iterator[Any]:
+        """Open the journal (and a progress bar, which it yields; it counts every append) for the run; on
+        exit, even after an error or Ctrl-C, close it and rewrite the results CSV (:attr:`results_path`)
+        for ``keys`` in order."""
         bar = progress_bar(progress, len(keys), len(keys) - n_todo, desc)
         self.on_append = (lambda _row: bar.update(1)) if bar is not None else None
         self.open()
         try:
-            yield
+            yield bar
         finally:
             self.close()
             if bar is not None:

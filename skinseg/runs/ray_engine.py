@@ -49,7 +49,7 @@ from ..inference import Predictor
 from ..io import DEFAULT_MAX_PIXELS
 from ._ray_compat import actor_pool, cluster_resources, connect, disconnect, import_ray, quiet_data
 from .inputs import Job, list_inputs, no_images_error
-from .journal import RUN_FILE, FolderRunResult, ResultsFile, RunJournal, input_stat, progress_bar
+from .journal import RUN_FILE, FolderRunResult, ResultsFile, RunJournal, input_stat
 from .outdir import OutputLock, check_output_dir, prepare_output_folder, remove_stale_temps
 from .ray_worker import SegmentWorker, predictor_loader, predictor_settings
 from .segment import (
@@ -379,22 +379,17 @@ class _DriverRun:
     def _run(self, journal: RunJournal, not_taken: dict[str, int], *, clean: Callable[[], None],
              staged: StagedRunFiles | None) -> FolderRunResult:
         keys = [j.key for j in self.jobs]
-        gone = journal.drop_gone(keys)
-        todo = [j for j in self.jobs if not journal.complete(j.key, self.stat_of(j))]
-        bar = progress_bar(self.progress, len(self.jobs), len(self.jobs) - len(todo), "segment")
-        journal.open()
+        todo, gone = journal.pending(self.jobs, stat_of=self.stat_of)
         try:
-            if todo:
-                self._pipeline(journal, todo, bar, staged)
+            with journal.running(keys, len(todo), desc="segment", progress=self.progress) as bar:
+                journal.on_append = None  # _record counts each image once, even one a restarted worker redid
+                if todo:
+                    self._pipeline(journal, todo, bar, staged)
         finally:
-            journal.close()
-            if bar is not None:
-                bar.close()
-            results_csv = journal.write_results(keys)
             if staged is not None:
                 staged.push()
         clean()
-        return journal.summarise(keys, len(todo), gone, not_taken, results_csv)
+        return journal.summarise(keys, len(todo), gone, not_taken)
 
     def _record(self, journal: RunJournal, batch: dict[str, Any], by_key: dict[str, Job], done: set[str],
                 bar: Any) -> None:
