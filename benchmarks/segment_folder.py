@@ -16,11 +16,11 @@ each phase prints how much CPU other processes took):
    ``--no-tta`` alone: target >= 3.0.
 3. **Each lever on its own**, from the old default (torch, flip TTA as four backend calls of
    8 images, fp32, overlays) through :func:`skinseg.runs.segment_folder` with the same
-   settings: TTA in one call (an image's 4 flips together, 8 inputs a call); ONNX Runtime
+   settings: TTA in one call (an image's 4 flips together, the default call); ONNX Runtime
    fp32; ONNX Runtime int8 (when the model ships one); two single-threaded ONNX Runtime
    calls side by side instead of one two-threaded call; all together = the new default.
 4. **Model throughput**: forward passes only at the dev images' padded shape (256x192), calls
-   of 8 inputs (2 images' 4 flips, the default call), all CPUs, per backend; GFLOP/s (FLOPs of the fp32 network
+   of 4 inputs (an image's 4 flips, the default call), all CPUs, per backend; GFLOP/s (FLOPs of the fp32 network
    from ``torch.utils.flop_counter``, a multiply-add counts 2) as a fraction of the **conv
    ceiling** measured here (a large fp32 channels_last 3x3 convolution).
 5. **PNG levels**: encode time and size of overlays and masks at OpenCV compression levels.
@@ -100,6 +100,7 @@ class SplitCalls:
     def __init__(self, inner) -> None:
         self.inner = inner
         self.name, self.device, self.precision = inner.name, inner.device, inner.precision
+        self.concurrency = getattr(inner, "concurrency", 1)
 
     @property
     def config(self):
@@ -242,14 +243,14 @@ def main() -> int:
     torch_backend = TorchBackend(model)
     onnx_fp32 = load_backend(args.model, backend="onnx", precision="fp32", threads=threads)  # one call at a time
     levers = [("old default: torch fp32, TTA as 4 calls of 8", SplitCalls(torch_backend), 32),
-              ("+ TTA in one call of 8 inputs (torch fp32)", torch_backend, 8),
+              ("+ TTA in one call (an image's 4 flips; torch fp32)", torch_backend, 4),
               ("+ ONNX Runtime fp32 (TTA as 4 calls of 8)", SplitCalls(onnx_fp32), 32)]
     if int8_available(args.model):
         onnx_int8 = load_backend(args.model, backend="onnx", precision="int8", threads=threads)
         levers.append(("+ ONNX Runtime int8 (TTA as 4 calls of 8)", SplitCalls(onnx_int8), 32))
-    levers.append(("+ two 1-thread ONNX fp32 calls side by side", load_backend(args.model, backend="onnx",
-                                                                             precision="fp32"), 8))
-    levers.append(("all levers = the new default", load_backend(args.model, backend="auto", precision="auto"), 8))
+    levers.append(("+ two 1-thread ONNX fp32 calls side by side (4 calls)", SplitCalls(load_backend(args.model, backend="onnx",
+                                                                             precision="fp32")), 32))
+    levers.append(("all levers = the new default", load_backend(args.model, backend="auto", precision="auto"), 4))
     for i, (name, backend, batch) in enumerate(levers):
         backend.run(np.zeros((1, 3, *cfg.input_box), np.float32))  # warm-up (and a one-off fp32 export)
         out = tmp / f"lever{i}"
@@ -261,7 +262,7 @@ def main() -> int:
 
     h, w = cfg.input_box
     flops = forward_flops(network, (1, 3, h, w))
-    x = np.random.default_rng(0).standard_normal((8, 3, h, w)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((4, 3, h, w)).astype(np.float32)
     print()
     with Phase("conv ceiling and model throughput"):
         ceiling = conv_ceiling()
@@ -270,7 +271,7 @@ def main() -> int:
             rows.append(("ONNX Runtime int8", onnx_int8))
         measured = [(name, throughput(b.run, x)) for name, b in rows]
     print(f"conv ceiling (3x3, 256->256, 8x64x64, fp32 channels_last): {ceiling:.0f} GFLOP/s")
-    print(f"model forward: {flops / 1e9:.2f} GFLOP per {h}x{w} input; calls of 8 inputs (2 images x 4 flips), "
+    print(f"model forward: {flops / 1e9:.2f} GFLOP per {h}x{w} input; calls of 4 inputs (an image's 4 flips), "
           f"{threads} threads")
     for name, ips in measured:
         gflops = ips * flops / 1e9

@@ -173,10 +173,12 @@ class Predictor:
         Default: the model as it is.
     tta : bool, optional
         Flip test-time augmentation; None: the model's stored default (``config.tta``).
-    batch_size : int, default 8
+    batch_size : int, default 4
         Model inputs per backend call; with TTA an image's four flips count four, so a call
-        holds ``batch_size // 4`` images (measured here: calls of about 8 inputs run fastest
-        on the CPU, and one large call of every flip of 8 images was slower).
+        holds ``batch_size // 4`` images (at least one). Measured on a 2-core CPU
+        (``benchmarks/segment_folder.py``): calls of 4 inputs run as fast as calls of 8 or 16
+        and halve ONNX Runtime's activation memory; one call of every flip of 8 images was
+        slower. On a GPU, larger calls pay: raise it.
     device : str, optional
         Torch device to run on (the model is moved there); None: where it is.
     preprocess : default "model"
@@ -200,7 +202,7 @@ class Predictor:
         *,
         backend: str | None = None,
         tta: bool | None = None,
-        batch_size: int = 8,
+        batch_size: int = 4,
         device: str | None = None,
         preprocess: Any = "model",
         threshold: float | None = None,
@@ -332,7 +334,7 @@ class Predictor:
         return f"Predictor({self.backend!r}, tta={self.tta}, batch_size={self.batch_size})"
 
 
-def _predictor(model: Any, tta: bool | None, preprocess: Any, batch_size: int = 8) -> Predictor:
+def _predictor(model: Any, tta: bool | None, preprocess: Any, batch_size: int = 4) -> Predictor:
     if isinstance(model, Predictor):
         same_tta = tta is None or resolve_tta(model.backend, tta) == model.tta
         if same_tta and preprocess is True:
@@ -367,7 +369,7 @@ def predict_proba(model: Any, image: RGBImage, *, tta: bool | None = None, prepr
     return _predictor(model, tta, preprocess).predict_proba(image)
 
 
-def predict_proba_batch(model: Any, images: Sequence[RGBImage], *, batch_size: int = 8, tta: bool | None = None,
+def predict_proba_batch(model: Any, images: Sequence[RGBImage], *, batch_size: int = 4, tta: bool | None = None,
                         preprocess: Any = True) -> list[ProbMap]:
     """:func:`predict_proba` for a list of images of any sizes.
 

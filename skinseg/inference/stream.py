@@ -211,7 +211,6 @@ def predict_stream(
         return [finish(r) for r in batch]
 
     lookahead = 2 * batch_size + workers
-    per_call = predictor.images_per_call
     pending = iter(enumerate(items))
     window: deque[Future[StreamResult]] = deque()
     buckets: dict[tuple[int, ...], list[StreamResult]] = {}
@@ -254,9 +253,9 @@ def predict_stream(
             shape = res.prepared.shape  # type: ignore[union-attr]
             bucket = buckets.setdefault(shape, [])
             bucket.append(res)
-            if len(bucket) >= per_call:
+            if len(bucket) >= batch_size:
                 yield from dispatch(buckets.pop(shape))
-            elif sum(len(b) for b in buckets.values()) >= per_call:
+            elif sum(len(b) for b in buckets.values()) >= batch_size:
                 largest = max(buckets, key=lambda s: len(buckets[s]))
                 yield from dispatch(buckets.pop(largest))
         for shape in list(buckets):

@@ -181,7 +181,7 @@ def segment_folder_ray(
     threshold: float | None = None,
     tta: bool | None = None,
     preprocess: Any = "model",
-    batch_size: int = 8,
+    batch_size: int = 4,
     workers: int | None = None,
     overlay: bool = True,
     overwrite: bool = False,

@@ -50,7 +50,7 @@ def _with_threshold(loader: Callable[[], Predictor], threshold: float | None) ->
     return Predictor(p.backend, tta=p.tta, batch_size=p.batch_size, preprocess=p.preprocess, threshold=threshold)
 
 
-def predictor_loader(model: Any, *, tta: bool | None = None, preprocess: Any = "model", batch_size: int = 8,
+def predictor_loader(model: Any, *, tta: bool | None = None, preprocess: Any = "model", batch_size: int = 4,
                      threshold: float | None = None, threads: int = 1, gpus: bool = False,
                      ) -> tuple[Callable[[], Predictor], Predictor | None]:
     """A picklable ``loader() -> Predictor`` that each actor calls once, and the Predictor if built here.
@@ -72,7 +72,7 @@ def predictor_loader(model: Any, *, tta: bool | None = None, preprocess: Any = "
     if isinstance(model, Predictor) or isinstance(model, Backend) or hasattr(getattr(model, "config", None),
                                                                                  "input_size"):
         if isinstance(model, Predictor):
-            if tta is not None or preprocess != "model" or batch_size != 8:
+            if tta is not None or preprocess != "model" or batch_size != 4:
                 raise ConfigError("Pass tta, preprocess and batch_size to the Predictor, not to segment_folder().")
             predictor = model if threshold is None else Predictor(
                 model.backend, tta=model.tta, batch_size=model.batch_size, preprocess=model.preprocess,

@@ -301,7 +301,7 @@ def segment_folder(
     threshold: float | None = None,
     tta: bool | None = None,
     preprocess: Any = "model",
-    batch_size: int = 8,
+    batch_size: int = 4,
     workers: int | None = None,
     overlay: bool = True,
     overwrite: bool = False,
@@ -342,7 +342,8 @@ def segment_folder(
         "model": the preprocessing stored in the model's config; None: none; a
         config: that one instead. Runs in the reader threads.
     batch_size : int >= 1
-        Images per forward pass (images are batched by padded input shape).
+        Model inputs per forward pass (an image's 4 flips count 4 with TTA; images are batched by
+        padded input shape); see :class:`~skinseg.inference.Predictor`.
     workers : int >= 1, optional
         Local engine: reader threads and, separately, writer threads (default 2). Ray
         engine: the number of actors (default one per CPU of the cluster, or per
@@ -426,7 +427,7 @@ def segment_folder(
             raise ConfigError(f"`{name}` is a URI; URIs are read and written by the Ray engine: pass engine='ray' "
                               "(--engine ray), or a local folder.")
     if isinstance(model, Predictor):
-        if tta is not None or preprocess != "model" or batch_size != 8:
+        if tta is not None or preprocess != "model" or batch_size != 4:
             raise ConfigError("Pass tta, preprocess and batch_size to the Predictor, not to segment_folder().")
         predictor = model if threshold is None else Predictor(
             model.backend, tta=model.tta, batch_size=model.batch_size, preprocess=model.preprocess,
