@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     for t in thresholds:
         s = summarize(rows[t], n_boot=2000, rng=0)
         m = s["macro"]
-        fmt = lambda k: f"{m[k]['mean']:.4f} [{m[k]['ci_low']:.3f}, {m[k]['ci_high']:.3f}]"  # noqa: E731
+        fmt = lambda k, m=m: f"{m[k]['mean']:.4f} [{m[k]['ci_low']:.3f}, {m[k]['ci_high']:.3f}]"  # noqa: E731
         print(f"{t:5.2f} {fmt('dice'):>22} {fmt('iou'):>22} {fmt('thresholded_jaccard'):>22} "
               f"{s['pooled']['dice']:12.4f} {s['pooled']['iou']:11.4f}")
         out["by_threshold"][str(t)] = {"macro": {k: m[k] for k in ("dice", "iou", "thresholded_jaccard", "sensitivity",

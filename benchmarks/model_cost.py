@@ -66,7 +66,6 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     import skinseg as ss
     import skinseg.classify as C
-    from skinseg._geometry import box_hw
     from skinseg.data import read_manifest
 
     items = read_manifest(Path(args.data) / "manifest.csv", "val")[: args.n]
@@ -76,7 +75,7 @@ def main() -> int:
     segs = {name: ss.load_segmenter(name).eval() for name in args.model}
     clfs = {name: C.load_classifier(name).eval() for name in args.classifier}
     for name, model in segs.items():
-        h, w = box_hw(model.config.input_size)
+        h, w = model.config.input_box
         passes = 4 if model.config.tta else 1
         out["segmenters"][name] = {
             "params": n_params(model), "weight_bytes": weight_bytes(name), "input_hw": [h, w],

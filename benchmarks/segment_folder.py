@@ -41,8 +41,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
 from _common import DATA_HELP, banner, data_dir
+
 
 def _cpu_seconds() -> tuple[float, float]:
     """(busy CPU seconds of the whole machine, CPU seconds of this process and its reaped children)."""

@@ -48,8 +48,8 @@ RATIO_TARGET = 0.8
 BAD_FILES = ("empty.jpg", "notes.png", "truncated.jpg", "grey.png", "transparent.png")
 
 
-def _processes() -> dict[int, tuple[int, float]]:
-    """``{pid: (parent pid, CPU seconds so far)}`` of every process (from /proc)."""
+def _processes() -> dict[int, tuple[int, float, str]]:
+    """``{pid: (parent pid, CPU seconds so far, command name)}`` of every process (from /proc)."""
     tick = os.sysconf("SC_CLK_TCK")
     found = {}
     for entry in os.listdir("/proc"):
@@ -57,27 +57,38 @@ def _processes() -> dict[int, tuple[int, float]]:
             continue
         try:
             with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
+                head, tail = f.read().rsplit(")", 1)
+        except (OSError, ValueError):
             continue
-        found[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+        fields = tail.split()
+        found[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick, head.split("(", 1)[-1])
     return found
 
 
-class OtherCpu:
-    """CPU seconds used by processes outside one process tree (the command and, e.g., Ray's daemons)."""
+def _is_ray_cluster_process(name: str) -> bool:
+    """Ray's daemons and workers by command name (workers rename themselves ``ray::<Actor>``)."""
+    return name in ("raylet", "gcs_server") or name.startswith("ray::")
 
-    def __init__(self, root: int) -> None:
-        self.root, self.other, self.own, self.ours = root, 0.0, 0.0, set()
+
+class OtherCpu:
+    """CPU seconds used by processes outside one process tree (the command and, e.g., Ray's daemons).
+
+    With ``cluster=True`` (joining a Ray cluster on this machine) the cluster's processes (raylet,
+    GCS, ``ray::`` workers and their children) count as the command's: they do its work.
+    """
+
+    def __init__(self, root: int, cluster: bool = False) -> None:
+        self.root, self.cluster, self.other, self.own, self.ours = root, cluster, 0.0, 0.0, set()
         self._last = _processes()
 
     def sample(self) -> None:
         now = _processes()
-        for pid, (ppid, _) in now.items():  # the command's tree: its descendants, however deep
-            if pid == self.root or ppid in self.ours:
-                self.ours.add(pid)
-        for pid, (_, cpu) in now.items():
-            used = max(0.0, cpu - self._last.get(pid, (0, 0.0 if pid in self.ours else cpu))[1])
+        for _ in range(2):  # the command's tree: its descendants, however deep (and the cluster's)
+            for pid, (ppid, _, name) in now.items():
+                if pid == self.root or ppid in self.ours or (self.cluster and _is_ray_cluster_process(name)):
+                    self.ours.add(pid)
+        for pid, (_, cpu, _) in now.items():
+            used = max(0.0, cpu - self._last.get(pid, (0, 0.0 if pid in self.ours else cpu, ""))[1])
             if pid in self.ours:
                 self.own += used
             elif pid != os.getpid():
@@ -103,7 +114,7 @@ def make_input(images: list[Path], folder: Path) -> None:
     cv2.imwrite(str(folder / "transparent.png"), np.dstack([image, alpha]))
 
 
-def run_command(name: str, args: list[str], out: Path) -> dict[str, float]:
+def run_command(name: str, args: list[str], out: Path, cluster: bool = False) -> dict[str, float]:
     """Run ``python -m skinseg <args>``; return wall seconds, start-up seconds, rc and other CPU use."""
     cmd = [sys.executable, "-m", "skinseg", *args]
     shown = "skinseg " + shlex.join(args)
@@ -111,7 +122,7 @@ def run_command(name: str, args: list[str], out: Path) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    noise = OtherCpu(proc.pid)
+    noise = OtherCpu(proc.pid, cluster)
     journal, first, last, size, next_sample = out / "journal.jsonl", None, None, 0, 0.0
     while proc.poll() is None:
         grown = journal.stat().st_size if journal.is_file() else 0
@@ -186,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
                             root / "local")
         join = ["--ray-address", args.ray_address] if args.ray_address else []
         ray = run_command("Ray engine", ["segment", str(src), "-o", str(root / "ray"), "--engine", "ray",
-                                         "--workers", str(args.workers), *join, "--quiet"], root / "ray")
+                                         "--workers", str(args.workers), *join, "--quiet"], root / "ray",
+                          cluster=bool(join))
         print("\ncomparison:")
         same = compare(root / "local", root / "ray", len(images))
         print("\nthroughput (all files, start-up included):")

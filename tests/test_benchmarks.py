@@ -21,10 +21,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH = REPO_ROOT / "benchmarks"
 SCRIPTS = sorted(BENCH.glob("*.py"))
 
-# Scripts still being moved to public names in parallel work; remove a name once its
-# script passes (the xfail is strict, so a fixed script fails here until it is removed).
-PENDING_PUBLIC_NAMES = {"model_cost.py"}
-
 IMPORT_BY_PATH = """
 import importlib.util, sys
 path = sys.argv[1]
@@ -106,15 +102,7 @@ def private_skinseg_names(path: Path) -> list[str]:
     return sorted(set(found))
 
 
-def _pending(name: str) -> list:
-    if name not in PENDING_PUBLIC_NAMES:
-        return []
-    reason = (f"{name} is being moved to public names elsewhere; once it passes, remove it from "
-              "PENDING_PUBLIC_NAMES in tests/test_benchmarks.py")
-    return [pytest.mark.xfail(strict=True, reason=reason)]
-
-
-@pytest.mark.parametrize("path", [pytest.param(p, id=p.name, marks=_pending(p.name)) for p in SCRIPTS])
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.name) for p in SCRIPTS])
 def test_benchmarks_use_only_public_skinseg_names(path):
     assert private_skinseg_names(path) == []
 

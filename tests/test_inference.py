@@ -93,7 +93,7 @@ def test_batch_equals_single(model):
     rng = np.random.default_rng(3)
     images = [rng.integers(0, 256, size=s, dtype=np.uint8) for s in [(60, 80, 3), (80, 60, 3), (60, 80, 3), (33, 33, 3)]]
     batch = ss.predict_proba_batch(model, images, batch_size=3)
-    for im, p in zip(images, batch):
+    for im, p in zip(images, batch, strict=True):
         np.testing.assert_allclose(p, ss.predict_proba(model, im), atol=1e-5)
 
 

@@ -290,11 +290,6 @@ def _run_ray(args: argparse.Namespace) -> int:
         raise SkinsegError("--precision int8 runs on ONNX Runtime; use --backend onnx (or auto) with it.")
     # Ray's convention: RAY_ADDRESS (set by `ray job submit`) names the cluster when no --ray-address is given
     address = args.ray_address or os.environ.get("RAY_ADDRESS") or None
-    if address is None:
-        # A Ray instance started for this run has no autoscaler to talk to: Ray Data's default cluster
-        # autoscaler ("RATE_BASED") starts a coordinator actor first, which cost 1.2-1.6 s of a 2-core
-        # machine before the first image (benchmarks/segment_ray.py); "V2" does not. A cluster keeps Ray's default.
-        os.environ.setdefault("RAY_DATA_CLUSTER_AUTOSCALER", "V2")
     options = RayOptions(address=address, worker_cpus=cpus, worker_gpus=gpus)
     preprocess = _preprocess_arg(args, read_segmenter_config(args.model).preprocess)
     # CPU workers: the engine calls this here and sends the model to the workers (they need no model

@@ -10,8 +10,20 @@ Tested range: ``ray[data] >= 2.40, < 3`` (the ``ray`` extra of pyproject.toml).
   passing them as ``**ray_remote_args`` is deprecated (removed in 2.64), so nothing is passed.
 - **A new local instance.** ``ray.init(address="local")`` starts one even when a cluster
   started with ``ray start`` runs on this machine (plain ``ray.init()`` would join it).
+- **A local instance stays local.** Ray's usage statistics are on by default (its dashboard
+  reports to usage-stats.ray.io every hour); skinseg makes no network access unless asked, so
+  the instance it starts gets ``RAY_USAGE_STATS_ENABLED=0`` unless the user set the variable.
+  A cluster joined with an address keeps its own setting.
+- **No cluster autoscaler for a local instance.** Ray Data's default cluster autoscaler
+  ("RATE_BASED" in 2.60) first starts an autoscaling-coordinator actor, which cost 1.2 to
+  1.6 s of a 2-core machine before the first image (``benchmarks/segment_ray.py``); a local
+  instance has no nodes to add, so its runs use ``RAY_DATA_CLUSTER_AUTOSCALER=V2``, which does
+  not (unless the user set the variable). A joined cluster keeps Ray's default.
 - **Quiet execution.** Ray Data's progress bars and its INFO lines ("Starting execution
   of ...") are switched off for the run and restored afterwards; skinseg shows its own bar.
+
+The two environment variables are set only while ``ray.init`` (whose daemons inherit them)
+or the dataset's execution (the driver reads the autoscaler's) runs, and removed afterwards.
 
 Ray is imported only here and in :mod:`skinseg.runs.ray_engine`, and only when the Ray
 engine runs: the local engine never imports it.
@@ -22,13 +34,16 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ..errors import ConfigError
 
 RAY_INSTALL = 'pip install "skinseg-dermoscopy[ray]"'
 TESTED = ((2, 40), (3, 0))  # [low, high)
+LOCAL_INSTANCE_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}  # while ray.init starts a local instance
+LOCAL_EXECUTION_ENV = {"RAY_DATA_CLUSTER_AUTOSCALER": "V2"}  # while a local instance runs the dataset
 
 
 class RayMissingError(ConfigError):
@@ -79,8 +94,9 @@ def connect(ray: Any, address: str | None) -> bool:
     if ray.is_initialized():
         return False
     try:
-        ray.init(address=address or "local", include_dashboard=False if not address else None,
-                 logging_level=logging.WARNING)
+        with env_defaults({} if address else LOCAL_INSTANCE_ENV):
+            ray.init(address=address or "local", include_dashboard=False if not address else None,
+                     logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, SystemExit) as exc:  # an unreachable address makes Ray call sys.exit
         detail = f"exit status {exc.code}" if isinstance(exc, SystemExit) else " ".join(str(exc).split())
         if address:
@@ -102,15 +118,32 @@ def cluster_resources(ray: Any) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def quiet_data(ray: Any) -> Iterator[None]:
-    """Ray Data without its progress bars and INFO lines, restored afterwards."""
+def env_defaults(values: Mapping[str, str]) -> Iterator[None]:
+    """Set the environment variables of ``values`` that the user has not set, for the block only."""
+    added = {k: v for k, v in values.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
+@contextlib.contextmanager
+def quiet_data(ray: Any, local_instance: bool = False) -> Iterator[None]:
+    """Ray Data without its progress bars and INFO lines, restored afterwards.
+
+    ``local_instance``: the run executes on a Ray instance this process started (see the module
+    docstring: no cluster autoscaler).
+    """
     ctx = ray.data.DataContext.get_current()
     logger = logging.getLogger("ray.data")
     saved = (ctx.enable_progress_bars, logger.level)
     ctx.enable_progress_bars = False
     logger.setLevel(logging.WARNING)
     try:
-        yield
+        with env_defaults(LOCAL_EXECUTION_ENV if local_instance else {}):
+            yield
     finally:
         ctx.enable_progress_bars = saved[0]
         logger.setLevel(saved[1])

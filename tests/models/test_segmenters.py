@@ -101,7 +101,7 @@ def test_local_encoder_weights_file(tmp_path):
     src = tiny("unet")
     save_file({k: v.contiguous() for k, v in src.network.encoder.state_dict().items()}, tmp_path / "enc.safetensors")
     model = ss.create_segmenter("unet", encoder_weights=str(tmp_path / "enc.safetensors"), input_size=64, **TINY["unet"])
-    for (k, a), b in zip(src.network.encoder.state_dict().items(), model.network.encoder.state_dict().values()):
+    for (k, a), b in zip(src.network.encoder.state_dict().items(), model.network.encoder.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
     with pytest.raises(ConfigError, match="not a file"):
         ss.create_segmenter("unet", encoder_weights=str(tmp_path / "missing.pth"), **TINY["unet"])

@@ -223,6 +223,59 @@ def test_a_cluster_that_cannot_be_joined_is_a_usage_error() -> None:
         connect(Unreachable(SystemExit(15)), "10.0.0.9:6379")
 
 
+class _RecordingRay:
+    """A stand-in for ``ray`` that records the environment its daemons would inherit."""
+
+    def __init__(self) -> None:
+        self.env: dict[str, str | None] = {}
+
+    def is_initialized(self) -> bool:
+        return False
+
+    def init(self, **kwargs) -> None:
+        self.env = {k: os.environ.get(k) for k in ("RAY_USAGE_STATS_ENABLED", "RAY_DATA_CLUSTER_AUTOSCALER")}
+
+
+def test_a_local_instance_sends_no_usage_statistics(monkeypatch) -> None:
+    """Ray reports usage statistics by default; the instance skinseg starts must not (no network unless asked)."""
+    from skinseg.runs._ray_compat import connect
+
+    monkeypatch.delenv("RAY_USAGE_STATS_ENABLED", raising=False)
+    ray = _RecordingRay()
+    assert connect(ray, None)
+    assert ray.env["RAY_USAGE_STATS_ENABLED"] == "0"
+    assert "RAY_USAGE_STATS_ENABLED" not in os.environ  # only while ray.init runs
+    connect(ray, "auto")  # a cluster keeps its own setting
+    assert ray.env["RAY_USAGE_STATS_ENABLED"] is None
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "1")  # the user's choice wins
+    connect(ray, None)
+    assert ray.env["RAY_USAGE_STATS_ENABLED"] == "1"
+
+
+def test_a_local_instance_runs_without_the_cluster_autoscaler(monkeypatch) -> None:
+    from skinseg.runs._ray_compat import quiet_data
+
+    class Data:
+        class DataContext:
+            enable_progress_bars = True
+
+            @classmethod
+            def get_current(cls):
+                return cls
+
+    ray = type("FakeRay", (), {"data": Data})
+    monkeypatch.delenv("RAY_DATA_CLUSTER_AUTOSCALER", raising=False)
+    with quiet_data(ray, local_instance=True):
+        assert os.environ["RAY_DATA_CLUSTER_AUTOSCALER"] == "V2"
+        assert Data.DataContext.enable_progress_bars is False
+    assert "RAY_DATA_CLUSTER_AUTOSCALER" not in os.environ and Data.DataContext.enable_progress_bars is True
+    with quiet_data(ray):  # a joined cluster: Ray's default
+        assert "RAY_DATA_CLUSTER_AUTOSCALER" not in os.environ
+    monkeypatch.setenv("RAY_DATA_CLUSTER_AUTOSCALER", "RATE_BASED")
+    with quiet_data(ray, local_instance=True):
+        assert os.environ["RAY_DATA_CLUSTER_AUTOSCALER"] == "RATE_BASED"
+
+
 def test_uris_need_the_ray_engine(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="engine='ray'"):
         segment_folder("default", "s3://bucket/in", tmp_path / "out", progress=False)

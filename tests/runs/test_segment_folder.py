@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from skinseg.errors import ConfigError
+from skinseg.io import read_image, read_mask, write_image
 from skinseg.models import model_fingerprint
 from skinseg.runs import (
     RESULT_COLUMNS,
@@ -23,7 +24,6 @@ from skinseg.runs import (
     result_columns,
     segment_folder,
 )
-from skinseg.io import read_image, read_mask, write_image
 from skinseg.testing import synthetic_lesion
 
 torch = pytest.importorskip("torch")
