@@ -117,3 +117,14 @@ def test_bad_inputs(model):
         ss.predict_proba_batch(model, np.zeros((2, 8, 8, 3), np.uint8))
     with pytest.raises(ConfigError, match="Segmenter"):
         ss.predict_proba(torch.nn.Conv2d(3, 1, 1), np.zeros((8, 8, 3), np.uint8))
+
+
+def test_predictor_of_keeps_a_predictor_and_wraps_a_model(model):
+    ready = ss.Predictor(model, tta=True, batch_size=8)
+    assert ss.Predictor.of(ready) is ready
+    other = ss.Predictor.of(ready, threshold=0.3)
+    assert (other.backend, other.tta, other.batch_size, other.threshold) == (ready.backend, True, 8, 0.3)
+    with pytest.raises(ConfigError, match="to the Predictor"):
+        ss.Predictor.of(ready, tta=False)
+    wrapped = ss.Predictor.of(model, tta=False, batch_size=2)
+    assert isinstance(wrapped, ss.Predictor) and (wrapped.tta, wrapped.batch_size) == (False, 2)

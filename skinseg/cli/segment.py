@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 from ..errors import SkinsegError
 from ._common import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, cache_dir, report_run, resolve_device
@@ -214,8 +215,7 @@ def _preprocess_arg(args: argparse.Namespace, model_preprocess: dict) -> object:
 
 def run(args: argparse.Namespace) -> int:
     from ..inference import Predictor, load_backend
-    from ..io import DEFAULT_MAX_PIXELS
-    from ..runs import check_output_dir, segment_folder
+    from ..runs import check_output_dir
 
     if args.batch_size < 1 or (args.workers is not None and args.workers < 1) or (
             args.threads is not None and args.threads < 1):
@@ -242,13 +242,20 @@ def run(args: argparse.Namespace) -> int:
                            threads=args.threads, cache_dir=cache_dir())
     predictor = Predictor(backend, tta=args.tta, batch_size=args.batch_size,
                           preprocess=_preprocess_arg(args, backend.config.preprocess))
+    return _run_folder(args, predictor, workers=2 if args.workers is None else args.workers)
+
+
+def _run_folder(args: argparse.Namespace, model: Any, **engine: Any) -> int:
+    """:func:`skinseg.runs.segment_folder` with the output options of the CLI (either engine); the exit code."""
+    from ..io import DEFAULT_MAX_PIXELS
+    from ..runs import segment_folder
+
     try:
         result = segment_folder(
-            predictor,
+            model,
             args.in_dir,
             args.out_dir,
             threshold=args.threshold,
-            workers=2 if args.workers is None else args.workers,
             overlay=args.overlay,
             overwrite=args.overwrite,
             recursive=args.recursive,
@@ -259,6 +266,7 @@ def run(args: argparse.Namespace) -> int:
             pixel_size_mm=args.pixel_size_mm,
             progress=not args.quiet,
             wait=args.wait,
+            **engine,
         )
     except KeyboardInterrupt:
         print("\ninterrupted: finished images are saved; rerun the same command to resume.", file=sys.stderr)
@@ -272,9 +280,8 @@ def _run_ray(args: argparse.Namespace) -> int:
     import functools
 
     from ..inference import Predictor
-    from ..io import DEFAULT_MAX_PIXELS
     from ..models.checkpoint import read_segmenter_config
-    from ..runs import RayOptions, segment_folder
+    from ..runs import RayOptions
     from ..runs._ray_compat import RAY_INSTALL, ray_installed
 
     if not ray_installed():
@@ -298,28 +305,4 @@ def _run_ray(args: argparse.Namespace) -> int:
                               precision=args.precision, threads=args.threads or options.worker_threads,
                               cache_dir=cache_dir() if device == "cpu" else None, tta=args.tta,
                               batch_size=args.batch_size, preprocess=preprocess)
-    try:
-        result = segment_folder(
-            model,
-            args.in_dir,
-            args.out_dir,
-            threshold=args.threshold,
-            workers=args.workers,
-            overlay=args.overlay,
-            overwrite=args.overwrite,
-            recursive=args.recursive,
-            mask_suffix=args.mask_suffix,
-            convert=args.convert,
-            max_pixels=DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels,
-            measure=args.measure,
-            pixel_size_mm=args.pixel_size_mm,
-            progress=not args.quiet,
-            wait=args.wait,
-            engine="ray",
-            ray_options=options,
-        )
-    except KeyboardInterrupt:
-        print("\ninterrupted: finished images are saved; rerun the same command to resume.", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    report_run(result, "segmented")
-    return EXIT_SOME_FAILED if result.n_failed else EXIT_OK
+    return _run_folder(args, model, workers=args.workers, engine="ray", ray_options=options)

@@ -189,9 +189,9 @@ class Predictor:
     Examples
     --------
     >>> import skinseg as ss
-    >>> from skinseg.testing import synthetic_lesion, tiny_segmenter
+    >>> from skinseg.testing import synthetic_lesion
     >>> image, _ = synthetic_lesion((65, 47), rng=0)
-    >>> predictor = ss.Predictor(tiny_segmenter(), tta=True)
+    >>> predictor = ss.Predictor(ss.load_segmenter("default"), tta=True)
     >>> predictor.predict_proba(image).shape
     (65, 47)
     """
@@ -224,6 +224,24 @@ class Predictor:
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.preprocess = resolve_preprocess(preprocess, self.config)
         self.threshold = self.config.threshold if threshold is None else check_fraction(threshold, "threshold")
+
+    @classmethod
+    def of(cls, model: Any, *, tta: bool | None = None, preprocess: Any = "model", batch_size: int = 4,
+           threshold: float | None = None) -> Predictor:
+        """``model`` as a Predictor, for runners that accept a model or a ready Predictor.
+
+        A Predictor is used as it is (a ``threshold`` replaces its own); its ``tta``,
+        ``preprocess`` and ``batch_size`` are its own, so passing them too is an error. Anything
+        else is wrapped: ``Predictor(model, tta=..., ...)``.
+        """
+        if not isinstance(model, Predictor):
+            return cls(model, tta=tta, batch_size=batch_size, preprocess=preprocess, threshold=threshold)
+        if tta is not None or preprocess != "model" or batch_size != 4:
+            raise ConfigError("Pass tta, preprocess and batch_size to the Predictor, not to segment_folder().")
+        if threshold is None:
+            return model
+        return cls(model.backend, tta=model.tta, batch_size=model.batch_size, preprocess=model.preprocess,
+                   threshold=threshold)
 
     @classmethod
     def load(cls, path_or_name: Any = "default", *, backend: str = "auto", device: str = "cpu",

@@ -71,14 +71,7 @@ def predictor_loader(model: Any, *, tta: bool | None = None, preprocess: Any = "
                                  **own), None
     if isinstance(model, Predictor) or isinstance(model, Backend) or hasattr(getattr(model, "config", None),
                                                                                  "input_size"):
-        if isinstance(model, Predictor):
-            if tta is not None or preprocess != "model" or batch_size != 4:
-                raise ConfigError("Pass tta, preprocess and batch_size to the Predictor, not to segment_folder().")
-            predictor = model if threshold is None else Predictor(
-                model.backend, tta=model.tta, batch_size=model.batch_size, preprocess=model.preprocess,
-                threshold=threshold)
-        else:
-            predictor = Predictor(model, threshold=threshold, **own)
+        predictor = Predictor.of(model, threshold=threshold, **own)
         backend = predictor.backend
         kwargs = {"tta": predictor.tta, "batch_size": predictor.batch_size, "preprocess": predictor.preprocess,
                   "threshold": predictor.threshold}

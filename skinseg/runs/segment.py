@@ -426,14 +426,7 @@ def segment_folder(
         if is_uri(value):
             raise ConfigError(f"`{name}` is a URI; URIs are read and written by the Ray engine: pass engine='ray' "
                               "(--engine ray), or a local folder.")
-    if isinstance(model, Predictor):
-        if tta is not None or preprocess != "model" or batch_size != 4:
-            raise ConfigError("Pass tta, preprocess and batch_size to the Predictor, not to segment_folder().")
-        predictor = model if threshold is None else Predictor(
-            model.backend, tta=model.tta, batch_size=model.batch_size, preprocess=model.preprocess,
-            threshold=threshold)
-    else:
-        predictor = Predictor(model, tta=tta, batch_size=batch_size, preprocess=preprocess, threshold=threshold)
+    predictor = Predictor.of(model, tta=tta, batch_size=batch_size, preprocess=preprocess, threshold=threshold)
     workers = 2 if workers is None else check_positive_int(workers, "workers")
     max_pixels = check_positive_int(max_pixels, "max_pixels")
     mask_suffix = check_mask_suffix(mask_suffix)
