@@ -45,6 +45,22 @@ def _unknown_keys(keys: list[str], valid: tuple[str, ...], name: str) -> ConfigE
     )
 
 
+def _checked_step(method: object, params: object, names: tuple[str, str, str], valid: tuple[str, ...], what: str,
+                  validate: Any) -> tuple[str | None, dict[str, Any]]:
+    """One step's checked ``(method, params)``; ``names``: (method field, params field, an example method)."""
+    field, params_field, example = names
+    method = _method_name(method, field, valid, what)
+    params = _params_dict(params, params_field)
+    if method is not None:
+        return method, validate(method, params)
+    if any(v is not None for v in params.values()):
+        raise ConfigError(
+            f"`{params_field}` must be empty when `{field}` is None; got {params!r}. "
+            f"Set {field}={example!r} or drop the parameters."
+        )
+    return None, {}
+
+
 @dataclass(frozen=True)
 class PreprocessConfig:
     """Which preprocessing steps run, with which parameters (JSON-serialisable).
@@ -92,39 +108,15 @@ class PreprocessConfig:
     color_params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        hair = _method_name(self.hair_removal, "hair_removal", _hair.HAIR_METHODS, "hair-removal method")
-        hair_params = _params_dict(self.hair_params, "hair_params")
-        if hair is None:
-            if any(v is not None for v in hair_params.values()):
-                raise ConfigError(
-                    f"`hair_params` must be empty when `hair_removal` is None; got {hair_params!r}. "
-                    "Set hair_removal='dullrazor' or drop the parameters."
-                )
-            hair_params = {}
-        else:
-            _, hair_params = _hair._validate_params(hair, hair_params, removing=True)
-        den = _method_name(self.denoise, "denoise", _denoise.DENOISE_METHODS, "denoising method")
-        den_params = _params_dict(self.denoise_params, "denoise_params")
-        if den is None:
-            if any(v is not None for v in den_params.values()):
-                raise ConfigError(
-                    f"`denoise_params` must be empty when `denoise` is None; got {den_params!r}. "
-                    "Set denoise='median' or drop the parameters."
-                )
-            den_params = {}
-        else:
-            den_params = _denoise._validate_params(den, den_params)
-        color = _method_name(self.color_norm, "color_norm", _color.COLOR_METHODS, "colour normalisation")
-        color_params = _params_dict(self.color_params, "color_params")
-        if color is None:
-            if any(v is not None for v in color_params.values()):
-                raise ConfigError(
-                    f"`color_params` must be empty when `color_norm` is None; got {color_params!r}. "
-                    "Set color_norm='shades_of_gray' or drop the parameters."
-                )
-            color_params = {}
-        else:
-            color_params = _color._validate_params(color, color_params)
+        hair, hair_params = _checked_step(
+            self.hair_removal, self.hair_params, ("hair_removal", "hair_params", "dullrazor"), _hair.HAIR_METHODS,
+            "hair-removal method", lambda m, p: _hair._validate_params(m, p, removing=True)[1])
+        den, den_params = _checked_step(
+            self.denoise, self.denoise_params, ("denoise", "denoise_params", "median"), _denoise.DENOISE_METHODS,
+            "denoising method", _denoise._validate_params)
+        color, color_params = _checked_step(
+            self.color_norm, self.color_params, ("color_norm", "color_params", "shades_of_gray"),
+            _color.COLOR_METHODS, "colour normalisation", _color._validate_params)
         object.__setattr__(self, "color_norm", color)
         object.__setattr__(self, "color_params", color_params)
         object.__setattr__(self, "hair_removal", hair)

@@ -44,7 +44,6 @@ from typing import Any
 
 from .._checks import check_positive_int
 from ..errors import ConfigError
-from ..features import check_pixel_size
 from ..inference import Predictor
 from ..io import DEFAULT_MAX_PIXELS
 from ._ray_compat import actor_pool, cluster_resources, connect, disconnect, import_ray, quiet_data
@@ -55,7 +54,7 @@ from .ray_worker import SegmentWorker, predictor_loader, predictor_settings
 from .segment import (
     RESULTS_FILE,
     OutputSpec,
-    check_mask_suffix,
+    check_output_options,
     segment_outputs,
     segment_settings,
 )
@@ -213,13 +212,7 @@ def segment_folder_ray(
         raise ConfigError(f"`ray_options` must be a skinseg.runs.RayOptions; got {type(options).__name__}.")
     if workers is not None:
         workers = check_positive_int(workers, "workers")
-    max_pixels = check_positive_int(max_pixels, "max_pixels")
-    mask_suffix = check_mask_suffix(mask_suffix)
-    pixel_size_mm = check_pixel_size(pixel_size_mm)
-    if pixel_size_mm is not None and not measure:
-        raise ConfigError(
-            "`pixel_size_mm` is used only by the measurements; pass measure=True (--measure) with it, or leave it out."
-        )
+    max_pixels, mask_suffix, pixel_size_mm = check_output_options(max_pixels, mask_suffix, pixel_size_mm, measure)
     src = open_store(in_dir, filesystem=options.filesystem)
     dst = open_store(out_dir, filesystem=options.filesystem)
     if isinstance(dst, ArrowStore) and wait:

@@ -61,6 +61,7 @@ __all__ = [
     "write_outputs",
     "segment_settings",
     "check_mask_suffix",
+    "check_output_options",
 ]
 
 RESULT_COLUMNS: tuple[str, ...] = (
@@ -232,6 +233,17 @@ def check_mask_suffix(mask_suffix: Any) -> str:
             f"`mask_suffix` must be a non-empty file-name suffix such as '_segmentation'; got {mask_suffix!r}."
         )
     return mask_suffix
+
+
+def check_output_options(max_pixels: Any, mask_suffix: Any, pixel_size_mm: Any, measure: bool,
+                         ) -> tuple[int, str, float | None]:
+    """The checked ``(max_pixels, mask_suffix, pixel_size_mm)`` of a segment run (either engine)."""
+    pixel_size_mm = check_pixel_size(pixel_size_mm)
+    if pixel_size_mm is not None and not measure:
+        raise ConfigError(
+            "`pixel_size_mm` is used only by the measurements; pass measure=True (--measure) with it, or leave it out."
+        )
+    return check_positive_int(max_pixels, "max_pixels"), check_mask_suffix(mask_suffix), pixel_size_mm
 
 
 def segment_outputs(mask_suffix: str) -> Any:
@@ -428,13 +440,7 @@ def segment_folder(
                               "(--engine ray), or a local folder.")
     predictor = Predictor.of(model, tta=tta, batch_size=batch_size, preprocess=preprocess, threshold=threshold)
     workers = 2 if workers is None else check_positive_int(workers, "workers")
-    max_pixels = check_positive_int(max_pixels, "max_pixels")
-    mask_suffix = check_mask_suffix(mask_suffix)
-    pixel_size_mm = check_pixel_size(pixel_size_mm)
-    if pixel_size_mm is not None and not measure:
-        raise ConfigError(
-            "`pixel_size_mm` is used only by the measurements; pass measure=True (--measure) with it, or leave it out."
-        )
+    max_pixels, mask_suffix, pixel_size_mm = check_output_options(max_pixels, mask_suffix, pixel_size_mm, measure)
     src, out = check_output_dir(in_dir, out_dir)
     jobs, not_taken = list_inputs(src, recursive=recursive, exclude_suffix=mask_suffix,
                                   outputs=segment_outputs(mask_suffix))
