@@ -17,8 +17,9 @@ each phase prints how much CPU other processes took):
 3. **Each lever on its own**, from the old default (torch, flip TTA as four backend calls of
    8 images, fp32, overlays) through :func:`skinseg.runs.segment_folder` with the same
    settings: TTA in one call (an image's 4 flips together, the default call); ONNX Runtime
-   fp32; ONNX Runtime int8 (when the model ships one); two single-threaded ONNX Runtime
-   calls side by side instead of one two-threaded call; all together = the new default.
+   fp32; ONNX Runtime int8 (when the model ships one), and on top of int8 each of TTA in one
+   call and two single-threaded calls side by side instead of one two-threaded call; two
+   single-threaded fp32 calls side by side; all together = the new default.
 4. **Model throughput**: forward passes only at the dev images' padded shape (256x192), calls
    of 4 inputs (an image's 4 flips, the default call), all CPUs, per backend; GFLOP/s (FLOPs of the fp32 network
    from ``torch.utils.flop_counter``, a multiply-add counts 2) as a fraction of the **conv
@@ -248,6 +249,10 @@ def main() -> int:
     if int8_available(args.model):
         onnx_int8 = load_backend(args.model, backend="onnx", precision="int8", threads=threads)
         levers.append(("+ ONNX Runtime int8 (TTA as 4 calls of 8)", SplitCalls(onnx_int8), 32))
+        # the next two levers on top of int8 (the default precision), each on its own
+        levers.append(("+ int8 and TTA in one call (4 inputs)", onnx_int8, 4))
+        levers.append(("+ int8 and two 1-thread calls side by side", SplitCalls(load_backend(
+            args.model, backend="onnx", precision="int8")), 32))
     levers.append(("+ two 1-thread ONNX fp32 calls side by side (4 calls)", SplitCalls(load_backend(args.model, backend="onnx",
                                                                              precision="fp32")), 32))
     levers.append(("all levers = the new default", load_backend(args.model, backend="auto", precision="auto"), 4))
