@@ -26,9 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
+from _common import DATA_HELP, banner, data_dir
 
 
 def val_probabilities(model, items, *, tta: bool = False) -> np.ndarray:
@@ -96,7 +94,8 @@ def main() -> int:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", nargs="+", default=["default"], help="classifier checkpoints (or 'default')")
-    ap.add_argument("--data", nargs="+", default=[str(SHARED / "lesion-classes"), str(SHARED / "lesions")])
+    ap.add_argument("--data", nargs="+", default=None,
+                    help=f"dev sets (default: lesion-classes and lesions; {DATA_HELP})")
     ap.add_argument("--split", default="val")
     ap.add_argument("--tta", action="store_true", help="flip TTA in every member")
     ap.add_argument("--max-subset", type=int, default=3, help="largest ensemble scored (default 3)")
@@ -105,7 +104,7 @@ def main() -> int:
     ap.add_argument("--reliability", default=None, help="PNG path of a reliability diagram")
     ap.add_argument("--plot-row", default=None, help="row to plot, e.g. '0+1' (default: the first model)")
     args = ap.parse_args()
-    print("command: python " + " ".join(sys.argv), flush=True)
+    banner(libraries=("numpy", "torch"))
     if args.split == "test":
         print("note: choices must be made on 'val'; 'test' only reports the chosen model.", file=sys.stderr)
     import torch
@@ -115,6 +114,7 @@ def main() -> int:
     import skinseg.classify as C
 
     items = []
+    args.data = args.data or [str(data_dir("lesion-classes")), str(data_dir("lesions"))]
     for d in args.data:
         items += C.read_labelled_manifest(d, args.split)
     probs, names = [], None

@@ -22,9 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
+from _common import DATA_HELP, banner, data_dir
 
 
 def gflops(module, x) -> float:
@@ -55,12 +53,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", nargs="*", default=["default"], help="segmenter checkpoints")
     ap.add_argument("--classifier", nargs="*", default=[], help="classifier checkpoints")
-    ap.add_argument("--data", default=str(SHARED / "lesions"))
+    ap.add_argument("--data", default=None, help=f"the 'lesions' dev set ({DATA_HELP})")
     ap.add_argument("--n", type=int, default=40, help="val images timed per model")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    print("command: python " + " ".join(sys.argv), flush=True)
+    banner(libraries=("numpy", "torch"))
     import torch
 
     torch.set_num_threads(args.threads)
@@ -68,9 +66,10 @@ def main() -> int:
     import skinseg.classify as C
     from skinseg.data import read_manifest
 
+    args.data = args.data or str(data_dir("lesions"))
     items = read_manifest(Path(args.data) / "manifest.csv", "val")[: args.n]
-    images = [ss.read_image(i) for i, _ in items]
-    masks = [ss.read_mask(m, shape=im.shape[:2]) for (_, m), im in zip(items, images, strict=True)]
+    images = [ss.read_image(item.image) for item in items]
+    masks = [ss.read_mask(item.mask, shape=im.shape[:2]) for item, im in zip(items, images, strict=True)]
     out: dict = {"threads": args.threads, "n_images": len(images), "segmenters": {}, "classifiers": {}}
     segs = {name: ss.load_segmenter(name).eval() for name in args.model}
     clfs = {name: C.load_classifier(name).eval() for name in args.classifier}
