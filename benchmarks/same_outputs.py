@@ -45,7 +45,8 @@ def commands(test_images: Path, examples: Path) -> dict[str, list[str]]:
 
 
 def checkout(rev: str, where: Path) -> Path:
-    subprocess.run(["git", "-C", str(REPO_ROOT), "worktree", "add", "--detach", "--quiet", str(where), rev], check=True)
+    subprocess.run(["git", "-C", str(REPO_ROOT), "worktree", "add", "--detach", "--quiet", str(where), rev],
+                   check=True)
     return where
 
 

@@ -81,7 +81,8 @@ def private_skinseg_names(path: Path) -> list[str]:
     """Private skinseg names a script uses.
 
     ``from skinseg.x import _y``, ``from skinseg._x import y``, ``import skinseg._x``, and
-    ``skinseg._x`` (or ``skinseg.x._y``) anywhere in the text.
+    ``skinseg._x`` (or ``skinseg.x._y``) anywhere in the text. Dunder names such as
+    ``skinseg.__all__`` and ``__version__`` are public.
     """
     source = path.read_text(encoding="utf-8")
     found = []
@@ -97,8 +98,9 @@ def private_skinseg_names(path: Path) -> list[str]:
                 if parts[0] == "skinseg" and any(part.startswith("_") for part in parts):
                     found.append(f"line {node.lineno}: import {alias.name}")
     for lineno, line in enumerate(source.splitlines(), 1):
-        for m in re.finditer(r"\bskinseg(?:\.[A-Za-z]\w*)*\._\w+", line):
-            found.append(f"line {lineno}: {m.group(0)}")
+        for m in re.finditer(r"\bskinseg(?:\.[A-Za-z]\w*)*\.(_\w+)", line):
+            if not re.fullmatch(r"__\w+__", m.group(1)):
+                found.append(f"line {lineno}: {m.group(0)}")
     return sorted(set(found))
 
 
@@ -115,12 +117,14 @@ def test_private_name_check_finds_private_imports(tmp_path):
         "import skinseg._imagefile\n"
         "from skinseg.inference import (\n    prepare_input,\n    _FLIPS,\n)\n"
         "def f():\n    import skinseg\n    return skinseg.inference._predictor\n"
+        "print(skinseg.__all__, skinseg.__version__)\n"
     )
     found = " | ".join(private_skinseg_names(script))
     for bad in ("_flip_probas", "skinseg._geometry", "import skinseg._imagefile", "_FLIPS",
                 "inference._predictor"):
         assert bad in found
     assert "FLIPS," not in found
+    assert "__all__" not in found and "__version__" not in found  # dunders are public
 
 
 # ------------------------------------------------------------------ _common
