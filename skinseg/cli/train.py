@@ -42,7 +42,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "meant for fine-tuning a dice_bce model)")
     p.add_argument("--schedule", default="cosine", choices=["cosine", "plateau"])
     p.add_argument("--patience", type=int, default=5, help="early stopping patience in epochs (default 5)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the initial weights, the data order and the augmentation (default 0): on the CPU "
+                        "a run repeats bit for bit; on a GPU some cuDNN kernels are not deterministic, so losses "
+                        "agree only approximately")
     p.add_argument("--hair-removal", choices=["dullrazor", "blackhat"], default=None,
                    help="hair removal applied before the model (stored in the checkpoint)")
     p.add_argument("--denoise", choices=["median", "wiener"], default=None)

@@ -81,7 +81,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="class imbalance: weighted cross-entropy (default), balanced sampling, or none",
     )
     p.add_argument("--patience", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the initial weights, the data order and the augmentation (default 0): on the CPU "
+                        "a run repeats bit for bit; on a GPU some cuDNN kernels are not deterministic, so losses "
+                        "agree only approximately")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--max-batches", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--out", "-o", required=True, help="run directory")
