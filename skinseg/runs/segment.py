@@ -237,13 +237,15 @@ def check_mask_suffix(mask_suffix: Any) -> str:
 
 def check_output_options(max_pixels: Any, mask_suffix: Any, pixel_size_mm: Any, measure: bool,
                          ) -> tuple[int, str, float | None]:
-    """The checked ``(max_pixels, mask_suffix, pixel_size_mm)`` of a segment run (either engine)."""
+    """The checked ``(max_pixels, mask_suffix, pixel_size_mm)`` of a segment run (either engine), checked in order."""
+    max_pixels = check_positive_int(max_pixels, "max_pixels")
+    mask_suffix = check_mask_suffix(mask_suffix)
     pixel_size_mm = check_pixel_size(pixel_size_mm)
     if pixel_size_mm is not None and not measure:
         raise ConfigError(
             "`pixel_size_mm` is used only by the measurements; pass measure=True (--measure) with it, or leave it out."
         )
-    return check_positive_int(max_pixels, "max_pixels"), check_mask_suffix(mask_suffix), pixel_size_mm
+    return max_pixels, mask_suffix, pixel_size_mm
 
 
 def segment_outputs(mask_suffix: str) -> Any:
