@@ -237,7 +237,7 @@ def check_mask_suffix(mask_suffix: Any) -> str:
 
 def check_output_options(max_pixels: Any, mask_suffix: Any, pixel_size_mm: Any, measure: bool,
                          ) -> tuple[int, str, float | None]:
-    """The checked ``(max_pixels, mask_suffix, pixel_size_mm)`` of a segment run (either engine), checked in order."""
+    """Checked ``(max_pixels, mask_suffix, pixel_size_mm)`` of a segment run (both engines), in order."""
     max_pixels = check_positive_int(max_pixels, "max_pixels")
     mask_suffix = check_mask_suffix(mask_suffix)
     pixel_size_mm = check_pixel_size(pixel_size_mm)
