@@ -14,16 +14,16 @@ Tested range: ``ray[data] >= 2.40, < 3`` (the ``ray`` extra of pyproject.toml).
   reports to usage-stats.ray.io every hour); skinseg makes no network access unless asked, so
   the instance it starts gets ``RAY_USAGE_STATS_ENABLED=0`` unless the user set the variable.
   A cluster joined with an address keeps its own setting.
-- **No cluster autoscaler for a local instance.** Ray Data's default cluster autoscaler
-  ("RATE_BASED" in 2.60) first starts an autoscaling-coordinator actor, which cost 1.2 to
-  1.6 s of a 2-core machine before the first image (``benchmarks/segment_ray.py``); a local
-  instance has no nodes to add, so its runs use ``RAY_DATA_CLUSTER_AUTOSCALER=V2``, which does
-  not (unless the user set the variable). A joined cluster keeps Ray's default.
+- **Ray's token notice.** Recent releases (2.60) start a new local instance with token
+  authentication (the token is made once in ``~/.ray/auth_token``) and log a WARNING saying so
+  on every start ("Token authentication is enabled for this Ray cluster ..."). For the
+  private instance skinseg starts and stops, that line is dropped; Ray's behaviour is
+  unchanged, and its other messages (a disabled token, any other warning) still show.
 - **Quiet execution.** Ray Data's progress bars and its INFO lines ("Starting execution
   of ...") are switched off for the run and restored afterwards; skinseg shows its own bar.
 
-The two environment variables are set only while ``ray.init`` (whose daemons inherit them)
-or the dataset's execution (the driver reads the autoscaler's) runs, and removed afterwards.
+The environment variable is set only while ``ray.init`` runs (the daemons it starts inherit
+it), and removed afterwards.
 
 Ray is imported only here and in :mod:`skinseg.runs.ray_engine`, and only when the Ray
 engine runs: the local engine never imports it.
@@ -43,7 +43,15 @@ from ..errors import ConfigError
 RAY_INSTALL = 'pip install "skinseg-dermoscopy[ray]"'
 TESTED = ((2, 40), (3, 0))  # [low, high)
 LOCAL_INSTANCE_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}  # while ray.init starts a local instance
-LOCAL_EXECUTION_ENV = {"RAY_DATA_CLUSTER_AUTOSCALER": "V2"}  # while a local instance runs the dataset
+
+
+TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
+TOKEN_NOTICE = "Token authentication is enabled for this Ray cluster"
+
+
+class _DropTokenNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(TOKEN_NOTICE)
 
 
 class RayMissingError(ConfigError):
@@ -93,6 +101,9 @@ def connect(ray: Any, address: str | None) -> bool:
     """
     if ray.is_initialized():
         return False
+    notice, drop = logging.getLogger(TOKEN_NOTICE_LOGGER), _DropTokenNotice()
+    if not address:
+        notice.addFilter(drop)
     try:
         with env_defaults({} if address else LOCAL_INSTANCE_ENV):
             ray.init(address=address or "local", include_dashboard=False if not address else None,
@@ -105,6 +116,8 @@ def connect(ray: Any, address: str | None) -> bool:
                 "(`ray status` on the head node), or leave out the address to start a local Ray instance."
             ) from None
         raise ConfigError(f"Cannot start a local Ray instance ({type(exc).__name__}: {detail}).") from None
+    finally:
+        notice.removeFilter(drop)
     return True
 
 
@@ -130,20 +143,15 @@ def env_defaults(values: Mapping[str, str]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def quiet_data(ray: Any, local_instance: bool = False) -> Iterator[None]:
-    """Ray Data without its progress bars and INFO lines, restored afterwards.
-
-    ``local_instance``: the run executes on a Ray instance this process started (see the module
-    docstring: no cluster autoscaler).
-    """
+def quiet_data(ray: Any) -> Iterator[None]:
+    """Ray Data without its progress bars and INFO lines, restored afterwards."""
     ctx = ray.data.DataContext.get_current()
     logger = logging.getLogger("ray.data")
     saved = (ctx.enable_progress_bars, logger.level)
     ctx.enable_progress_bars = False
     logger.setLevel(logging.WARNING)
     try:
-        with env_defaults(LOCAL_EXECUTION_ENV if local_instance else {}):
-            yield
+        yield
     finally:
         ctx.enable_progress_bars = saved[0]
         logger.setLevel(saved[1])

@@ -269,11 +269,6 @@ class _Connection:
     def __init__(self, ray: Any, address: str | None) -> None:
         self.ray, self.address, self.started, self.connected = ray, address, False, False
 
-    @property
-    def local_instance(self) -> bool:
-        """True if this process started the Ray instance it runs on (no address, not joined before)."""
-        return self.started and not self.address
-
     def get(self) -> Any:
         if not self.connected:
             self.started = connect(self.ray, self.address)
@@ -434,7 +429,7 @@ class _DriverRun:
             **actor_pool(ray, workers),
         )
         done: set[str] = set()
-        with quiet_data(ray, local_instance=self.connection.local_instance):
+        with quiet_data(ray):
             batches = iter(ds.iter_batches(batch_size=None, batch_format="numpy"))  # as the actors return them
             try:
                 for batch in batches:

@@ -233,7 +233,7 @@ class _RecordingRay:
         return False
 
     def init(self, **kwargs) -> None:
-        self.env = {k: os.environ.get(k) for k in ("RAY_USAGE_STATS_ENABLED", "RAY_DATA_CLUSTER_AUTOSCALER")}
+        self.env = {"RAY_USAGE_STATS_ENABLED": os.environ.get("RAY_USAGE_STATS_ENABLED")}
 
 
 def test_a_local_instance_sends_no_usage_statistics(monkeypatch) -> None:
@@ -252,7 +252,32 @@ def test_a_local_instance_sends_no_usage_statistics(monkeypatch) -> None:
     assert ray.env["RAY_USAGE_STATS_ENABLED"] == "1"
 
 
-def test_a_local_instance_runs_without_the_cluster_autoscaler(monkeypatch) -> None:
+def test_a_local_instance_starts_without_ray_token_notice(caplog) -> None:
+    """Ray logs a WARNING about its token authentication on every local start; not for skinseg's own instance."""
+    import logging
+
+    from skinseg.runs._ray_compat import TOKEN_NOTICE_LOGGER, connect
+
+    class NoticeRay(_RecordingRay):
+        def init(self, **kwargs) -> None:
+            notice = logging.getLogger(TOKEN_NOTICE_LOGGER)
+            notice.warning("Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=disabled ...")
+            notice.warning("Token authentication is disabled for this Ray cluster. Anyone with network access ...")
+
+    with caplog.at_level(logging.WARNING, logger=TOKEN_NOTICE_LOGGER):
+        assert connect(NoticeRay(), None)
+        assert [r.getMessage()[:40] for r in caplog.records] == ["Token authentication is disabled for thi"]
+        caplog.clear()
+        connect(NoticeRay(), "auto")  # a joined cluster: Ray's messages as they are
+        assert len(caplog.records) == 2
+        caplog.clear()
+        logging.getLogger(TOKEN_NOTICE_LOGGER).warning("Token authentication is enabled for this Ray cluster.")
+        assert len(caplog.records) == 1  # the filter is gone after ray.init
+
+
+def test_ray_data_runs_quietly_and_is_restored() -> None:
+    import logging
+
     from skinseg.runs._ray_compat import quiet_data
 
     class Data:
@@ -264,16 +289,11 @@ def test_a_local_instance_runs_without_the_cluster_autoscaler(monkeypatch) -> No
                 return cls
 
     ray = type("FakeRay", (), {"data": Data})
-    monkeypatch.delenv("RAY_DATA_CLUSTER_AUTOSCALER", raising=False)
-    with quiet_data(ray, local_instance=True):
-        assert os.environ["RAY_DATA_CLUSTER_AUTOSCALER"] == "V2"
-        assert Data.DataContext.enable_progress_bars is False
-    assert "RAY_DATA_CLUSTER_AUTOSCALER" not in os.environ and Data.DataContext.enable_progress_bars is True
-    with quiet_data(ray):  # a joined cluster: Ray's default
-        assert "RAY_DATA_CLUSTER_AUTOSCALER" not in os.environ
-    monkeypatch.setenv("RAY_DATA_CLUSTER_AUTOSCALER", "RATE_BASED")
-    with quiet_data(ray, local_instance=True):
-        assert os.environ["RAY_DATA_CLUSTER_AUTOSCALER"] == "RATE_BASED"
+    logger = logging.getLogger("ray.data")
+    before = logger.level
+    with quiet_data(ray):
+        assert Data.DataContext.enable_progress_bars is False and logger.level == logging.WARNING
+    assert Data.DataContext.enable_progress_bars is True and logger.level == before
 
 
 def test_uris_need_the_ray_engine(tmp_path: Path) -> None:
