@@ -5,7 +5,8 @@ splits of both dev sets with expert masks (322 images), then the probability mea
 subset of them (the ensemble rule: members chosen on ``val``). For each row it reports
 balanced accuracy, melanoma-vs-rest AUC, the top-label expected calibration error (10
 equal-width bins) as is, and after a temperature fitted on the same ``val`` probabilities
-(NLL; the temperature that would be shipped). ``--reliability`` draws the reliability
+(NLL; the temperature that would be shipped), and held out: each dev set rescaled by a
+temperature fitted on the other one only (``ECE@Tx``). ``--reliability`` draws the reliability
 diagram of one row before and after the temperature.
 
     python benchmarks/classifier_val.py --model default runs/cls_v2/full/best --threads 1
@@ -42,7 +43,23 @@ def val_probabilities(model, items, *, tta: bool = False) -> np.ndarray:
     return np.asarray(out, dtype=np.float64)
 
 
-def score_row(y: np.ndarray, p: np.ndarray, names: list[str]) -> dict:
+def cross_fitted(y: np.ndarray, p: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, list[float]]:
+    """Probabilities of each group rescaled by a temperature fitted on the other groups only.
+
+    The held-out check of a shipped temperature: with the two dev sets as groups, each set's
+    ECE is measured with a temperature it did not help fit.
+    """
+    from skinseg.metrics.calibration import apply_temperature, fit_temperature
+
+    out, temps = np.empty_like(p), []
+    for g in np.unique(groups):
+        t = fit_temperature(y[groups != g], p[groups != g])
+        out[groups == g] = apply_temperature(p[groups == g], t)
+        temps.append(float(t))
+    return out, temps
+
+
+def score_row(y: np.ndarray, p: np.ndarray, names: list[str], groups: np.ndarray | None = None) -> dict:
     from skinseg.metrics import balanced_accuracy, roc_auc
     from skinseg.metrics.calibration import apply_temperature, expected_calibration_error, fit_temperature
 
@@ -59,7 +76,17 @@ def score_row(y: np.ndarray, p: np.ndarray, names: list[str]) -> dict:
         "temperature": t,
         "ece_at_temperature": expected_calibration_error(y, pt, n_bins=10),
         "nll_at_temperature": nll_t,
+        **_cross_fit_scores(y, p, groups),
     }
+
+
+def _cross_fit_scores(y: np.ndarray, p: np.ndarray, groups: np.ndarray | None) -> dict:
+    from skinseg.metrics.calibration import expected_calibration_error
+
+    if groups is None or len(np.unique(groups)) < 2:
+        return {}
+    pc, temps = cross_fitted(y, p, groups)
+    return {"ece_cross_fitted": expected_calibration_error(y, pc, n_bins=10), "cross_fit_temperatures": temps}
 
 
 def plot_reliability(y: np.ndarray, p: np.ndarray, temperature: float, path: Path, title: str) -> None:
@@ -113,10 +140,13 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     import skinseg.classify as C
 
-    items = []
+    items, group = [], []
     args.data = args.data or [str(data_dir("lesion-classes")), str(data_dir("lesions"))]
-    for d in args.data:
-        items += C.read_labelled_manifest(d, args.split)
+    for g, d in enumerate(args.data):
+        listed = C.read_labelled_manifest(d, args.split)
+        items += listed
+        group += [g] * len(listed)
+    groups = np.array(group)
     probs, names = [], None
     t0 = time.perf_counter()
     for m in args.model:
@@ -134,15 +164,15 @@ def main() -> int:
     for r in range(1, min(args.max_subset, len(probs)) + 1):
         for subset in itertools.combinations(range(len(probs)), r):
             key = "+".join(map(str, subset))
-            rows[key] = score_row(y, np.mean([probs[i] for i in subset], axis=0), names)
-    head = ("models", "bal.acc", "mel AUC", "ECE", "NLL", "T(val)", "ECE@T", "NLL@T")
+            rows[key] = score_row(y, np.mean([probs[i] for i in subset], axis=0), names, groups)
+    head = ("models", "bal.acc", "mel AUC", "ECE", "NLL", "T(val)", "ECE@T", "NLL@T", "ECE@Tx")
     print(f"{head[0]:>8} " + " ".join(f"{h:>8}" for h in head[1:]))
     cols = ("balanced_accuracy", "melanoma_auc", "ece", "nll", "temperature", "ece_at_temperature",
-            "nll_at_temperature")
+            "nll_at_temperature", "ece_cross_fitted")
     for key, r in rows.items():
-        print(f"{key:>8} " + " ".join(f"{r[c]:8.4f}" for c in cols))
+        print(f"{key:>8} " + " ".join(f"{r.get(c, float('nan')):8.4f}" for c in cols))
     print("balanced accuracy = mean per-class recall; ECE: top label, 10 equal-width bins; "
-          "T fitted on this split")
+          "T fitted on this split; ECE@Tx: each dev set rescaled by a T fitted on the other(s) only")
     if args.reliability:
         key = args.plot_row or "0"
         subset = [int(i) for i in key.split("+")]

@@ -12,8 +12,10 @@ Tested range: ``ray[data] >= 2.40, < 3`` (the ``ray`` extra of pyproject.toml).
   started with ``ray start`` runs on this machine (plain ``ray.init()`` would join it).
 - **A local instance stays local.** Ray's usage statistics are on by default (its dashboard
   reports to usage-stats.ray.io every hour); skinseg makes no network access unless asked, so
-  the instance it starts gets ``RAY_USAGE_STATS_ENABLED=0`` unless the user set the variable.
-  A cluster joined with an address keeps its own setting.
+  a run on the instance it starts has ``RAY_USAGE_STATS_ENABLED=0`` unless the user set the
+  variable: from ``ray.init`` (the daemons inherit it) to ``ray.shutdown`` (the driver's Ray
+  Data then records no usage either, and starts no usage-collection actor: 1.1 CPU-s of a
+  2-core machine saved). A cluster joined with an address keeps its own setting.
 - **Ray's token notice.** Recent releases (2.60) start a new local instance with token
   authentication (the token is made once in ``~/.ray/auth_token``) and log a WARNING saying so
   on every start ("Token authentication is enabled for this Ray cluster ..."). For the
@@ -22,8 +24,7 @@ Tested range: ``ray[data] >= 2.40, < 3`` (the ``ray`` extra of pyproject.toml).
 - **Quiet execution.** Ray Data's progress bars and its INFO lines ("Starting execution
   of ...") are switched off for the run and restored afterwards; skinseg shows its own bar.
 
-The environment variable is set only while ``ray.init`` runs (the daemons it starts inherit
-it), and removed afterwards.
+The environment variable is removed when the connection ends (:func:`disconnect`).
 
 Ray is imported only here and in :mod:`skinseg.runs.ray_engine`, and only when the Ray
 engine runs: the local engine never imports it.
@@ -35,14 +36,15 @@ import contextlib
 import importlib.util
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from ..errors import ConfigError
 
 RAY_INSTALL = 'pip install "skinseg-dermoscopy[ray]"'
 TESTED = ((2, 40), (3, 0))  # [low, high)
-LOCAL_INSTANCE_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}  # while ray.init starts a local instance
+LOCAL_INSTANCE_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}  # from ray.init of a local instance to its shutdown
+_held_env: list[str] = []  # the variables of LOCAL_INSTANCE_ENV this process set (removed by disconnect)
 
 
 TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
@@ -102,13 +104,18 @@ def connect(ray: Any, address: str | None) -> bool:
     if ray.is_initialized():
         return False
     notice, drop = logging.getLogger(TOKEN_NOTICE_LOGGER), _DropTokenNotice()
+    added = {} if address else {k: v for k, v in LOCAL_INSTANCE_ENV.items() if k not in os.environ}
+    os.environ.update(added)
     if not address:
         notice.addFilter(drop)
     try:
-        with env_defaults({} if address else LOCAL_INSTANCE_ENV):
-            ray.init(address=address or "local", include_dashboard=False if not address else None,
-                     logging_level=logging.WARNING)
-    except (ConnectionError, RuntimeError, SystemExit) as exc:  # an unreachable address makes Ray call sys.exit
+        ray.init(address=address or "local", include_dashboard=False if not address else None,
+                 logging_level=logging.WARNING)
+    except BaseException as exc:
+        _restore(added)
+        if not isinstance(exc, ConnectionError | RuntimeError | SystemExit):
+            raise
+        # an unreachable address makes Ray call sys.exit
         detail = f"exit status {exc.code}" if isinstance(exc, SystemExit) else " ".join(str(exc).split())
         if address:
             raise ConfigError(
@@ -118,28 +125,26 @@ def connect(ray: Any, address: str | None) -> bool:
         raise ConfigError(f"Cannot start a local Ray instance ({type(exc).__name__}: {detail}).") from None
     finally:
         notice.removeFilter(drop)
+    _held_env.extend(added)
     return True
 
 
+def _restore(keys: Iterable[str]) -> None:
+    for key in keys:
+        os.environ.pop(key, None)
+
+
 def disconnect(ray: Any, started: bool) -> None:
+    """End what :func:`connect` started (``started``): ``ray.shutdown`` and the variables it set."""
     if started and ray.is_initialized():
         ray.shutdown()
+    if started:
+        _restore(_held_env)
+        _held_env.clear()
 
 
 def cluster_resources(ray: Any) -> dict[str, float]:
     return {k: float(v) for k, v in ray.cluster_resources().items()}
-
-
-@contextlib.contextmanager
-def env_defaults(values: Mapping[str, str]) -> Iterator[None]:
-    """Set the environment variables of ``values`` that the user has not set, for the block only."""
-    added = {k: v for k, v in values.items() if k not in os.environ}
-    os.environ.update(added)
-    try:
-        yield
-    finally:
-        for key in added:
-            os.environ.pop(key, None)
 
 
 @contextlib.contextmanager

@@ -238,18 +238,35 @@ class _RecordingRay:
 
 def test_a_local_instance_sends_no_usage_statistics(monkeypatch) -> None:
     """Ray reports usage statistics by default; the instance skinseg starts must not (no network unless asked)."""
-    from skinseg.runs._ray_compat import connect
+    from skinseg.runs._ray_compat import connect, disconnect
 
     monkeypatch.delenv("RAY_USAGE_STATS_ENABLED", raising=False)
     ray = _RecordingRay()
     assert connect(ray, None)
-    assert ray.env["RAY_USAGE_STATS_ENABLED"] == "0"
-    assert "RAY_USAGE_STATS_ENABLED" not in os.environ  # only while ray.init runs
+    assert ray.env["RAY_USAGE_STATS_ENABLED"] == "0"  # the daemons inherit it
+    assert os.environ["RAY_USAGE_STATS_ENABLED"] == "0"  # and the driver's Ray Data reads it during the run
+    disconnect(ray, True)
+    assert "RAY_USAGE_STATS_ENABLED" not in os.environ  # gone with the connection
     connect(ray, "auto")  # a cluster keeps its own setting
-    assert ray.env["RAY_USAGE_STATS_ENABLED"] is None
+    assert ray.env["RAY_USAGE_STATS_ENABLED"] is None and "RAY_USAGE_STATS_ENABLED" not in os.environ
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "1")  # the user's choice wins
     connect(ray, None)
     assert ray.env["RAY_USAGE_STATS_ENABLED"] == "1"
+    disconnect(ray, True)
+    assert os.environ["RAY_USAGE_STATS_ENABLED"] == "1"
+
+
+def test_a_failed_start_leaves_the_environment_as_it_was(monkeypatch) -> None:
+    from skinseg.runs._ray_compat import connect
+
+    class FailingRay(_RecordingRay):
+        def init(self, **kwargs) -> None:
+            raise RuntimeError("no room for the object store")
+
+    monkeypatch.delenv("RAY_USAGE_STATS_ENABLED", raising=False)
+    with pytest.raises(ConfigError, match="Cannot start a local Ray instance .*object store"):
+        connect(FailingRay(), None)
+    assert "RAY_USAGE_STATS_ENABLED" not in os.environ
 
 
 def test_a_local_instance_starts_without_ray_token_notice(caplog) -> None:
