@@ -69,3 +69,22 @@ def test_default_classifier_predicts_the_three_diagnoses():
     mask = ss.read_mask(EXAMPLES / "masks" / f"{image_path.stem}_segmentation.png", shape=image.shape[:2])
     out = ss.classify.predict(clf, image, mask)
     assert set(out) == set(clf.class_names) and abs(sum(out.values()) - 1) < 1e-5
+
+
+def test_default_classifier_ships_its_val_temperature():
+    """The bundled ensemble is under-confident on val (ECE 0.114): it ships the temperature fitted there.
+
+    The temperature comes from ensemble.json; predictions are the members' mean probabilities
+    sharpened by it (softmax(log p / T)), with the same argmax.
+    """
+    import skinseg.classify as C
+    from skinseg.metrics.calibration import apply_temperature
+
+    clf = ss.load_classifier("default")
+    assert 0.5 < clf.temperature < 1.0
+    assert clf.temperature == pytest.approx(0.744)  # the value the card documents
+    images = [ss.read_image(p) for p in sorted((EXAMPLES / "images").glob("*.jpg"))]
+    got = C.predict_proba_batch(clf, images)
+    mean = np.mean([C.predict_proba_batch(m, images) for m in clf.members], axis=0)
+    np.testing.assert_allclose(got, apply_temperature(mean, clf.temperature), atol=1e-5)
+    assert (got.argmax(1) == mean.argmax(1)).all() and (got.max(1) >= mean.max(1) - 1e-6).all()
