@@ -7,6 +7,7 @@
   (:func:`skinseg.data.read_manifest`).
 - :func:`read_rgb`: an image file as (H, W, 3) uint8 RGB (:func:`skinseg.read_image`).
 - :func:`psnr`: peak signal-to-noise ratio of two uint8 images, optionally on a region.
+- :func:`processes`: every process's parent, CPU seconds so far and name, from ``/proc``.
 - :func:`banner`: the command that reproduces the run, the machine and the library
   versions; :func:`start_choice_run` adds the torch threads and a warning when a
   choice is scored on ``test``.
@@ -167,3 +168,33 @@ def start_choice_run(split: str, threads: int | None, *,
 
         torch.set_num_threads(threads)
     banner(libraries=libraries, split=split, choosing=True)
+
+
+def processes() -> dict[int, tuple[int, float, str]]:
+    """``{pid: (parent pid, CPU seconds so far, command name)}`` of every process (from /proc).
+
+    The name is the kernel's command name, except for Ray's processes: a Ray worker's
+    ``ray::<Actor>`` title and a Python daemon's script name (``dashboard.py``) from its
+    command line.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                head, tail = f.read().rsplit(")", 1)
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").split()
+        except (OSError, ValueError):
+            continue
+        fields = tail.split()
+        name = head.split("(", 1)[-1]
+        if cmd and cmd[0].startswith("ray::"):
+            name = cmd[0]
+        elif name.startswith("python") and len(cmd) > 1:
+            script = next((a for a in cmd[1:] if not a.startswith("-")), cmd[-1])
+            name = Path(script).name
+        found[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick, name)
+    return found

@@ -32,29 +32,12 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from _common import DATA_HELP, banner, data_dir  # noqa: E402
+from _common import DATA_HELP, banner, data_dir, processes  # noqa: E402
 
 
 def _tree_cpu(root: int) -> list[tuple[float, int, str]]:
     """(CPU seconds, pid, name) of ``root`` and all its descendants, most CPU first."""
-    tick = os.sysconf("SC_CLK_TCK")
-    procs: dict[int, tuple[int, float, str]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                head, tail = f.read().rsplit(")", 1)
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        except (OSError, ValueError):
-            continue
-        fields = tail.split()
-        name = cmd.split(" ")[0] if cmd.startswith("ray::") else head.split("(", 1)[-1]
-        if name.startswith("python") and " " in cmd:  # a Python daemon: name its script
-            name = Path(cmd.split(" ")[1]).name if not cmd.split(" ")[1].startswith("-") else Path(
-                cmd.split(" ")[2]).name
-        procs[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick, name)
+    procs = processes()
     ours = {root}
     for _ in range(4):
         ours |= {pid for pid, (ppid, _, _) in procs.items() if ppid in ours}

@@ -42,27 +42,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import DATA_HELP, REPO_ROOT, banner, data_dir
+from _common import DATA_HELP, REPO_ROOT, banner, data_dir, processes
 
 RATIO_TARGET = 0.8
 BAD_FILES = ("empty.jpg", "notes.png", "truncated.jpg", "grey.png", "transparent.png")
-
-
-def _processes() -> dict[int, tuple[int, float, str]]:
-    """``{pid: (parent pid, CPU seconds so far, command name)}`` of every process (from /proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                head, tail = f.read().rsplit(")", 1)
-        except (OSError, ValueError):
-            continue
-        fields = tail.split()
-        found[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick, head.split("(", 1)[-1])
-    return found
 
 
 def _is_ray_cluster_process(name: str) -> bool:
@@ -79,10 +62,10 @@ class OtherCpu:
 
     def __init__(self, root: int, cluster: bool = False) -> None:
         self.root, self.cluster, self.other, self.own, self.ours = root, cluster, 0.0, 0.0, set()
-        self._last = _processes()
+        self._last = processes()
 
     def sample(self) -> None:
-        now = _processes()
+        now = processes()
         for _ in range(2):  # the command's tree: its descendants, however deep (and the cluster's)
             for pid, (ppid, _, name) in now.items():
                 if pid == self.root or ppid in self.ours or (self.cluster and _is_ray_cluster_process(name)):
