@@ -33,6 +33,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", nargs="+", required=True, metavar="DIR_OR_MANIFEST")
     p.add_argument("--train-split", default="train")
+    p.add_argument(
+        "--label-map",
+        nargs="+",
+        default=[],
+        metavar="FROM=TO",
+        help="rename labels before training, e.g. melanoma=mel nevus=nv seborrheic_keratosis=bkl (the ISIC "
+        "2017 diagnoses in the HAM10000 vocabulary); applies to every --data manifest",
+    )
     p.add_argument("--val-split", default="val")
     p.add_argument(
         "--backbone", default="efficientnet_lite0", help="timm model name (default efficientnet_lite0)"
@@ -90,7 +98,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", "-o", required=True, help="run directory")
 
 
+def parse_label_map(pairs: list[str]) -> dict[str, str]:
+    """``["melanoma=mel", ...]`` -> ``{"melanoma": "mel", ...}``; a malformed or repeated entry is a usage error."""
+    mapping: dict[str, str] = {}
+    for pair in pairs:
+        src, sep, dst = pair.partition("=")
+        if not sep or not src or not dst or "=" in dst:
+            raise SkinsegError(f"--label-map entry {pair!r} is not FROM=TO (e.g. melanoma=mel).")
+        if src in mapping:
+            raise SkinsegError(f"--label-map names {src!r} twice.")
+        mapping[src] = dst
+    return mapping
+
+
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
     import numpy as np
     import torch
 
@@ -108,6 +131,10 @@ def run(args: argparse.Namespace) -> int:
     for src in args.data:
         train += read_labelled_manifest(src, args.train_split)
         val += read_labelled_manifest(src, args.val_split)
+    if args.label_map:
+        mapping = parse_label_map(args.label_map)
+        train, val = ([dataclasses.replace(i, label=mapping.get(i.label, i.label)) for i in items]
+                      for items in (train, val))
     if not train or not val:
         raise SkinsegError(f"No images in split {args.train_split!r} or {args.val_split!r} of {args.data}.")
     overlap = {i.image for i in train} & {i.image for i in val}
@@ -174,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
         "head_init": None if args.init_from else args.head_init,
         "training_data": {
             "sources": [str(s) for s in args.data],
+            "label_map": parse_label_map(args.label_map) if args.label_map else None,
             "split": args.train_split,
             "n_images": len(train),
             "counts": {n: int((ytr == k).sum()) for k, n in enumerate(names)},
