@@ -32,6 +32,7 @@ from .classification import (
     specificity_at_sensitivity,
 )
 from .folders import EvaluationResult, evaluate_folders
+from .resample import bootstrap_indices, group_codes
 from .segmentation import (
     ISIC_BINARY_LEVEL,
     ISIC_JACCARD_THRESHOLD,
@@ -50,7 +51,7 @@ from .segmentation import (
     thresholded_jaccard,
 )
 
-# every public name of segmentation, then of classification (tests check this stays complete)
+# every public name of segmentation, then of classification, then of resample (tests check this stays complete)
 __all__ = [
     "METRIC_NAMES",
     "POOLED_METRIC_NAMES",
@@ -84,4 +85,6 @@ __all__ = [
     "resolve_class_names",
     "positive_class_index",
     "operating_point_at_specificity",
+    "bootstrap_indices",
+    "group_codes",
 ]

@@ -31,6 +31,7 @@ import numpy as np
 
 from .._checks import check_fraction, check_positive_int, did_you_mean
 from ..errors import ConfigError
+from .resample import bootstrap_indices
 
 __all__ = [
     "confusion_matrix",
@@ -493,6 +494,7 @@ def classification_metrics(
     *,
     n_boot: int = 0,
     seed: int = 0,
+    groups: Sequence[object] | None = None,
 ) -> dict[str, Any]:
     """Every classification number of an evaluation, as plain JSON-ready values.
 
@@ -512,6 +514,8 @@ def classification_metrics(
     n_boot : int, default 0
         If > 0, add 95 % percentile bootstrap intervals (:func:`bootstrap_ci`, ``seed``) of the
         balanced accuracy and the positive-vs-rest AUC under ``"ci"``.
+    groups : sequence, optional
+        One label per sample (e.g. the lesion id): the bootstrap resamples whole groups.
 
     Returns
     -------
@@ -567,12 +571,13 @@ def classification_metrics(
     if n_boot:
         ci: dict[str, Any] = {
             "balanced_accuracy": bootstrap_ci(
-                lambda yt, pr: balanced_accuracy(yt, pr.argmax(axis=1), k), t, p, n=n_boot, seed=seed
+                lambda yt, pr: balanced_accuracy(yt, pr.argmax(axis=1), k), t, p, n=n_boot, seed=seed,
+                groups=groups,
             )
         }
         if pos is not None and out["positive_auc"] is not None:
             ci["positive_auc"] = bootstrap_ci(
-                lambda yt, pr: roc_auc(yt == pos, pr[:, pos]), t, p, n=n_boot, seed=seed
+                lambda yt, pr: roc_auc(yt == pos, pr[:, pos]), t, p, n=n_boot, seed=seed, groups=groups
             )
         out["ci"] = ci
     return out
@@ -585,12 +590,16 @@ def bootstrap_ci(
     n: int = 1000,
     seed: int = 0,
     ci: float = 0.95,
+    *,
+    groups: Sequence[object] | None = None,
 ) -> dict[str, Any]:
     """Percentile bootstrap interval of ``metric_fn(y_true, probs)`` over resampled samples.
 
     Draws ``n`` resamples of the N samples with replacement (``np.random.default_rng(seed)``,
     so the result is reproducible) and takes the ``(1 - ci) / 2`` and ``(1 + ci) / 2``
-    quantiles of the metric. A resample on which the metric is undefined (``metric_fn`` raises
+    quantiles of the metric. With ``groups`` (one label per sample, e.g. the lesion id) whole
+    groups are resampled (:func:`skinseg.metrics.resample.bootstrap_indices`), as a dataset
+    with several images per lesion needs. A resample on which the metric is undefined (``metric_fn`` raises
     :class:`ConfigError`, e.g. an AUC on a resample without positives) is skipped and counted.
 
     Examples
@@ -607,10 +616,8 @@ def bootstrap_ci(
     n = check_positive_int(n, "n")
     level = check_fraction(ci, "ci")
     estimate = float(metric_fn(t, p))
-    rng = np.random.default_rng(seed)
     values = []
-    for _ in range(n):
-        idx = rng.integers(0, t.size, t.size)
+    for idx in bootstrap_indices(t.size, n, seed, groups=groups):
         try:
             values.append(float(metric_fn(t[idx], p[idx])))
         except ConfigError:

@@ -24,7 +24,7 @@ torchmetrics report and usually run higher than the ISIC macro mean.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ from scipy import ndimage
 from .._checks import as_bool_mask, check_fraction, check_positive_int, check_same_hw
 from .._imagefile import ISIC_BINARY_LEVEL as _ISIC_LEVEL
 from ..errors import ConfigError, InvalidMaskError
+from .resample import bootstrap_indices
 
 __all__ = [
     "METRIC_NAMES",
@@ -314,6 +315,7 @@ def summarize(
     rng: np.random.Generator | int | None = 0,
     ci: float = 0.95,
     empty_score: float = 1.0,
+    groups: Sequence[object] | None = None,
 ) -> dict[str, Any]:
     """Aggregate per-image metric rows: ISIC macro mean with bootstrap CIs, plus pooled numbers.
 
@@ -329,6 +331,10 @@ def summarize(
         Coverage of the percentile bootstrap interval, in (0, 1).
     empty_score : float, default 1.0
         Pooled Dice/IoU/... when the whole dataset has no pixel in the denominator.
+    groups : sequence, optional
+        One label per row (e.g. the lesion id): the bootstrap then resamples whole groups
+        (:func:`skinseg.metrics.resample.bootstrap_indices`), as a dataset with several images
+        per lesion needs. The means are unchanged.
 
     Returns
     -------
@@ -370,12 +376,16 @@ def summarize(
     means = values.mean(axis=0)
     low: list[float | None] = [None] * len(names)
     high: list[float | None] = [None] * len(names)
-    if n_boot:
+    if n_boot and groups is not None:
+        boot = np.array([values[idx].mean(axis=0) for idx in bootstrap_indices(n, n_boot, rng, groups=groups)])
+        boot = boot.reshape(n_boot, len(names))
+    elif n_boot:
         gen = np.random.default_rng(rng)
         boot = np.empty((n_boot, len(names)))
         for start in range(0, n_boot, 256):  # chunked: bounded memory for large datasets
             idx = gen.integers(0, n, size=(min(256, n_boot - start), n))
             boot[start : start + idx.shape[0]] = values[idx].mean(axis=1)
+    if n_boot:
         alpha = (1.0 - ci) / 2.0
         low = np.quantile(boot, alpha, axis=0).tolist()
         high = np.quantile(boot, 1.0 - alpha, axis=0).tolist()
