@@ -41,6 +41,7 @@ _LAZY: dict[str, str] = {
     "SegmenterEnsemble": "models",
     "save_checkpoint": "models",
     "load_segmenter": "models",
+    "bundled_models": "models",
     # inference
     "Predictor": "inference",
     "predict_proba": "inference",

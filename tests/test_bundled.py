@@ -88,3 +88,31 @@ def test_default_classifier_ships_its_val_temperature():
     mean = np.mean([C.predict_proba_batch(m, images) for m in clf.members], axis=0)
     np.testing.assert_allclose(got, apply_temperature(mean, clf.temperature), atol=1e-5)
     assert (got.argmax(1) == mean.argmax(1)).all() and (got.max(1) >= mean.max(1) - 1e-6).all()
+
+
+def test_every_bundled_model_is_listed_with_data_licence_and_score():
+    """`skinseg models` (and ss.bundled_models()) names every shipped model with what a user needs to choose."""
+    import json
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    models = ss.bundled_models()
+    assert {m["kind"] for m in models} == {"segmenter", "classifier"}
+    for m in models:
+        for key in ("title", "architecture", "training_data", "licence", "headline", "card"):
+            assert m[key], f"bundled {m['kind']} {m['name']!r} lacks '{key}'"
+        assert (repo / m["card"]).is_file()
+        if "HAM10000" in m["training_data"]:  # CC BY-NC 4.0 data: the licence entry must say so
+            assert "non-commercial" in m["licence"].lower()
+        loader = ss.load_segmenter if m["kind"] == "segmenter" else ss.load_classifier
+        assert loader(m["name"]) is not None
+    # a user who needs weights trained on CC0 data only finds them by name, one of each kind
+    for kind in ("segmenter", "classifier"):
+        cc0 = [m for m in models if m["kind"] == kind and m["name"].endswith("-cc0")]
+        assert cc0 and all("HAM10000" not in m["training_data"] for m in cc0)
+    out = subprocess.run([sys.executable, "-m", "skinseg", "models", "--format", "json"], capture_output=True,
+                         text=True, check=True)
+    assert json.loads(out.stdout) == models
+    text = subprocess.run([sys.executable, "-m", "skinseg", "models"], capture_output=True, text=True, check=True)
+    assert all(m["name"] in text.stdout for m in models) and "non-commercial" in text.stdout

@@ -14,14 +14,14 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import SkinsegError
-from . import classify, evaluate, export, segment, train, train_classifier
+from . import classify, evaluate, export, models, segment, train, train_classifier
 from ._common import EXIT_ERROR, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_ERROR", "EXIT_USAGE", "EXIT_SOME_FAILED"]
 
 _SUBCOMMANDS = {
     "train": train, "segment": segment, "evaluate": evaluate, "export-onnx": export,
-    "train-classifier": train_classifier, "classify": classify,
+    "train-classifier": train_classifier, "classify": classify, "models": models,
 }
 
 

@@ -38,6 +38,7 @@ _LAZY: dict[str, str] = {
     "load_classifier": "checkpoint",
     "read_checkpoint_config": "checkpoint",
     "list_bundled_models": "checkpoint",
+    "bundled_models": "checkpoint",
     "model_fingerprint": "checkpoint",
     "checkpoint_fingerprint": "checkpoint",
 }

@@ -40,6 +40,8 @@ __all__ = [
     "bundled_model_dir",
     "bundled_folder",
     "list_bundled_models",
+    "bundled_models",
+    "BUNDLE_KEY",
     "model_fingerprint",
     "checkpoint_fingerprint",
 ]
@@ -52,9 +54,14 @@ BUNDLED_ROOT = Path(__file__).resolve().parent.parent / "weights"
 
 # kind -> (format of one model, format of an ensemble, bundled name -> folder in BUNDLED_ROOT)
 _KINDS: dict[str, tuple[str, str, dict[str, str]]] = {
-    "segmenter": ("skinseg-segmenter", "skinseg-segmenter-ensemble", {"default": "unet_lite0"}),
-    "classifier": ("skinseg-classifier", "skinseg-classifier-ensemble", {"default": "classifier_lite0"}),
+    "segmenter": ("skinseg-segmenter", "skinseg-segmenter-ensemble",
+                  {"default": "unet_lite0", "unet-isic2017-cc0": "unet_lite0"}),
+    "classifier": ("skinseg-classifier", "skinseg-classifier-ensemble",
+                   {"default": "classifier_lite0", "classifier-isic2017-cc0": "classifier_lite0"}),
 }
+BUNDLE_KEY = "bundle"
+"""Metadata key of a bundled model's listing entry (:func:`bundled_models`): ``title``, ``training_data``,
+``licence``, ``headline`` and ``card``."""
 _LOADER = {"segmenter": "skinseg.load_segmenter()", "classifier": "skinseg.load_classifier()"}
 
 
@@ -85,7 +92,43 @@ def list_bundled_models(kind: str = "segmenter") -> list[str]:
     """Names accepted by :func:`load_segmenter` (``kind="segmenter"``) or :func:`load_classifier` besides paths."""
     table = _KINDS[kind][2]
     folders = {p.name for p in BUNDLED_ROOT.glob("*") if p.is_dir() and _kind_of(p) == kind}
-    return sorted(set(table) | (folders - set(table.values())))
+    return sorted({n for n, f in table.items() if f in folders} | (folders - set(table.values())))
+
+
+def bundled_models(kind: str | None = None) -> list[dict[str, Any]]:
+    """Every bundled model: one dict per name (``skinseg models``), without torch.
+
+    Keys: ``name``, ``kind`` ("segmenter" / "classifier"), ``folder``, ``aliases`` (other
+    names of the same folder), ``architecture`` (from its config), and from the model's
+    ``metadata["bundle"]`` entry: ``title``, ``training_data``, ``licence``, ``headline``
+    (its headline score, with split and aggregation) and ``card`` (the model card's path in
+    the documentation). ``default`` comes first within each kind.
+    """
+    kinds = [kind] if kind is not None else list(_KINDS)
+    out = []
+    for k in kinds:
+        for name in sorted(list_bundled_models(k), key=lambda n: (n != "default", n)):
+            d = bundled_model_dir(name, k)
+            aliases = [n for n in list_bundled_models(k) if n != name and bundled_folder(n, k) == d]
+            single = d / CONFIG_FILE if (d / CONFIG_FILE).is_file() else None
+            payload = _read_json(single or d / ENSEMBLE_FILE)
+            first = payload if single else _read_json(d / _ensemble_members(d)[1][0] / CONFIG_FILE)
+            meta = payload.get("metadata") or {}
+            info = meta.get(BUNDLE_KEY) or {}
+            out.append({"name": name, "kind": k, "folder": d.name, "aliases": aliases,
+                        "architecture": _architecture(first.get("config", {}), k,
+                                                      None if single else len(_ensemble_members(d)[1])),
+                        **{key: info.get(key, "") for key in ("title", "training_data", "licence", "headline", "card")}})
+    return out
+
+
+def _architecture(config: Mapping[str, Any], kind: str, members: int | None) -> str:
+    if kind == "segmenter":
+        text = f"{config.get('arch', '?')} / {config.get('encoder_name', '?')}, {config.get('input_size', '?')} px"
+    else:
+        text = (f"{config.get('backbone', '?')}, {config.get('input_size', '?')} px, "
+                f"{len(config.get('class_names') or [])} classes")
+    return text if members is None else f"ensemble of {members}: {text}"
 
 
 def bundled_folder(name: str = "default", kind: str = "segmenter") -> Path:
