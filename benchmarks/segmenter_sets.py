@@ -110,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backend", default="torch", choices=["torch", "onnx"])
     ap.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
     ap.add_argument("--threads", type=int, default=None, help="torch / ONNX Runtime threads")
+    ap.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                    help="flip TTA on/off (default: the model's own)")
+    ap.add_argument("--input-size", type=int, default=None,
+                    help="run a torch model at another input size (default: its own)")
     ap.add_argument("--n-boot", type=int, default=2000)
     ap.add_argument("--limit", type=int, default=None, help="first N images of each set (a quick check)")
     ap.add_argument("--save", help="folder: per model, per_image.csv and probs.npz")
@@ -127,8 +131,16 @@ def main(argv: list[str] | None = None) -> int:
         items = [it for s in SETS for it in [i for i in items if i["set"] == s][: args.limit]]
     results = {}
     for model in args.model:
-        predictor = ss.Predictor.load(model, backend=args.backend, precision=args.precision, threads=args.threads)
-        save = Path(args.save) / label_of(model).replace("/", "_") if args.save else None
+        if args.input_size:
+            net = ss.load_segmenter(model)
+            net.config = net.config.replace(input_size=args.input_size)
+            predictor = ss.Predictor(net, tta=args.tta)
+        else:
+            predictor = ss.Predictor.load(model, backend=args.backend, precision=args.precision,
+                                          threads=args.threads, tta=args.tta)
+        tag = label_of(model).replace("/", "_") + (f"@{args.input_size}" if args.input_size else "")
+        tag += "" if args.tta is None else ("+tta" if args.tta else "-tta")
+        save = Path(args.save) / tag if args.save else None
         rows, seconds = score_model(predictor, items, save)
         results[model] = {"backend": args.backend, "precision": args.precision, "tta": predictor.tta,
                           "threshold": predictor.threshold, "seconds_per_image": round(seconds / len(items), 4),

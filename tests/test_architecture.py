@@ -24,7 +24,7 @@ STAGES = {
     "__init__": 0, "_types": 0, "errors": 0, "_checks": 0, "_geometry": 0, "_files": 0, "_deps": 0, "_figures": 0,
     "_lazy": 0,
     "io": 1, "_imagefile": 1,
-    "preprocess": 2, "postprocess": 2, "testing": 2, "augment": 2,
+    "preprocess": 2, "postprocess": 2, "quality": 2, "testing": 2, "augment": 2,
     "models": 3, "losses": 3, "data": 3,
     "inference": 4, "onnx_backend": 4,  # onnx_backend: deprecated alias of inference.onnx
     "training": 5,
@@ -35,7 +35,7 @@ STAGES = {
 }
 NUMPY_ONLY = ["skinseg", "skinseg.io", "skinseg.preprocess", "skinseg.postprocess", "skinseg.metrics",
               "skinseg.report", "skinseg.report_html", "skinseg.testing", "skinseg.crops", "skinseg.features",
-              "skinseg.augment"]
+              "skinseg.augment", "skinseg.quality"]
 # What ``skinseg.__all__`` held before the inference core / runs restructuring: it must keep working.
 NAMES_BEFORE = [
     "__version__", "classify", "create_classifier", "create_segmenter", "crop_lesion", "denoise_median",

@@ -1,0 +1,167 @@
+"""Per-image quality estimate: each signal alone, and fitted combinations, cross-fitted on a split.
+
+Reads the probability maps that ``benchmarks/segmenter_sets.py --save DIR`` keeps (one
+folder per model: ``probs.npz`` and ``per_image.csv``), so no model runs here:
+
+    python benchmarks/segmenter_sets.py --model default --backend onnx --precision int8 --save runs/eval/val
+    python benchmarks/segmenter_sets.py --model deeplabv3plus --save runs/eval/val
+    python benchmarks/quality_signals.py --main runs/eval/val/default --second runs/eval/val/deeplabv3plus
+
+For every image it measures :func:`skinseg.quality.quality_features` of the main model's
+prediction (and the agreement with the ``--second`` model's mask), then prints per dev set:
+AUROC of each signal for a failure (IoU < 0.65), its Spearman correlation with the true IoU,
+and the share of the failures among the 10 / 20 / 30 % of images it ranks lowest. The
+fitted estimates (:func:`skinseg.quality.fit_quality_model`) are **cross-fitted**: 5 folds
+grouped by lesion, each image scored by a model fitted on the other folds. ``--fit-out``
+writes the estimate fitted on all images (what ships) with its record; ``--review-share``
+sets its review threshold at that share of the images flagged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+from _common import banner, data_dir
+
+FAILURE_IOU = 0.65
+FOLDERS = {"ISIC 2017": ("lesions", "lesion-classes"), "HAM10000": ("ham10000",)}
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic)
+
+
+def capture(score: np.ndarray, fail: np.ndarray, share: float) -> float:
+    """Share of the failures among the ``share`` of images with the lowest score."""
+    k = int(math.ceil(share * len(score)))
+    low = np.argsort(score, kind="stable")[:k]
+    return float(fail[low].sum() / max(fail.sum(), 1))
+
+
+def auroc(score: np.ndarray, fail: np.ndarray) -> float:
+    from skinseg.metrics import roc_auc
+
+    return roc_auc(fail, -score)  # a low score should mean a failure
+
+
+def load_rows(main: Path, second: Path | None) -> list[dict]:
+    import skinseg as ss
+    from skinseg.postprocess import postprocess_mask
+    from skinseg.quality import quality_features
+
+    probs = np.load(main / "probs.npz")
+    other = np.load(second / "probs.npz") if second else None
+    with open(main / "per_image.csv", newline="", encoding="utf-8") as fh:
+        per_image = list(csv.DictReader(fh))
+    where = {}
+    for folders in FOLDERS.values():
+        for f in folders:
+            where[f] = data_dir(f)
+    rows = []
+    for r in per_image:
+        folder = r["group"].split(":", 1)[0]
+        image = ss.read_image(where[folder] / "images" / f"{r['id']}.jpg")
+        p = probs[r["id"]].astype(np.float32) / 255
+        mask = postprocess_mask(p, threshold=0.5)
+        q = other[r["id"]].astype(np.float32) / 255 if other is not None else None
+        feats = quality_features(p, mask, image, second_prob=q)
+        rows.append({**r, "iou": float(r["iou"]), **feats})
+    return rows
+
+
+def folds(groups: list[str], k: int = 5, seed: int = 0) -> np.ndarray:
+    uniq = sorted(set(groups))
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(uniq))
+    fold_of = {uniq[i]: j % k for j, i in enumerate(order)}
+    return np.array([fold_of[g] for g in groups])
+
+
+def cross_fit(rows: list[dict], features: tuple[str, ...], l2: float) -> np.ndarray:
+    from skinseg.quality import fit_quality_model
+
+    f = folds([r["group"] for r in rows])
+    out = np.zeros(len(rows))
+    for k in range(f.max() + 1):
+        train = [r for r, fi in zip(rows, f, strict=True) if fi != k]
+        model = fit_quality_model(train, [r["iou"] for r in train], features, l2=l2)
+        idx = np.flatnonzero(f == k)
+        out[idx] = model.estimate_many([rows[i] for i in idx])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--main", required=True, help="segmenter_sets.py --save folder of the main model")
+    ap.add_argument("--second", help="the same for a second model (adds the 'agreement' signal)")
+    ap.add_argument("--l2", type=float, default=1.0)
+    ap.add_argument("--fit-out", help="write the estimate fitted on all images here (JSON)")
+    ap.add_argument("--fit-features", nargs="+", default=None, help="signals of --fit-out (default: all self signals)")
+    ap.add_argument("--review-share", type=float, default=0.15)
+    ap.add_argument("--json", help="write the tables here")
+    args = ap.parse_args(argv)
+    banner(libraries=("numpy",))
+    from skinseg.quality import SELF_FEATURES
+
+    rows = load_rows(Path(args.main), Path(args.second) if args.second else None)
+    self_feats = SELF_FEATURES
+    combos = {"self signals (fitted)": self_feats}
+    if args.second:
+        combos["self + agreement (fitted)"] = (*self_feats, "agreement")
+        combos["soft Dice + agreement (fitted)"] = ("soft_dice", "agreement")
+    estimates = {name: cross_fit(rows, feats, args.l2) for name, feats in combos.items()}
+    signals = ["soft_dice", *[f for f in self_feats if f != "soft_dice"]] + (["agreement"] if args.second else [])
+    tables = {}
+    for set_name in FOLDERS:
+        idx = np.array([i for i, r in enumerate(rows) if r["set"] == set_name])
+        iou = np.array([rows[i]["iou"] for i in idx])
+        fail = iou < FAILURE_IOU
+        print(f"\n### {set_name}: {len(idx)} images, {int(fail.sum())} failures (IoU < {FAILURE_IOU})\n")
+        print("| signal | AUROC (failure) | Spearman with IoU | failures in lowest 10 % | 20 % | 30 % |")
+        print("|---|---|---|---|---|---|")
+        table = {}
+        candidates = {s: np.array([rows[i][s] for i in idx], float) for s in signals}
+        candidates.update({n: e[idx] for n, e in estimates.items()})
+        for name, score in candidates.items():
+            score = np.where(np.isfinite(score), score, -1e9 if name != "outside_mass" else 1e9)
+            # signals where high means bad are turned round, so every row reads "low = check it"
+            if name in ("ring_prob", "fuzzy", "outside_mass", "border"):
+                score = -score
+            row = {"auroc": auroc(score, fail) if 0 < fail.sum() < len(fail) else None,
+                   "spearman": spearman(score, iou),
+                   **{f"capture_{int(s * 100)}": capture(score, fail, s) for s in (0.1, 0.2, 0.3)}}
+            table[name] = row
+            au = f"{row['auroc']:.3f}" if row["auroc"] is not None else "n/a"
+            print(f"| {name}{' (baseline)' if name == 'soft_dice' else ''} | {au} | {row['spearman']:.3f} | "
+                  f"{row['capture_10']:.2f} | {row['capture_20']:.2f} | {row['capture_30']:.2f} |")
+        tables[set_name] = table
+    if args.fit_out:
+        from skinseg.quality import fit_quality_model
+
+        feats = tuple(args.fit_features or self_feats)
+        name = next((n for n, f in combos.items() if f == feats), None)
+        cross = estimates[name] if name else cross_fit(rows, feats, args.l2)
+        review_below = float(np.quantile(cross, args.review_share))
+        record = {"fitted_on": f"{len(rows)} images of {args.main} (both dev sets' split)", "l2": args.l2,
+                  "review_share": args.review_share, "cross_fitted": tables}
+        model = fit_quality_model(rows, [r["iou"] for r in rows], feats, l2=args.l2, review_below=review_below,
+                                  record=record)
+        Path(args.fit_out).write_text(json.dumps(model.to_dict(), indent=1))
+        print(f"\nwrote {args.fit_out}: signals {list(feats)}, review below {review_below:.4f} "
+              f"({args.review_share:.0%} of the cross-fitted estimates)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(tables, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
