@@ -18,6 +18,7 @@ from PIL import BmpImagePlugin, Image, JpegImagePlugin, PngImagePlugin, TiffImag
 
 from .errors import (
     AlphaChannelError,
+    ArgumentTypeError,
     BitDepthError,
     CorruptImageError,
     EmptyFileError,
@@ -26,6 +27,8 @@ from .errors import (
     MaskShapeError,
     MaskValueError,
     NotAnImageError,
+    PathIsFolderError,
+    PathNotFoundError,
     TruncatedImageError,
     UnsupportedImageError,
 )
@@ -70,7 +73,7 @@ class _Header:
 
 def _fspath(path: object, name: str = "path") -> str:
     if not isinstance(path, str | os.PathLike):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"`{name}` must be a str or os.PathLike; got an object of type {type(path).__name__}."
         )
     return os.fspath(path)  # type: ignore[return-value]
@@ -79,10 +82,10 @@ def _fspath(path: object, name: str = "path") -> str:
 def _read_bytes(path: PathLike) -> bytes:
     p = _fspath(path)
     if os.path.isdir(p):
-        err: OSError = IsADirectoryError(f"'{p}' is a directory, not an image file. Pass a file inside it.")
+        err: OSError = PathIsFolderError(f"'{p}' is a directory, not an image file. Pass a file inside it.")
     elif not os.path.exists(p):
         hint = f" (relative to the working directory {os.getcwd()})" if not os.path.isabs(p) else ""
-        err = FileNotFoundError(f"Image file '{p}' does not exist{hint}. Check the path.")
+        err = PathNotFoundError(f"Image file '{p}' does not exist{hint}. Check the path.")
     else:
         with open(p, "rb") as f:
             return _check_not_empty(f.read(), path)

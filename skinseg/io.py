@@ -34,7 +34,7 @@ from ._imagefile import (
     _to_rgb,
 )
 from ._types import IMAGE_EXTENSIONS, BinaryMask, RGBImage
-from .errors import ConfigError
+from .errors import ArgumentTypeError, ConfigError, PathNotFolderError, PathNotFoundError
 
 __all__ = [
     "read_image",
@@ -144,7 +144,7 @@ def read_image_bytes(
     (4, 6, 3)
     """
     if not isinstance(data, bytes | bytearray | memoryview):
-        raise TypeError(f"`data` must be the file's bytes; got an object of type {type(data).__name__}.")
+        raise ArgumentTypeError(f"`data` must be the file's bytes; got an object of type {type(data).__name__}.")
     max_pixels = check_positive_int(max_pixels, "max_pixels")
     data = _check_not_empty(bytes(data), name)
     arr, header = _decode(data, name, max_pixels=max_pixels)
@@ -423,9 +423,9 @@ def write_image(path: PathLike, image: np.ndarray, *, overwrite: bool = False) -
 def _check_folder(folder: PathLike, name: str) -> Path:
     d = Path(_fspath(folder, name))
     if not d.exists():
-        err: OSError = FileNotFoundError(f"`{name}` folder '{d}' does not exist. Check the path.")
+        err: OSError = PathNotFoundError(f"`{name}` folder '{d}' does not exist. Check the path.")
     elif not d.is_dir():
-        err = NotADirectoryError(f"`{name}` '{d}' is a file, not a folder. Pass the folder that holds it.")
+        err = PathNotFolderError(f"`{name}` '{d}' is a file, not a folder. Pass the folder that holds it.")
     else:
         return d
     raise err
@@ -611,7 +611,7 @@ def pair_images_and_masks(
     [('ISIC_0000001.jpg', 'ISIC_0000001_segmentation.png')]
     """
     if not isinstance(mask_suffix, str):
-        raise TypeError(f"`mask_suffix` must be a str; got an object of type {type(mask_suffix).__name__}.")
+        raise ArgumentTypeError(f"`mask_suffix` must be a str; got an object of type {type(mask_suffix).__name__}.")
     image_root = _check_folder(image_dir, "image_dir")
     same = mask_dir is None or _check_folder(mask_dir, "mask_dir").resolve() == image_root.resolve()
     if same and not mask_suffix:

@@ -28,6 +28,7 @@ from skinseg.errors import (
     MaskShapeError,
     MaskValueError,
     NotAnImageError,
+    PathNotFoundError,
     TruncatedImageError,
 )
 from skinseg.io import (
@@ -147,7 +148,8 @@ def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "nope.jpg"
     with pytest.raises(FileNotFoundError, match="does not exist") as info:
         read_image(path)
-    assert type(info.value) is FileNotFoundError and str(path) in str(info.value)
+    # a SkinsegError that is still a FileNotFoundError, and not taken for a broken image file
+    assert type(info.value) is PathNotFoundError and str(path) in str(info.value)
 
 
 def test_directory_is_not_an_image(tmp_path: Path) -> None:

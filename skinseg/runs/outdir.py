@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .._files import temp_target_name
-from ..errors import ConfigError
+from ..errors import ConfigError, PathNotFolderError, PathNotFoundError
 
 __all__ = [
     "check_output_dir", "OutputLock", "OutputLockedError", "remove_stale_temps", "find_existing",
@@ -48,9 +48,9 @@ def check_output_dir(in_dir: str | os.PathLike, out_dir: str | os.PathLike) -> t
     """
     src, dst = Path(in_dir), Path(out_dir)
     if not src.exists():
-        raise FileNotFoundError(f"Input folder '{src}' does not exist. Check the path.")
+        raise PathNotFoundError(f"Input folder '{src}' does not exist. Check the path.")
     if not src.is_dir():
-        raise NotADirectoryError(f"Input '{src}' is a file, not a folder. Pass the folder that holds it.")
+        raise PathNotFolderError(f"Input '{src}' is a file, not a folder. Pass the folder that holds it.")
     if dst.exists() and not dst.is_dir():
         raise ConfigError(f"`out_dir` '{dst}' is a file. Pass a folder for the outputs.")
     s, d = src.resolve(), dst.resolve()

@@ -41,7 +41,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._files import atomic_write, temp_path, temp_target_name
 from .._types import IMAGE_EXTENSIONS
-from ..errors import ConfigError
+from ..errors import ConfigError, PathNotFolderError, PathNotFoundError
 from ..io import DEFAULT_MAX_PIXELS, read_image, read_image_bytes
 from .journal import JOURNAL_FILE, RUN_FILE, TIMINGS_FILE, input_stat
 
@@ -115,9 +115,9 @@ class LocalStore:
     def check_folder(self, what: str) -> None:
         """FileNotFoundError / NotADirectoryError if the folder is missing or a file."""
         if not self.root.exists():
-            raise FileNotFoundError(f"{what} '{self.root}' does not exist. Check the path.")
+            raise PathNotFoundError(f"{what} '{self.root}' does not exist. Check the path.")
         if not self.root.is_dir():
-            raise NotADirectoryError(f"{what} '{self.root}' is a file, not a folder. Pass the folder that holds it.")
+            raise PathNotFolderError(f"{what} '{self.root}' is a file, not a folder. Pass the folder that holds it.")
 
     def read_image(self, rel: str, *, convert: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
         return read_image(self._path(rel), convert=convert, max_pixels=max_pixels)
@@ -203,9 +203,9 @@ class ArrowStore:
         pafs = _pyarrow_fs()
         kind = self.info().type
         if kind == pafs.FileType.NotFound:
-            raise FileNotFoundError(f"{what} '{self.location}' does not exist. Check the path.")
+            raise PathNotFoundError(f"{what} '{self.location}' does not exist. Check the path.")
         if kind != pafs.FileType.Directory:
-            raise NotADirectoryError(f"{what} '{self.location}' is a file, not a folder. Pass the folder that holds it.")
+            raise PathNotFolderError(f"{what} '{self.location}' is a file, not a folder. Pass the folder that holds it.")
 
     def _infos(self, recursive: bool) -> list[Any]:
         pafs = _pyarrow_fs()
@@ -273,7 +273,7 @@ class ArrowStore:
             with self._fs.open_input_stream(self.path(rel)) as f:
                 return f.read()
         except FileNotFoundError:
-            raise FileNotFoundError(f"Image file '{self.display(rel)}' does not exist. Check the path.") from None
+            raise PathNotFoundError(f"Image file '{self.display(rel)}' does not exist. Check the path.") from None
 
     def read_image(self, rel: str, *, convert: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
         """:func:`skinseg.io.read_image` of ``rel``: the same decoder and errors, naming its URI."""
