@@ -35,6 +35,7 @@ import torch
 
 from ._figures import new_figure, save_figure
 from ._files import atomic_output, atomic_write
+from ._text import csv_line
 from .errors import CheckpointError, ConfigError
 from .losses import create_loss
 from .models.checkpoint import save_checkpoint
@@ -192,8 +193,7 @@ def train_one_epoch(model: torch.nn.Module, loader: Any, loss_fn: Any, optimizer
 def write_history(history: list[dict[str, Any]], out: Path, plot: Any = None) -> None:
     """Write ``history.csv`` / ``history.json`` atomically, then ``learning_curve.png`` with ``plot``."""
     keys = list(history[0])
-    lines = [",".join(keys)] + [",".join(str(h[k]) for k in keys) for h in history]
-    atomic_write(out / "history.csv", "\n".join(lines) + "\n")
+    atomic_write(out / "history.csv", csv_line(keys) + "".join(csv_line([h[k] for k in keys]) for h in history))
     atomic_write(out / "history.json", json.dumps(history, indent=1))
     (plot or plot_history)(history, out / "learning_curve.png")
 

@@ -47,3 +47,16 @@ def rgb_image(rng: np.random.Generator) -> np.ndarray:
 @pytest.fixture
 def odd_image(rng: np.random.Generator) -> np.ndarray:
     return rng.integers(0, 256, size=(65, 47, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A small random U-Net (ResNet-18, depth 3, 64 px input) saved as a checkpoint folder."""
+    torch = pytest.importorskip("torch")
+    from skinseg.models import create_segmenter, save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_segmenter(
+        "unet", encoder_name="resnet18", encoder_depth=3, decoder_channels=(32, 16, 8), input_size=64
+    )
+    return save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "tiny")

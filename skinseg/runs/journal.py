@@ -22,12 +22,15 @@ that are gone are reported, their rows dropped and the files written for them re
 **Overwrite.** ``overwrite=True`` removes the files the journal lists (only those: a
 folder's other files are never touched), the journal, the results and the timings, and
 starts afresh.
+
+**Text.** File names are written into the CSV files as :func:`skinseg._text.text_name`
+gives them (bytes that are not UTF-8 as ``\\xHH``, backslashes doubled) and cells that a
+spreadsheet would run as a formula get a leading ``'`` (:func:`skinseg._text.csv_cell`);
+journal.jsonl keeps the names exactly (JSON escapes).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import sys
@@ -41,6 +44,7 @@ from typing import Any, Protocol
 
 from .. import __version__
 from .._files import atomic_write, fsync_dir
+from .._text import csv_line
 from ..errors import ConfigError
 
 __all__ = ["RunJournal", "ResultsFile", "FolderRunResult", "OutputFiles", "LocalOutputFiles", "RUN_FILE",
@@ -51,13 +55,6 @@ RUN_FORMAT_VERSION = 2
 TIMING_COLUMNS: tuple[str, ...] = ("run", "file", "status", "read_s", "infer_s", "write_s", "seconds")
 """``timings.csv`` columns: run start time (UTC), file, status and seconds spent reading and
 preprocessing, in the model (the batch time divided by its size) and writing."""
-
-
-def csv_line(values: Sequence[Any], lineterminator: str = "\n") -> str:
-    """One CSV line (RFC 4180 quoting) of ``values``."""
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator=lineterminator).writerow(values)
-    return buf.getvalue()
 
 
 def input_stat(path: str | os.PathLike) -> list[int]:
@@ -141,12 +138,8 @@ class ResultsFile:
 
     def render(self, rows: Iterable[dict[str, Any]]) -> str:
         return csv_line(self.columns, self.lineterminator) + "".join(
-            csv_line([_cell(r.get(c, "")) for c in self.columns], self.lineterminator) for r in rows
+            csv_line([r.get(c, "") for c in self.columns], self.lineterminator) for r in rows
         )
-
-
-def _cell(value: Any) -> Any:
-    return "" if value is None else value
 
 
 @dataclass
