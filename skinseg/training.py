@@ -38,7 +38,7 @@ from ._files import atomic_output, atomic_write
 from ._text import csv_line
 from .errors import CheckpointError, ConfigError
 from .losses import create_loss
-from .models.checkpoint import save_checkpoint
+from .models.checkpoint import load_torch_file, save_checkpoint
 
 __all__ = [
     "TrainConfig",
@@ -228,13 +228,17 @@ def load_resume_state(
     Returns (the raw state, the history, the first epoch still to train).
     """
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_torch_file(path, what="Resume state")
+    except CheckpointError as exc:  # a pickle with code (refused, nothing ran), a damaged file
+        raise CheckpointError(f"{exc} To start the run over, delete it (or pass resume=False).") from None
+    try:
         network.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-    except Exception as exc:  # truncated file, another model's state, ...
+    except Exception as exc:  # another model's state
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
-            f"Cannot resume from '{path}': {type(exc).__name__}: {str(exc).splitlines()[0][:200]}. "
-            "It belongs to another model or is damaged; delete it (or pass resume=False) to start over."
+            f"Cannot resume from '{path}': it belongs to another model or is damaged ({type(exc).__name__}: "
+            f"{reason}). Delete it (or pass resume=False) to start over."
         ) from exc
     torch.set_rng_state(state["torch_rng"])
     return state, json.loads(state["history"]), int(state["epoch"]) + 1

@@ -60,3 +60,30 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
         "unet", encoder_name="resnet18", encoder_depth=3, decoder_channels=(32, 16, 8), input_size=64
     )
     return save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "tiny")
+
+
+def write_seg_folder(root: Path, n: int = 6) -> Path:
+    """A tiny segmentation dev set at ``root``: images/, masks/ (an ellipse lesion) and manifest.csv
+    (the last two images are 'val', the others 'train')."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rows = ["id,split"]
+    for i in range(n):
+        image = np.full((90, 120, 3), (210, 150, 120), np.uint8)
+        mask = np.zeros((90, 120), np.uint8)
+        cv2.ellipse(mask, (60 + int(rng.integers(-10, 10)), 45), (25, 18), 0, 0, 360, 255, -1)
+        image[mask > 0] = (100, 55, 35)
+        cv2.imwrite(str(root / "images" / f"ISIC_{i:07d}.jpg"), image[..., ::-1].copy())
+        cv2.imwrite(str(root / "masks" / f"ISIC_{i:07d}.png"), mask)
+        rows.append(f"ISIC_{i:07d},{'train' if i < n - 2 else 'val'}")
+    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture
+def seg_folder(tmp_path: Path) -> Path:
+    """:func:`write_seg_folder` in ``tmp_path / "d"``."""
+    return write_seg_folder(tmp_path / "d")
