@@ -12,6 +12,35 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+_CACHE_VARS = ("SKINSEG_CACHE_DIR", "XDG_CACHE_HOME", "MPLCONFIGDIR")
+_saved_env: dict[str, str | None] = {}
+_CACHE_ROOT = pytest.StashKey[Path]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every cache the tests could fill (skinseg's ONNX exports, matplotlib's font list, anything that follows
+    XDG) goes to one temporary folder for the session, never into the user's ~/.cache; subprocesses inherit it."""
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="skinseg-tests-cache-"))
+    config.stash[_CACHE_ROOT] = root
+    for name, sub in zip(_CACHE_VARS, ("skinseg", "xdg", "matplotlib"), strict=True):
+        _saved_env[name] = os.environ.get(name)
+        os.environ[name] = str(root / sub)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import shutil
+
+    for name, value in _saved_env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    root = config.stash.get(_CACHE_ROOT, None)
+    if root is not None:
+        shutil.rmtree(root, ignore_errors=True)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 

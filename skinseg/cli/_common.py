@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +48,28 @@ def has_manifest(src: str) -> bool:
 def cache_dir() -> Path:
     """The user cache folder for ONNX exports: $SKINSEG_CACHE_DIR, else $XDG_CACHE_HOME/skinseg, else ~/.cache/skinseg.
 
-    Only the CLI reads environment variables; library functions take ``cache_dir=``.
+    Only the CLI reads environment variables; library functions take ``cache_dir=``. When that
+    folder cannot be created or written (a read-only home, a bad $SKINSEG_CACHE_DIR), a
+    temporary folder, removed at exit, is used instead, with one warning on stderr: the run
+    goes on, only the export is not kept for the next one.
     """
     if os.environ.get("SKINSEG_CACHE_DIR"):
-        return Path(os.environ["SKINSEG_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "skinseg"
+        path = Path(os.environ["SKINSEG_CACHE_DIR"])
+    else:
+        path = Path(os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")) / "skinseg"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".skinseg-probe-")
+        os.close(fd)
+        os.unlink(probe)
+        return path
+    except OSError as exc:
+        fallback = Path(tempfile.mkdtemp(prefix="skinseg-cache-"))
+        atexit.register(shutil.rmtree, fallback, True)
+        print(f"warning: the cache folder '{path}' cannot be written ({exc.strerror or exc}); ONNX exports go to "
+              f"'{fallback}' for this run only. Set SKINSEG_CACHE_DIR to a writable folder to keep them.",
+              file=sys.stderr)
+        return fallback
 
 
 def report_run(result: Any, verb: str, extra: dict[str, Any] | None = None) -> None:
