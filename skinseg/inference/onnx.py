@@ -56,8 +56,9 @@ def _require(module: str) -> Any:
         return importlib.import_module(module)
     except ImportError as exc:
         raise ConfigError(
-            f"The ONNX backend needs the '{module}' package, which is not installed. "
-            "Install it with: pip install 'skinseg-dermoscopy[onnx]' (onnx and onnxruntime)."
+            f"The ONNX backend needs the '{module}' package, a dependency of skinseg-dermoscopy that is not "
+            "installed here. Reinstall skinseg (pip install skinseg-dermoscopy, or pip install . in a clone), or "
+            "use --backend torch."
         ) from exc
 
 
