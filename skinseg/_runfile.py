@@ -65,11 +65,23 @@ def _short(value: Any) -> str:
     return text if len(text) <= 90 else text[:60] + "..." + text[-20:]
 
 
-def settings_changes(old: dict[str, Any], new: dict[str, Any]) -> str:
-    """``"key: old -> new, ..."`` for every setting that differs (long values shortened)."""
-    keys = list(dict.fromkeys([*new, *old]))
-    return ", ".join(f"{k}: {_short(old.get(k))} -> {_short(new.get(k))}"
-                     for k in keys if old.get(k) != new.get(k))
+def settings_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> str:
+    """``"key: old -> new, ..."`` for every setting that differs; nested settings as ``key.sub`` (long values
+    shortened).
+
+    >>> settings_changes({"lr": 0.001, "cfg": {"seed": 0, "loss": "dice"}}, {"lr": 0.001, "cfg": {"seed": 1}})
+    "cfg.seed: 0 -> 1, cfg.loss: 'dice' -> None"
+    """
+    parts = []
+    for k in dict.fromkeys([*new, *old]):
+        a, b = old.get(k), new.get(k)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            parts.append(settings_changes(a, b, f"{prefix}{k}."))
+        else:
+            parts.append(f"{prefix}{k}: {_short(a)} -> {_short(b)}")
+    return ", ".join(parts)
 
 
 def write_run_file(path: str | Path, kind: str, version: int, settings: dict[str, Any], **extra: Any) -> None:

@@ -91,15 +91,15 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "tiny")
 
 
-def write_seg_folder(root: Path, n: int = 6) -> Path:
-    """A tiny segmentation dev set at ``root``: images/, masks/ (an ellipse lesion) and manifest.csv
-    (the last two images are 'val', the others 'train')."""
+def write_seg_folder(root: Path, n: int = 6, labels: tuple[str, ...] = ()) -> Path:
+    """A tiny dev set at ``root``: images/, masks/ (an ellipse lesion) and manifest.csv (the last two images
+    are 'val', the others 'train'); with ``labels`` also a label column (cycling through them)."""
     import cv2
 
     rng = np.random.default_rng(0)
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
-    rows = ["id,split"]
+    rows = ["id,split" + (",label" if labels else "")]
     for i in range(n):
         image = np.full((90, 120, 3), (210, 150, 120), np.uint8)
         mask = np.zeros((90, 120), np.uint8)
@@ -107,7 +107,7 @@ def write_seg_folder(root: Path, n: int = 6) -> Path:
         image[mask > 0] = (100, 55, 35)
         cv2.imwrite(str(root / "images" / f"ISIC_{i:07d}.jpg"), image[..., ::-1].copy())
         cv2.imwrite(str(root / "masks" / f"ISIC_{i:07d}.png"), mask)
-        rows.append(f"ISIC_{i:07d},{'train' if i < n - 2 else 'val'}")
+        rows.append(f"ISIC_{i:07d},{'train' if i < n - 2 else 'val'}" + (f",{labels[i % len(labels)]}" if labels else ""))
     (root / "manifest.csv").write_text("\n".join(rows) + "\n")
     return root
 
@@ -116,3 +116,9 @@ def write_seg_folder(root: Path, n: int = 6) -> Path:
 def seg_folder(tmp_path: Path) -> Path:
     """:func:`write_seg_folder` in ``tmp_path / "d"``."""
     return write_seg_folder(tmp_path / "d")
+
+
+@pytest.fixture
+def make_seg_folder():
+    """:func:`write_seg_folder` itself, for tests that need several or labelled ones."""
+    return write_seg_folder

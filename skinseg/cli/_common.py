@@ -72,6 +72,62 @@ def cache_dir() -> Path:
         return fallback
 
 
+def where(value: str | None) -> str | None:
+    """A path option as a training run records it: the resolved path if it exists, else the text (a name)."""
+    if value is None:
+        return None
+    p = Path(value)
+    return str(p.resolve()) if p.exists() else value
+
+
+def file_sha256(value: str | None) -> str | None:
+    """SHA-256 of the file ``value`` names (a weights file), else None (a name such as 'imagenet')."""
+    import hashlib
+
+    if value is None or not Path(value).is_file():
+        return None
+    h = hashlib.sha256()
+    with open(value, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def list_sha256(lines: list[str]) -> str:
+    """SHA-256 of a list of lines (the training and validation files of a run: which images, which masks)."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def training_settings(args: Any, **specific: Any) -> dict[str, Any]:
+    """The settings of a training run (its fingerprint in run.json): the data sources and splits, then the
+    command's own (model, weights, train_config, ...). --threads and --device are not settings."""
+    return {"data": [where(s) for s in args.data], "train_split": args.train_split, "val_split": args.val_split,
+            **specific}
+
+
+def recorded_training(payload: dict[str, Any], config_cls: Any) -> dict[str, Any]:
+    """What a training run's best/config.json records, as :func:`training_settings` keys (for adopting a run
+    folder made before run.json existed)."""
+    meta = payload.get("metadata") or {}
+    data, val = meta.get("training_data") or {}, meta.get("validation_data") or {}
+    found: dict[str, Any] = {"model": config_cls.from_dict(payload["config"]).to_dict()}
+    for key, source, name in (("data", data, "sources"), ("train_split", data, "split"),
+                              ("train_images", data, "n_images"), ("val_images", val, "n_images"),
+                              ("val_split", val, "split"), ("label_map", data, "label_map"),
+                              ("class_counts", data, "counts"), ("train_config", meta, "train_config"),
+                              ("init_from", meta, "init_from"), ("head_init", meta, "head_init"),
+                              ("encoder_weights", meta, "encoder_weights"), ("pretrained", meta, "pretrained")):
+        if name in source:
+            found[key] = source[name]
+    found["data"] = [where(s) for s in found.get("data", [])] or None
+    for key in ("init_from", "encoder_weights", "pretrained"):
+        if isinstance(found.get(key), str):
+            found[key] = where(found[key])
+    return {k: v for k, v in found.items() if v is not None or k in ("init_from", "label_map")}
+
+
 def report_run(result: Any, verb: str, extra: dict[str, Any] | None = None) -> None:
     """Print a folder run's summary on stderr and its JSON on stdout (shared by segment and classify)."""
     import json
