@@ -77,7 +77,8 @@ def _check_target(target: Path, overwrite: bool) -> None:
     if target.is_dir():
         raise PathIsFolderError(f"'{target}' is a directory; pass a file path to write to.")
     if not overwrite and target.exists():
-        raise OutputExistsError(f"'{target}' already exists. Pass overwrite=True (--overwrite) to replace it.")
+        raise OutputExistsError(f"'{target}' already exists. Pass overwrite=True (--overwrite) to replace "
+                                "it.")
 
 
 @contextmanager

@@ -46,7 +46,7 @@ def text_name(name: str) -> str:
             return name
         except UnicodeEncodeError:
             pass
-    raw = name.encode("utf-8", "surrogateescape" if _only_escapes(name) else "surrogatepass")
+    raw = os.fsencode(name) if _only_escapes(name) else name.encode("utf-8", "surrogatepass")
     return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
 
 

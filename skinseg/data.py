@@ -73,7 +73,8 @@ def read_manifest(
     src = Path(source)
     path = src / "manifest.csv" if src.is_dir() else src
     if not path.is_file():
-        raise PathNotFoundError(f"Manifest '{path}' not found. Pass a manifest.csv, a folder holding one, or an image folder.")
+        raise PathNotFoundError(f"Manifest '{path}' not found. Pass a manifest.csv, a folder holding one, "
+                                "or an image folder.")
     wanted = {splits} if isinstance(splits, str) else (set(splits) if splits is not None else None)
     root = path.parent
     items = []

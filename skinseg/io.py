@@ -145,7 +145,7 @@ def read_image_bytes(
     (4, 6, 3)
     """
     if not isinstance(data, bytes | bytearray | memoryview):
-        raise ArgumentTypeError(f"`data` must be the file's bytes; got an object of type {type(data).__name__}.")
+        raise ArgumentTypeError(f"`data` must be the file's bytes; got a {type(data).__name__}.")
     max_pixels = check_positive_int(max_pixels, "max_pixels")
     data = _check_not_empty(bytes(data), name)
     arr, header = _decode(data, name, max_pixels=max_pixels)
@@ -617,7 +617,7 @@ def pair_images_and_masks(
     [('ISIC_0000001.jpg', 'ISIC_0000001_segmentation.png')]
     """
     if not isinstance(mask_suffix, str):
-        raise ArgumentTypeError(f"`mask_suffix` must be a str; got an object of type {type(mask_suffix).__name__}.")
+        raise ArgumentTypeError(f"`mask_suffix` must be a str; got a {type(mask_suffix).__name__}.")
     image_root = _check_folder(image_dir, "image_dir")
     same = mask_dir is None or _check_folder(mask_dir, "mask_dir").resolve() == image_root.resolve()
     if same and not mask_suffix:

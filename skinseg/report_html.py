@@ -227,7 +227,7 @@ window.addEventListener("load", function () {
 
 
 def _e(value: object) -> str:
-    """HTML text of ``value``; a file name that is not UTF-8 is shown as :func:`skinseg._text.text_name` writes it."""
+    """HTML text of ``value`` (a name that is not UTF-8 as :func:`skinseg._text.text_name` writes it)."""
     return html.escape(text_name(str(value)), quote=True)
 
 

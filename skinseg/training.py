@@ -207,7 +207,8 @@ def train_one_epoch(model: torch.nn.Module, loader: Any, loss_fn: Any, optimizer
 def write_history(history: list[dict[str, Any]], out: Path, plot: Any = None) -> None:
     """Write ``history.csv`` / ``history.json`` atomically, then ``learning_curve.png`` with ``plot``."""
     keys = list(history[0])
-    atomic_write(out / "history.csv", csv_line(keys) + "".join(csv_line([h[k] for k in keys]) for h in history))
+    rows = "".join(csv_line([h[k] for k in keys]) for h in history)
+    atomic_write(out / "history.csv", csv_line(keys) + rows)
     atomic_write(out / "history.json", json.dumps(history, indent=1))
     (plot or plot_history)(history, out / "learning_curve.png")
 
@@ -463,7 +464,7 @@ def fit(
 
 
 def _remove_training_run(out: Path) -> None:
-    """``overwrite``: remove what a training run wrote (its files, best/'s two files, stale temporary files)."""
+    """``overwrite``: remove what a training run wrote (its files, best/'s two files, stale temp files)."""
     best = out / "best"
     for folder, names in ((out, (*TRAINING_RUN_FILES, RUN_FILE)), (best, (WEIGHTS_FILE, CONFIG_FILE))):
         if not folder.is_dir():
@@ -543,9 +544,9 @@ def prepare_training_run(
     if state != "new" and any(old.get(k) != settings.get(k) for k in old):
         changes = settings_changes(old, {k: settings.get(k) for k in old})  # what can be compared
         raise ConfigError(
-            f"'{out}' holds a training run made with other settings ({changes}); resuming "
-            "would mix them. Rerun with the same settings, pass --overwrite to start again in this folder (its "
-            "checkpoints and history are removed), or choose another --out."
+            f"'{out}' holds a training run made with other settings ({changes}); resuming would mix them. "
+            "Rerun with the same settings, pass --overwrite to start again in this folder (its checkpoints "
+            "and history are removed), or choose another --out."
         )
     if state != "resume" or payload.get("settings") != settings:
         write_run_file(run_file, kind, _TRAINING_RUN_VERSION, settings, **extra)

@@ -18,8 +18,9 @@ _CACHE_ROOT = pytest.StashKey[Path]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Every cache the tests could fill (skinseg's ONNX exports, matplotlib's font list, anything that follows
-    XDG) goes to one temporary folder for the session, never into the user's ~/.cache; subprocesses inherit it."""
+    """Every cache the tests could fill (skinseg's ONNX exports, matplotlib's font list, anything that
+    follows XDG) goes to one temporary folder for the session, never into the user's ~/.cache; subprocesses
+    inherit it."""
     import tempfile
 
     root = Path(tempfile.mkdtemp(prefix="skinseg-tests-cache-"))
@@ -107,7 +108,8 @@ def write_seg_folder(root: Path, n: int = 6, labels: tuple[str, ...] = ()) -> Pa
         image[mask > 0] = (100, 55, 35)
         cv2.imwrite(str(root / "images" / f"ISIC_{i:07d}.jpg"), image[..., ::-1].copy())
         cv2.imwrite(str(root / "masks" / f"ISIC_{i:07d}.png"), mask)
-        rows.append(f"ISIC_{i:07d},{'train' if i < n - 2 else 'val'}" + (f",{labels[i % len(labels)]}" if labels else ""))
+        label = f",{labels[i % len(labels)]}" if labels else ""
+        rows.append(f"ISIC_{i:07d},{'train' if i < n - 2 else 'val'}{label}")
     (root / "manifest.csv").write_text("\n".join(rows) + "\n")
     return root
 

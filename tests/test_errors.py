@@ -1,4 +1,4 @@
-"""The README's promise: every error skinseg raises on purpose is a SkinsegError, and still the built-in one."""
+"""The README's promise: every error skinseg raises on purpose is a SkinsegError, also the built-in one."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from skinseg.errors import SkinsegError
 
 
 def _raises(exc_type: type[BaseException], call, *args, **kwargs) -> BaseException:
-    """``call`` raises an error that is both a SkinsegError and ``exc_type`` (so old ``except`` clauses work)."""
+    """``call`` raises an error that is a SkinsegError and an ``exc_type`` (old ``except`` clauses work)."""
     with pytest.raises(SkinsegError) as info:
         call(*args, **kwargs)
     assert isinstance(info.value, exc_type), type(info.value).__mro__
@@ -63,7 +63,8 @@ def test_missing_checkpoints_and_manifests_are_skinseg_errors(tmp_path: Path) ->
 
 def test_the_new_classes_keep_their_builtin_bases() -> None:
     for cls, base in ((errors.ArgumentTypeError, TypeError), (errors.PathNotFoundError, FileNotFoundError),
-                      (errors.PathIsFolderError, IsADirectoryError), (errors.PathNotFolderError, NotADirectoryError),
+                      (errors.PathIsFolderError, IsADirectoryError),
+                      (errors.PathNotFolderError, NotADirectoryError),
                       (errors.OutputExistsError, FileExistsError)):
         assert issubclass(cls, SkinsegError) and issubclass(cls, base)
         assert cls.__name__ in errors.__all__

@@ -33,7 +33,7 @@ def _project() -> dict:
 
 
 def _closure(requirements: list[str]) -> set[str]:
-    """The distributions that installing ``requirements`` brings in (markers evaluated here, extras followed)."""
+    """The distributions that installing ``requirements`` brings in (markers evaluated, extras followed)."""
     seen: set[str] = set()
     todo = [packaging_requirements.Requirement(r) for r in requirements]
     while todo:
@@ -61,7 +61,8 @@ def test_onnx_is_a_core_dependency_and_the_old_extra_still_works() -> None:
     project = _project()
     core = {_canon(packaging_requirements.Requirement(r).name) for r in project["dependencies"]}
     assert {"onnx", "onnxruntime"} <= core
-    extra = {_canon(packaging_requirements.Requirement(r).name) for r in project["optional-dependencies"]["onnx"]}
+    extra = {_canon(packaging_requirements.Requirement(r).name)
+             for r in project["optional-dependencies"]["onnx"]}
     assert extra == {"onnx", "onnxruntime"}  # `pip install "skinseg-dermoscopy[onnx]"` keeps working
 
 
@@ -93,7 +94,8 @@ data, run, images, out = sys.argv[1:5]
 rc_train = main(["train", "--data", data, "--epochs", "1", "--max-batches", "2", "--batch-size", "2",
                  "--input-size", "64", "--device", "cpu", "--out", run])
 rc_segment = main(["segment", images, "-o", out, "--model", run + "/best", "--quiet"])
-print(json.dumps({"train": rc_train, "segment": rc_segment, "modules": sorted({m.split(".")[0] for m in sys.modules})}))
+modules = sorted({m.split(".")[0] for m in sys.modules})
+print(json.dumps({"train": rc_train, "segment": rc_segment, "modules": modules}))
 """
 
 
@@ -103,8 +105,8 @@ def test_train_then_segment_with_the_default_options_needs_only_core_dependencie
     site = _core_site(tmp_path, _closure(_project()["dependencies"]))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(site)])}
     run, out = tmp_path / "run", tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-S", "-c", FLOW, str(seg_folder), str(run), str(seg_folder / "images"),
-                           str(out)], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    argv = [sys.executable, "-S", "-c", FLOW, str(seg_folder), str(run), str(seg_folder / "images"), str(out)]
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["train"] == 0 and result["segment"] == 0, proc.stderr[-3000:]

@@ -349,10 +349,11 @@ def jpeg_declaring(width: int, height: int) -> bytes:
     return bytes(data)
 
 
-def test_no_pillow_bomb_warning_on_a_large_jpeg_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """90 MP is above Pillow's warning limit (89 MP) and below max_pixels: no warning reaches the caller, even
-    when the warning filters are not what skinseg set (another thread's catch_warnings may have just
-    restored them: catch_warnings is process-wide), and above max_pixels skinseg's own error names the file."""
+def test_no_pillow_bomb_warning_on_a_large_jpeg_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       ) -> None:
+    """90 MP is above Pillow's warning limit (89 MP) and below max_pixels: no warning reaches the caller,
+    even when the warning filters are not what skinseg set (another thread's catch_warnings may have just
+    restored them: catch_warnings is process-wide); above max_pixels skinseg's own error names the file."""
     import threading
     import warnings
 

@@ -66,8 +66,9 @@ def cache_dir() -> Path:
     except OSError as exc:
         fallback = Path(tempfile.mkdtemp(prefix="skinseg-cache-"))
         atexit.register(shutil.rmtree, fallback, True)
-        print(f"warning: the cache folder '{path}' cannot be written ({exc.strerror or exc}); ONNX exports go to "
-              f"'{fallback}' for this run only. Set SKINSEG_CACHE_DIR to a writable folder to keep them.",
+        print(f"warning: the cache folder '{path}' cannot be written ({exc.strerror or exc}); ONNX exports "
+              f"go to '{fallback}' for this run only. Set SKINSEG_CACHE_DIR to a writable folder to keep "
+              "them.",
               file=sys.stderr)
         return fallback
 
@@ -103,8 +104,8 @@ def list_sha256(lines: list[str]) -> str:
 def training_settings(args: Any, **specific: Any) -> dict[str, Any]:
     """The settings of a training run (its fingerprint in run.json): the data sources and splits, then the
     command's own (model, weights, train_config, ...). --threads and --device are not settings."""
-    return {"data": [where(s) for s in args.data], "train_split": args.train_split, "val_split": args.val_split,
-            **specific}
+    return {"data": [where(s) for s in args.data], "train_split": args.train_split,
+            "val_split": args.val_split, **specific}
 
 
 def recorded_training(payload: dict[str, Any], config_cls: Any) -> dict[str, Any]:
@@ -118,7 +119,8 @@ def recorded_training(payload: dict[str, Any], config_cls: Any) -> dict[str, Any
                               ("val_split", val, "split"), ("label_map", data, "label_map"),
                               ("class_counts", data, "counts"), ("train_config", meta, "train_config"),
                               ("init_from", meta, "init_from"), ("head_init", meta, "head_init"),
-                              ("encoder_weights", meta, "encoder_weights"), ("pretrained", meta, "pretrained")):
+                              ("encoder_weights", meta, "encoder_weights"),
+                              ("pretrained", meta, "pretrained")):
         if name in source:
             found[key] = source[name]
     found["data"] = [where(s) for s in found.get("data", [])] or None

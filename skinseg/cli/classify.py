@@ -71,8 +71,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--overwrite", action="store_true",
-                   help="start afresh: remove the outputs of the earlier run in OUT_DIR (only files it wrote); "
-                   "files at output paths that no skinseg run wrote are refused, never replaced")
+                   help="start afresh: remove the outputs of the earlier run in OUT_DIR (only files it "
+                   "wrote); files at output paths that no skinseg run wrote are refused, never replaced")
     p.add_argument("--verify-inputs", action="store_true",
                    help="resume by content: redo an input whose content changed although its size and "
                    "modification time did not (a hash of each input is recorded)")

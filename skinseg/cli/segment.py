@@ -170,19 +170,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="start afresh: remove the outputs of the earlier run in OUT_DIR (only files it wrote) and redo all; "
-        "files at output paths that no skinseg run wrote are refused, never replaced",
+        help="start afresh: remove the outputs of the earlier run in OUT_DIR (only files it wrote) and redo "
+        "all; files at output paths that no skinseg run wrote are refused, never replaced",
     )
     p.add_argument(
         "--verify-inputs",
         action="store_true",
-        help="resume by content: record a hash of each input and redo one whose content changed even if its size "
-        "and modification time did not (reads every input once more)",
+        help="resume by content: record a hash of each input and redo one whose content changed even if its "
+        "size and modification time did not (reads every input once more)",
     )
     p.add_argument(
         "--include-runs",
         action="store_true",
-        help="also take images from folders holding an earlier skinseg run (run.json); default: skipped, counted",
+        help="also take images from folders holding an earlier skinseg run (run.json); default: skipped, "
+        "counted",
     )
     p.add_argument(
         "--wait", action="store_true", help="if another skinseg run uses OUT_DIR, wait for it instead of exiting"

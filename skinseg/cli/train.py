@@ -203,7 +203,7 @@ def _with_color_norm(stored: dict, args: argparse.Namespace) -> dict:
 
 def _check_run_folder(args: argparse.Namespace, model: object, weights: str | None, config: object,
                       train_items: list, val_items: list) -> None:
-    """Refuse resuming OUT with other settings (or adopt a run folder made before run.json), before any work."""
+    """Refuse resuming OUT with other settings (or adopt a folder made before run.json), before any work."""
     from ..models.checkpoint import checkpoint_fingerprint
     from ..models.config import SegmenterConfig
     from ..training import prepare_training_run
@@ -212,15 +212,17 @@ def _check_run_folder(args: argparse.Namespace, model: object, weights: str | No
         return [f"{os.path.abspath(i)}\t{os.path.abspath(m)}" for i, m in items]
 
     settings = training_settings(
-        args, val=[where(s) for s in args.val] if args.val else None, skip_unlabelled=bool(args.skip_unlabelled),
-        train_images=len(train_items), val_images=len(val_items), files=list_sha256(lines(train_items) + ["val"]
-                                                                                    + lines(val_items)),
-        model=model.config.to_dict(), encoder_weights=where(weights), encoder_weights_sha256=file_sha256(weights),
+        args, val=[where(s) for s in args.val] if args.val else None,
+        skip_unlabelled=bool(args.skip_unlabelled), train_images=len(train_items), val_images=len(val_items),
+        files=list_sha256(lines(train_items) + ["val"] + lines(val_items)), model=model.config.to_dict(),
+        encoder_weights=where(weights), encoder_weights_sha256=file_sha256(weights),
         init_from=where(args.init_from),
         init_checkpoint=checkpoint_fingerprint(args.init_from) if args.init_from else None,
         train_config=config.to_dict())
     state = prepare_training_run(args.out, kind="train", settings=settings, overwrite=args.overwrite,
                                  recorded=lambda payload: recorded_training(payload, SegmenterConfig))
     if state == "adopted":
-        print(f"note: '{args.out}' was started before skinseg recorded training settings; its best checkpoint "
-              "agrees with this command, so it resumes and run.json now records the settings.", file=sys.stderr)
+        print(f"note: '{args.out}' was started before skinseg recorded training settings; what its best "
+              "checkpoint records agrees with this command, so it resumes and run.json now records the "
+              "settings.",
+              file=sys.stderr)

@@ -262,7 +262,7 @@ def _init_from(args: argparse.Namespace, names: list[str]):
 
 def _check_run_folder(args: argparse.Namespace, model: object, cfg: object, train: list, val: list,
                       counts: dict[str, int]) -> None:
-    """Refuse resuming OUT with other settings (or adopt a run folder made before run.json), before cropping."""
+    """Refuse resuming OUT with other settings (or adopt a folder made before run.json), before cropping."""
     import dataclasses
 
     from ..models.checkpoint import checkpoint_fingerprint
@@ -280,9 +280,11 @@ def _check_run_folder(args: argparse.Namespace, model: object, cfg: object, trai
         init_from=where(args.init_from), head_init=None if args.init_from else args.head_init,
         init_checkpoint=checkpoint_fingerprint(args.init_from, "classifier") if args.init_from else None,
         train_config=dataclasses.asdict(cfg))
-    state = prepare_training_run(args.out, kind="train-classifier", settings=settings, overwrite=args.overwrite,
+    state = prepare_training_run(args.out, kind="train-classifier", settings=settings,
+                                 overwrite=args.overwrite,
                                  recorded=lambda payload: recorded_training(payload, ClassifierConfig))
     if state == "adopted":
-        print(f"note: '{args.out}' was started before skinseg recorded training settings; what its best checkpoint "
-              "records agrees with this command, so it resumes and run.json now records the settings.",
+        print(f"note: '{args.out}' was started before skinseg recorded training settings; what its best "
+              "checkpoint records agrees with this command, so it resumes and run.json now records the "
+              "settings.",
               file=sys.stderr)

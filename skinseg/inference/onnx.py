@@ -57,8 +57,8 @@ def _require(module: str) -> Any:
     except ImportError as exc:
         raise ConfigError(
             f"The ONNX backend needs the '{module}' package, a dependency of skinseg-dermoscopy that is not "
-            "installed here. Reinstall skinseg (pip install skinseg-dermoscopy, or pip install . in a clone), or "
-            "use --backend torch."
+            "installed here. Reinstall skinseg (pip install skinseg-dermoscopy, or pip install . in a "
+            "clone), or use --backend torch."
         ) from exc
 
 
@@ -412,9 +412,9 @@ def load_onnx_for_checkpoint(
             try:
                 atomic_write(target, data)
             except OSError as exc:  # a read-only or full cache: run from memory, export again next time
-                warnings.warn(f"Cannot keep the ONNX export in the cache ('{target}': {exc.strerror or exc}); "
-                              "it runs from memory and is exported again next time. Pass a writable cache_dir.",
-                              SkinsegWarning, stacklevel=2)
+                warnings.warn(f"Cannot keep the ONNX export in the cache ('{target}': "
+                              f"{exc.strerror or exc}); it runs from memory and is exported again next time. "
+                              "Pass a writable cache_dir.", SkinsegWarning, stacklevel=2)
         return data
 
     from ..models.checkpoint import read_segmenter_config

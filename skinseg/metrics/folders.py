@@ -25,7 +25,8 @@ __all__ = ["EvaluationResult", "evaluate_folders"]
 
 _ISIC_ID = re.compile(r"(?<![A-Za-z0-9])ISIC_\d{7}(?!\d)")  # a whole id: not ISIC_0006671 in ISIC_00066719
 # the files and folders a skinseg run writes beside its masks: expected in a prediction folder, not reported
-_RUN_ENTRIES = {"run.json", "journal.jsonl", "timings.csv", "results.csv", "classification.csv", "overlays", "gradcam"}
+_RUN_ENTRIES = {"run.json", "journal.jsonl", "timings.csv", "results.csv", "classification.csv", "overlays",
+                "gradcam"}
 
 
 # --------------------------------------------------------------------------- folders
@@ -153,10 +154,10 @@ def evaluate_folders(
         Per-image rows sorted by id, :func:`summarize` of them (plus ``binarisation``,
         ``missing``, ``n_missing_predictions``, ``n_resized``, ``n_unmatched_predictions``,
         ``n_unmatched_truths``, ``n_outside_ids``, ``not_taken`` (``{reason: ["pred_dir/name",
-        ...]}``: sub-folders and files that are not mask images) and ``n_not_taken``, ``n_zero_one_predictions``,
-        ``n_zero_one_truths``, ``zero_one_files``, ``n_without_image`` with ``image_dir``, and
-        ``notes``: sentences on anything that makes the numbers differ from an ISIC-scorer run),
-        and the files left unpaired on either side.
+        ...]}``: sub-folders and files that are not mask images) and ``n_not_taken``,
+        ``n_zero_one_predictions``, ``n_zero_one_truths``, ``zero_one_files``, ``n_without_image``
+        with ``image_dir``, and ``notes``: sentences on anything that makes the numbers differ from an
+        ISIC-scorer run), and the files left unpaired on either side.
 
     Raises
     ------
@@ -194,8 +195,9 @@ def evaluate_folders(
         raise ConfigError(f"`missing` must be one of {', '.join(_MISSING)}; got {missing!r}.")
     if Path(pred_dir).resolve() == Path(truth_dir).resolve():
         raise ConfigError(
-            f"`pred_dir` and `truth_dir` are the same folder ('{Path(truth_dir).resolve()}'): every mask would be "
-            "scored against itself. Pass the folder of predicted masks, then the folder of expert masks."
+            f"`pred_dir` and `truth_dir` are the same folder ('{Path(truth_dir).resolve()}'): every mask "
+            "would be scored against itself. Pass the folder of predicted masks, then the folder of expert "
+            "masks."
         )
     not_taken: dict[str, list[str]] = {}
     preds = _index_folder(pred_dir, pred_suffix, "pred_dir", not_taken=not_taken)

@@ -355,7 +355,8 @@ def load_classifier(path_or_name: str | os.PathLike = "default", *, device: str 
 
 def _blocked_line(message: str) -> str:
     """The sentence of a refused ``weights_only`` load that names what was blocked, else ''."""
-    return next((line.strip() for line in message.splitlines() if "GLOBAL" in line or "Unsupported" in line), "")
+    lines = (line.strip() for line in message.splitlines())
+    return next((line for line in lines if "GLOBAL" in line or "Unsupported" in line), "")
 
 
 def load_torch_file(path: str | os.PathLike, *, what: str = "File") -> Any:
@@ -377,17 +378,17 @@ def load_torch_file(path: str | os.PathLike, *, what: str = "File") -> Any:
     except pickle.UnpicklingError as exc:
         blocked = _blocked_line(str(exc))
         raise CheckpointError(
-            f"{what} '{path}' holds Python objects other than tensors, which could run code when loaded. skinseg "
-            "loads torch files with weights_only=True, so it refused the file and ran no code from it"
+            f"{what} '{path}' holds Python objects other than tensors, which could run code when loaded. "
+            "skinseg loads torch files with weights_only=True, so it refused the file and ran no code from it"
             + (f" ({blocked.rstrip('.')})" if blocked else "")
-            + ". Re-save only the tensors (torch.save(model.state_dict(), path), or safetensors) from a copy you "
-            "trust, or use another file."
+            + ". Re-save only the tensors (torch.save(model.state_dict(), path), or safetensors) from a copy "
+            "you trust, or use another file."
         ) from None
-    except Exception as exc:  # a damaged or foreign file: torch raises many types (KeyError, RuntimeError, ...)
+    except Exception as exc:  # a damaged or foreign file: torch raises many types (KeyError, RuntimeError)
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise CheckpointError(
-            f"{what} '{path}' is not a readable torch file ({type(exc).__name__}: {reason}). It is damaged or in "
-            "another format; pass a state dict saved with torch.save, or a .safetensors file."
+            f"{what} '{path}' is not a readable torch file ({type(exc).__name__}: {reason}). It is damaged "
+            "or in another format; pass a state dict saved with torch.save, or a .safetensors file."
         ) from None
 
 
@@ -416,9 +417,10 @@ def load_state_dict_file(path: str | os.PathLike, *, what: str = "Weights file")
         state = state["state_dict"]  # a training checkpoint that wraps its state dict
     if not isinstance(state, Mapping) or not state or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        other = "of other values " if isinstance(state, Mapping) else ""
         raise CheckpointError(
-            f"{what} '{path}' holds {type(state).__name__} {'of other values ' if isinstance(state, Mapping) else ''}"
-            "rather than a state dict of named tensors. Save one with torch.save(module.state_dict(), path)."
+            f"{what} '{path}' holds {type(state).__name__} {other}rather than a state dict of named tensors. "
+            "Save one with torch.save(module.state_dict(), path)."
         )
     return dict(state)
 

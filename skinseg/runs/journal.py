@@ -60,7 +60,8 @@ from .._text import csv_line
 from ..errors import ConfigError
 
 __all__ = ["RunJournal", "ResultsFile", "FolderRunResult", "OutputFiles", "LocalOutputFiles", "RUN_FILE",
-           "same_input", "JOURNAL_FILE", "TIMINGS_FILE", "TIMING_COLUMNS", "input_stat", "csv_line", "progress_bar"]
+           "same_input", "JOURNAL_FILE", "TIMINGS_FILE", "TIMING_COLUMNS", "input_stat", "csv_line",
+           "progress_bar"]
 
 JOURNAL_FILE, TIMINGS_FILE = "journal.jsonl", "timings.csv"
 RUN_FORMAT_VERSION = 2

@@ -171,8 +171,8 @@ def check_foreign_outputs(journal: Any, rels: Iterable[str], exists: Callable[[s
     fmt = run_format(journal.kind)
     if run_file.exists() and (payload is None or payload["format"] != fmt):
         what = f"a {payload['format']} run" if payload else f"a {run_file.name} that skinseg did not write"
-        raise ConfigError(f"'{location}' holds {what}, not a {fmt}; skinseg does not replace it. Choose another "
-                          "output folder.")
+        raise ConfigError(f"'{location}' holds {what}, not a {fmt}; skinseg does not replace it. Choose "
+                          "another output folder.")
     if payload is not None and not overwrite:
         return  # a resume: skinseg's folder
     listed = journal.listed_outputs() if payload is not None else set()
@@ -183,8 +183,8 @@ def check_foreign_outputs(journal: Any, rels: Iterable[str], exists: Callable[[s
     if foreign:
         more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
         raise OutputExistsError(
-            f"'{foreign[0]}'{more} already exist{'s' if not more else ''} in '{location}', and no skinseg run "
-            f"there wrote {'it' if not more else 'them'}: skinseg never replaces files it did not write "
+            f"'{foreign[0]}'{more} already exist{'s' if not more else ''} in '{location}', and no skinseg "
+            f"run there wrote {'it' if not more else 'them'}: skinseg never replaces files it did not write "
             f"({'not even with --overwrite' if overwrite else '--overwrite does not either'}). Move "
             f"{'it' if not more else 'them'} elsewhere, or choose another output folder."
         )

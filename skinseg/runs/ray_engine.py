@@ -231,7 +231,8 @@ def segment_folder_ray(
         stats: dict[str, list[int]] | None = None
     else:
         if verify_inputs:
-            raise ConfigError("verify_inputs (--verify-inputs) hashes local files; leave it out for URI inputs.")
+            raise ConfigError("verify_inputs (--verify-inputs) hashes local files; leave it out for URI "
+                              "inputs.")
         listed, not_taken = src.scan_images(recursive=recursive, exclude_suffix=mask_suffix,
                                             skip_runs=not include_runs)
         jobs, stats = _uri_jobs(src, listed, outputs), dict(listed)

@@ -119,7 +119,8 @@ class LocalStore:
         if not self.root.exists():
             raise PathNotFoundError(f"{what} '{self.root}' does not exist. Check the path.")
         if not self.root.is_dir():
-            raise PathNotFolderError(f"{what} '{self.root}' is a file, not a folder. Pass the folder that holds it.")
+            raise PathNotFolderError(f"{what} '{self.root}' is a file, not a folder. Pass the folder that "
+                                     "holds it.")
 
     def read_image(self, rel: str, *, convert: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
         return read_image(self._path(rel), convert=convert, max_pixels=max_pixels)
@@ -207,7 +208,8 @@ class ArrowStore:
         if kind == pafs.FileType.NotFound:
             raise PathNotFoundError(f"{what} '{self.location}' does not exist. Check the path.")
         if kind != pafs.FileType.Directory:
-            raise PathNotFolderError(f"{what} '{self.location}' is a file, not a folder. Pass the folder that holds it.")
+            raise PathNotFolderError(f"{what} '{self.location}' is a file, not a folder. Pass the folder "
+                                     "that holds it.")
 
     def _infos(self, recursive: bool) -> list[Any]:
         pafs = _pyarrow_fs()
@@ -287,7 +289,8 @@ class ArrowStore:
             with self._fs.open_input_stream(self.path(rel)) as f:
                 return f.read()
         except FileNotFoundError:
-            raise PathNotFoundError(f"Image file '{self.display(rel)}' does not exist. Check the path.") from None
+            raise PathNotFoundError(f"Image file '{self.display(rel)}' does not exist. Check the "
+                                    "path.") from None
 
     def read_image(self, rel: str, *, convert: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
         """:func:`skinseg.io.read_image` of ``rel``: the same decoder and errors, naming its URI."""

@@ -36,8 +36,8 @@ def test_an_unwritable_cache_falls_back_to_a_temporary_one_with_one_warning(tmp_
     assert cache_dir().is_dir() and capsys.readouterr().err.count("warning:") == 1
 
 
-def test_segment_with_an_unwritable_cache_runs_and_warns_once(tmp_path: Path, tiny_checkpoint: Path, monkeypatch,
-                                                             capsys) -> None:
+def test_segment_with_an_unwritable_cache_runs_and_warns_once(tmp_path: Path, tiny_checkpoint: Path,
+                                                             monkeypatch, capsys) -> None:
     pytest.importorskip("onnx")
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
@@ -45,8 +45,8 @@ def test_segment_with_an_unwritable_cache_runs_and_warns_once(tmp_path: Path, ti
     src = tmp_path / "in"
     for i in range(2):
         write_image(src / f"img{i}.png", synthetic_lesion((40, 56), rng=i)[0])
-    args = ["segment", str(src), "-o", str(tmp_path / "out"), "--model", str(tiny_checkpoint), "--backend", "onnx",
-            "--precision", "fp32", "--quiet"]
+    args = ["segment", str(src), "-o", str(tmp_path / "out"), "--model", str(tiny_checkpoint), "--backend",
+            "onnx", "--precision", "fp32", "--quiet"]
     assert main(args) == 0
     err = capsys.readouterr().err
     assert err.count("warning:") == 1 and "cannot be written" in err

@@ -239,7 +239,8 @@ def test_not_taken_entries_are_counted_and_named(tmp_path: Path, capsys) -> None
     (pred / "overlays").mkdir()  # a skinseg run's own files: expected, not reported
     assert main(["evaluate", str(pred), str(truth), "--quiet", "--allow-missing", "--format", "json"]) == 0
     payload = json.loads(capsys.readouterr().out)
-    assert payload["not_taken"] == {"not_an_image_name": ["truth_dir/notes.txt"], "subfolder": ["truth_dir/more"]}
+    not_taken = {"not_an_image_name": ["truth_dir/notes.txt"], "subfolder": ["truth_dir/more"]}
+    assert payload["not_taken"] == not_taken
     assert payload["n_not_taken"] == 2
     assert any("sub-folder(s) not searched" in n and "truth_dir/more" in n for n in payload["notes"])
     assert main(["evaluate", str(pred), str(truth), "--quiet", "--allow-missing"]) == 0

@@ -60,7 +60,8 @@ def test_csv_cells_neutralise_formulas_and_keep_numbers() -> None:
     assert csv_line(["-2+3", -2.5, "ok"]) == "'-2+3,-2.5,ok\n"
 
 
-@pytest.mark.parametrize("raw", [b"\xff.jpg", b"a\\xff.jpg", b"caf\xc3\xa9.jpg", b"\\", b"x\xc3", bytes(range(1, 256))])
+@pytest.mark.parametrize("raw", [b"\xff.jpg", b"a\\xff.jpg", b"caf\xc3\xa9.jpg", b"\\", b"x\xc3",
+                                 bytes(range(1, 256))])
 def test_names_are_written_losslessly(raw: bytes) -> None:
     text = text_name(os.fsdecode(raw))
     text.encode("utf-8")  # valid text
@@ -70,7 +71,8 @@ def test_names_are_written_losslessly(raw: bytes) -> None:
 def test_segment_processes_and_records_hostile_names(tmp_path: Path, tiny_checkpoint: Path, capsys) -> None:
     src = _folder(tmp_path / "in")
     out = tmp_path / "out"
-    args = ["segment", str(src), "-o", str(out), "--model", str(tiny_checkpoint), "--backend", "torch", "--quiet"]
+    args = ["segment", str(src), "-o", str(out), "--model", str(tiny_checkpoint), "--backend", "torch",
+            "--quiet"]
     assert main(args) == 0
     capsys.readouterr()
     rows = _csv(out / "results.csv")
@@ -110,7 +112,8 @@ def test_evaluate_writes_hostile_names(tmp_path: Path, capsys) -> None:
     for path in masks.iterdir():
         (copy / path.name).write_bytes(path.read_bytes())
     report = tmp_path / "report"
-    assert main(["evaluate", str(masks), str(copy), "--out", str(report), "--report", str(report), "--quiet"]) == 0
+    assert main(["evaluate", str(masks), str(copy), "--out", str(report), "--report", str(report),
+                 "--quiet"]) == 0
     per_image = _csv(report / "per_image.csv")
     _check_names([r["id"] for r in per_image], suffix="")
     assert all(float(r["dice"]) == 1.0 for r in per_image)

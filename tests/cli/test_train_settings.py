@@ -20,8 +20,8 @@ pytest.importorskip("torch")
 TINY = ["--encoder", "resnet18", "--encoder-weights", "none", "--input-size", "64", "--epochs", "1",
         "--batch-size", "2", "--max-batches", "1", "--device", "cpu"]
 CLASSES = ("melanoma", "nevus", "seborrheic_keratosis")
-TINY_CLS = ["--pretrained", "none", "--input-size", "64", "--epochs", "1", "--batch-size", "3", "--max-batches",
-            "1"]
+TINY_CLS = ["--pretrained", "none", "--input-size", "64", "--epochs", "1", "--batch-size", "3",
+            "--max-batches", "1"]
 
 
 def _history(run: Path) -> list[dict]:
@@ -30,7 +30,8 @@ def _history(run: Path) -> list[dict]:
 
 def _refused(capsys, *words: str) -> None:
     err = capsys.readouterr().err
-    assert err.splitlines()[-1].startswith("error: ") and "other settings" in err and "--overwrite" in err, err
+    assert err.splitlines()[-1].startswith("error: "), err
+    assert "other settings" in err and "--overwrite" in err, err
     for word in words:
         assert word in err, (word, err)
 
@@ -64,9 +65,9 @@ def test_a_finished_run_is_resumed_only_with_its_settings(tmp_path: Path, seg_fo
 
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["plain", "fine-tune", "relative-paths"])
-def test_a_legacy_run_folder_is_adopted_with_its_original_command(tmp_path: Path, seg_folder: Path, variant: str,
-                                                                  tiny_checkpoint: Path, monkeypatch,
-                                                                  capsys) -> None:
+def test_a_legacy_run_folder_is_adopted_with_its_original_command(tmp_path: Path, seg_folder: Path,
+                                                                  variant: str, tiny_checkpoint: Path,
+                                                                  monkeypatch, capsys) -> None:
     """As the runs started with the code before run.json: plain, fine-tuned with --init-from --color-norm,
     and with relative --data / --encoder-weights / --out given from the folder they were started in."""
     run = tmp_path / "run"

@@ -357,7 +357,8 @@ def test_existing_outputs_without_a_run_are_not_replaced(tiny_model, tmp_path: P
     assert sorted(p.name for p in out.iterdir()) == [".skinseg.lock", "img0_segmentation.png"]
 
 
-def test_overwrite_of_a_run_refuses_foreign_files_before_removing_anything(tiny_model, tmp_path: Path) -> None:
+def test_overwrite_of_a_run_refuses_foreign_files_before_removing_anything(tiny_model, tmp_path: Path,
+                                                                           ) -> None:
     src = tmp_path / "in"
     _good_images(src, n=3)
     (src / "img2.jpg").rename(tmp_path / "img2.jpg")  # added to the input after the first run
@@ -501,7 +502,8 @@ def test_recursive_runs_skip_folders_holding_an_earlier_run(tiny_model, tmp_path
     shutil.copytree(project, src / "old")  # an earlier run's folder inside the input
     result = segment_folder(tiny_model, src, tmp_path / "out", recursive=True, progress=False)
     assert result.n_images == 2 and result.not_taken["skinseg_run"] == 1
-    taken = segment_folder(tiny_model, src, tmp_path / "out2", recursive=True, include_runs=True, progress=False)
+    taken = segment_folder(tiny_model, src, tmp_path / "out2", recursive=True, include_runs=True,
+                           progress=False)
     keys = [r["file"] for r in _rows(tmp_path / "out2")]
     assert taken.n_images == 6 and "old/overlays/img0_overlay.png" in keys  # asked for: taken
 
@@ -518,7 +520,7 @@ def test_a_run_that_finished_no_image_does_not_lock_its_settings(tiny_model, tmp
     with pytest.raises(ImportError):
         segment_folder(Broken(tiny_model), src, out, threshold=0.3, progress=False)
     assert (out / "run.json").is_file() and not _journal(out)
-    result = segment_folder(tiny_model, src, out, threshold=0.6, progress=False)  # a retry with other settings
+    result = segment_folder(tiny_model, src, out, threshold=0.6, progress=False)  # other settings: a retry
     assert result.n_ok == 2
     assert json.loads((out / "run.json").read_text())["settings"]["threshold"] == 0.6
     with pytest.raises(ConfigError, match="threshold: 0.6 -> 0.3"):  # now something is done: locked
