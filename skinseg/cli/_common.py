@@ -57,20 +57,17 @@ def cache_dir() -> Path:
         path = Path(os.environ["SKINSEG_CACHE_DIR"])
     else:
         path = Path(os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")) / "skinseg"
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".skinseg-probe-")
-        os.close(fd)
-        os.unlink(probe)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent  # nothing is created here: only an export writes into the cache
+    if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
         return path
-    except OSError as exc:
-        fallback = Path(tempfile.mkdtemp(prefix="skinseg-cache-"))
-        atexit.register(shutil.rmtree, fallback, True)
-        print(f"warning: the cache folder '{path}' cannot be written ({exc.strerror or exc}); ONNX exports "
-              f"go to '{fallback}' for this run only. Set SKINSEG_CACHE_DIR to a writable folder to keep "
-              "them.",
-              file=sys.stderr)
-        return fallback
+    fallback = Path(tempfile.mkdtemp(prefix="skinseg-cache-"))
+    atexit.register(shutil.rmtree, fallback, True)
+    why = "it is not a writable folder" if existing == path else f"'{existing}' is not a writable folder"
+    print(f"warning: the cache folder '{path}' cannot be written ({why}); ONNX exports go to '{fallback}' "
+          "for this run only. Set SKINSEG_CACHE_DIR to a writable folder to keep them.", file=sys.stderr)
+    return fallback
 
 
 def where(value: str | None) -> str | None:
