@@ -127,6 +127,19 @@ def recorded_training(payload: dict[str, Any], config_cls: Any) -> dict[str, Any
     return {k: v for k, v in found.items() if v is not None or k in ("init_from", "label_map")}
 
 
+def start_training_run(args: Any, kind: str, settings: dict[str, Any], config_cls: Any) -> None:
+    """:func:`skinseg.training.prepare_training_run` of ``args.out`` (refuses other settings), with a note
+    when a run folder made before run.json is adopted."""
+    from ..training import prepare_training_run
+
+    state = prepare_training_run(args.out, kind=kind, settings=settings, overwrite=args.overwrite,
+                                 recorded=lambda payload: recorded_training(payload, config_cls))
+    if state == "adopted":
+        print(f"note: '{args.out}' was started before skinseg recorded training settings; what its best "
+              "checkpoint records agrees with this command, so it resumes and run.json now records the "
+              "settings.", file=sys.stderr)
+
+
 def report_run(result: Any, verb: str, extra: dict[str, Any] | None = None) -> None:
     """Print a folder run's summary on stderr and its JSON on stdout (shared by segment and classify)."""
     import json

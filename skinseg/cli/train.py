@@ -14,8 +14,8 @@ from ._common import (
     file_sha256,
     has_manifest,
     list_sha256,
-    recorded_training,
     resolve_device,
+    start_training_run,
     training_settings,
     where,
 )
@@ -206,7 +206,6 @@ def _check_run_folder(args: argparse.Namespace, model: object, weights: str | No
     """Refuse resuming OUT with other settings (or adopt a folder made before run.json), before any work."""
     from ..models.checkpoint import checkpoint_fingerprint
     from ..models.config import SegmenterConfig
-    from ..training import prepare_training_run
 
     def lines(items: list) -> list[str]:
         return [f"{os.path.abspath(i)}\t{os.path.abspath(m)}" for i, m in items]
@@ -219,10 +218,4 @@ def _check_run_folder(args: argparse.Namespace, model: object, weights: str | No
         init_from=where(args.init_from),
         init_checkpoint=checkpoint_fingerprint(args.init_from) if args.init_from else None,
         train_config=config.to_dict())
-    state = prepare_training_run(args.out, kind="train", settings=settings, overwrite=args.overwrite,
-                                 recorded=lambda payload: recorded_training(payload, SegmenterConfig))
-    if state == "adopted":
-        print(f"note: '{args.out}' was started before skinseg recorded training settings; what its best "
-              "checkpoint records agrees with this command, so it resumes and run.json now records the "
-              "settings.",
-              file=sys.stderr)
+    start_training_run(args, "train", settings, SegmenterConfig)

@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 from ..errors import SkinsegError
-from ._common import EXIT_OK, file_sha256, list_sha256, recorded_training, training_settings, where
+from ._common import EXIT_OK, file_sha256, list_sha256, start_training_run, training_settings, where
 from .train import RESUME_HELP
 
 EPILOG = """\
@@ -267,7 +267,6 @@ def _check_run_folder(args: argparse.Namespace, model: object, cfg: object, trai
 
     from ..models.checkpoint import checkpoint_fingerprint
     from ..models.config import ClassifierConfig
-    from ..training import prepare_training_run
 
     def lines(items: list) -> list[str]:
         return [f"{os.path.abspath(i.image)}\t{i.mask and os.path.abspath(i.mask)}\t{i.label}" for i in items]
@@ -280,11 +279,4 @@ def _check_run_folder(args: argparse.Namespace, model: object, cfg: object, trai
         init_from=where(args.init_from), head_init=None if args.init_from else args.head_init,
         init_checkpoint=checkpoint_fingerprint(args.init_from, "classifier") if args.init_from else None,
         train_config=dataclasses.asdict(cfg))
-    state = prepare_training_run(args.out, kind="train-classifier", settings=settings,
-                                 overwrite=args.overwrite,
-                                 recorded=lambda payload: recorded_training(payload, ClassifierConfig))
-    if state == "adopted":
-        print(f"note: '{args.out}' was started before skinseg recorded training settings; what its best "
-              "checkpoint records agrees with this command, so it resumes and run.json now records the "
-              "settings.",
-              file=sys.stderr)
+    start_training_run(args, "train-classifier", settings, ClassifierConfig)
