@@ -88,6 +88,19 @@ def test_segment_processes_and_records_hostile_names(tmp_path: Path, tiny_checkp
     assert json.loads(capsys.readouterr().out)["skipped"] == len(STEMS)
 
 
+def test_formula_names_alone_are_neutralised(tmp_path: Path, tiny_checkpoint: Path, capsys) -> None:
+    """Item 12 on its own (all names valid UTF-8): the cells that a spreadsheet would run start with '."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for i, stem in enumerate([*FORMULAS, "-0.5"]):
+        write_image(src / f"{stem}.jpg", synthetic_lesion((40, 56), rng=i)[0])
+    out = tmp_path / "out"
+    assert main(["segment", str(src), "-o", str(out), "--model", str(tiny_checkpoint), "--backend", "torch",
+                 "--quiet"]) == 0
+    files = sorted(r["file"] for r in _csv(out / "results.csv"))
+    assert files == sorted("'" + s + ".jpg" for s in [*FORMULAS, "-0.5"])
+
+
 def test_classify_writes_hostile_names(tmp_path: Path, capsys) -> None:
     import skinseg.classify as C
 
