@@ -1,9 +1,11 @@
 """skinseg as a library: hair removal, segmentation (torch and the fast ONNX path), metrics, an overlay
 picture, and a resumable folder run.
 
-    python examples/quickstart.py            # writes quickstart.png next to this file's out/ folder
+    python examples/quickstart.py            # writes into quickstart_out/ beside this folder
 
-Uses the bundled model and the example ISIC images; needs no network.
+Uses the bundled model and the example ISIC images; needs no network. Its outputs have their own
+folder, so the README's `skinseg segment examples/images -o out` and `skinseg evaluate out
+examples/masks` see only their own masks.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def main() -> None:
         tiles.append(cv2.resize(tile, (384, int(384 * tile.shape[0] / tile.shape[1]))))
     h = max(t.shape[0] for t in tiles)
     row = np.hstack([np.pad(t, ((0, h - t.shape[0]), (0, 4), (0, 0)), constant_values=255) for t in tiles])
-    out = HERE.parent / "out"
+    out = HERE.parent / "quickstart_out"  # not out/: that is the README's segment folder
     out.mkdir(exist_ok=True)
     ss.write_image(out / "quickstart.png", row, overwrite=True)
     print(f"wrote {out / 'quickstart.png'} (green: skinseg, blue: expert)")

@@ -8,7 +8,14 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .errors import ConfigError, InvalidImageError, InvalidMaskError, MaskShapeError, MaskValueError
+from .errors import (
+    ArgumentTypeError,
+    ConfigError,
+    InvalidImageError,
+    InvalidMaskError,
+    MaskShapeError,
+    MaskValueError,
+)
 
 __all__ = [
     "check_rgb_image",
@@ -31,7 +38,7 @@ def _describe(arr: object) -> str:
 def check_rgb_image(image: object, name: str = "image") -> np.ndarray:
     """Return ``image`` if it is an (H, W, 3) uint8 array, else raise with a fix."""
     if not isinstance(image, np.ndarray):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"`{name}` must be a numpy array of shape (H, W, 3) and dtype uint8; got "
             f"{_describe(image)}. Read files with skinseg.read_image()."
         )
@@ -65,7 +72,7 @@ def as_bool_mask(mask: object, name: str = "mask") -> np.ndarray:
     threshold is ever applied silently.
     """
     if not isinstance(mask, np.ndarray):
-        raise TypeError(f"`{name}` must be a numpy array of shape (H, W); got {_describe(mask)}.")
+        raise ArgumentTypeError(f"`{name}` must be a numpy array of shape (H, W); got {_describe(mask)}.")
     if mask.ndim != 2:
         raise InvalidMaskError(
             f"`{name}` must be a 2-D (H, W) array; got {_describe(mask)}. "
@@ -91,7 +98,7 @@ def as_bool_mask(mask: object, name: str = "mask") -> np.ndarray:
 def check_prob_map(prob: object, name: str = "prob") -> np.ndarray:
     """Return ``prob`` if it is an (H, W) float array with values in [0, 1]."""
     if not isinstance(prob, np.ndarray):
-        raise TypeError(f"`{name}` must be a numpy array of shape (H, W); got {_describe(prob)}.")
+        raise ArgumentTypeError(f"`{name}` must be a numpy array of shape (H, W); got {_describe(prob)}.")
     if prob.ndim != 2 or not np.issubdtype(prob.dtype, np.floating):
         raise ConfigError(f"`{name}` must be an (H, W) float array of probabilities; got {_describe(prob)}.")
     if prob.size and (not np.all(np.isfinite(prob)) or prob.min() < 0 or prob.max() > 1):

@@ -9,7 +9,7 @@ existing file untouched and removes its temporary file, and a temporary file lef
 killed process is recognised by :func:`temp_target_name` (the folder runner deletes
 those of its own outputs on the next run).
 
-Standard library only, so every stage can use it.
+Standard library and :mod:`skinseg.errors` only, so every stage can use it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from .errors import OutputExistsError, PathIsFolderError
 
 __all__ = [
     "TEMP_SUFFIX", "temp_path", "temp_target_name", "atomic_write", "atomic_output", "write_with", "fsync_dir",
@@ -73,9 +75,10 @@ def _naming(exc: OSError, target: Path) -> OSError:
 
 def _check_target(target: Path, overwrite: bool) -> None:
     if target.is_dir():
-        raise IsADirectoryError(f"'{target}' is a directory; pass a file path to write to.")
+        raise PathIsFolderError(f"'{target}' is a directory; pass a file path to write to.")
     if not overwrite and target.exists():
-        raise FileExistsError(f"'{target}' already exists. Pass overwrite=True (--overwrite) to replace it.")
+        raise OutputExistsError(f"'{target}' already exists. Pass overwrite=True (--overwrite) to replace "
+                                "it.")
 
 
 @contextmanager
@@ -110,9 +113,9 @@ def atomic_write(target: str | os.PathLike, data: bytes | str, *, overwrite: boo
 
     Raises
     ------
-    IsADirectoryError
+    PathIsFolderError (an IsADirectoryError)
         ``target`` is a folder.
-    FileExistsError
+    OutputExistsError (a FileExistsError)
         ``target`` exists and ``overwrite`` is False.
     OSError
         The write failed (full disk, read-only folder, ...); nothing is left behind.

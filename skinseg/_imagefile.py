@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from PIL import BmpImagePlugin, Image, JpegImagePlugin, PngImagePlugin, TiffImagePlugin
+from PIL import BmpImagePlugin, Image, JpegImagePlugin, PngImagePlugin, TiffImagePlugin  # noqa: F401 - registers
 
 from .errors import (
     AlphaChannelError,
+    ArgumentTypeError,
     BitDepthError,
     CorruptImageError,
     EmptyFileError,
@@ -26,6 +28,8 @@ from .errors import (
     MaskShapeError,
     MaskValueError,
     NotAnImageError,
+    PathIsFolderError,
+    PathNotFoundError,
     TruncatedImageError,
     UnsupportedImageError,
 )
@@ -44,13 +48,9 @@ _SIGNATURES = (
     (b"II+\x00", "TIFF"),
     (b"MM\x00+", "TIFF"),
 )
-# Used only when Pillow's own decompression-bomb limit refuses a header we may accept.
-_PLUGINS = {
-    "JPEG": JpegImagePlugin.JpegImageFile,
-    "PNG": PngImagePlugin.PngImageFile,
-    "BMP": BmpImagePlugin.BmpImageFile,
-    "TIFF": TiffImagePlugin.TiffImageFile,
-}
+# warnings.catch_warnings changes process-wide state: reader threads take turns, or one thread's exit
+# would restore the filters while another is still inside (Pillow's warnings then leak to the terminal)
+_PIL_WARNINGS = threading.RLock()
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # IEND always has length 0 and this CRC
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 _GRAY_ALPHA_MODES = {"LA", "La"}
@@ -70,7 +70,7 @@ class _Header:
 
 def _fspath(path: object, name: str = "path") -> str:
     if not isinstance(path, str | os.PathLike):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"`{name}` must be a str or os.PathLike; got an object of type {type(path).__name__}."
         )
     return os.fspath(path)  # type: ignore[return-value]
@@ -79,10 +79,10 @@ def _fspath(path: object, name: str = "path") -> str:
 def _read_bytes(path: PathLike) -> bytes:
     p = _fspath(path)
     if os.path.isdir(p):
-        err: OSError = IsADirectoryError(f"'{p}' is a directory, not an image file. Pass a file inside it.")
+        err: OSError = PathIsFolderError(f"'{p}' is a directory, not an image file. Pass a file inside it.")
     elif not os.path.exists(p):
         hint = f" (relative to the working directory {os.getcwd()})" if not os.path.isabs(p) else ""
-        err = FileNotFoundError(f"Image file '{p}' does not exist{hint}. Check the path.")
+        err = PathNotFoundError(f"Image file '{p}' does not exist{hint}. Check the path.")
     else:
         with open(p, "rb") as f:
             return _check_not_empty(f.read(), path)
@@ -183,15 +183,21 @@ def _png_chunk(data: bytes, chunk_type: bytes) -> bytes | None:
 
 
 def _open_pillow(data: bytes, fmt_hint: str | None) -> Image.Image:
-    """Pillow's lazy open (header only), independent of ``Image.MAX_IMAGE_PIXELS``."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # DecompressionBombWarning, metadata warnings: never leak
-        try:
-            return Image.open(io.BytesIO(data))
-        except Image.DecompressionBombError:
-            if fmt_hint is None:
-                raise
-            return _PLUGINS[fmt_hint](io.BytesIO(data))
+    """Pillow's lazy open (header only), independent of ``Image.MAX_IMAGE_PIXELS``.
+
+    A file whose signature is known is opened by its plugin directly, without Pillow's
+    decompression-bomb check (which warns from 89 megapixels): skinseg's own limit,
+    ``max_pixels``, is checked from the header (:func:`_check_size`, ImageTooLargeError).
+    Pillow's metadata warnings are silenced, under a lock (see ``_PIL_WARNINGS``).
+    """
+    with _PIL_WARNINGS, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if fmt_hint is not None:
+            try:
+                return Image.OPEN[fmt_hint][0](io.BytesIO(data), "")
+            except Exception:  # a damaged header: Image.open tries every format, then raises
+                pass
+        return Image.open(io.BytesIO(data))
 
 
 def _orientation(im: Image.Image, data: bytes, fmt: str) -> int:
@@ -199,7 +205,7 @@ def _orientation(im: Image.Image, data: bytes, fmt: str) -> int:
         # Pillow's PNG getexif() decodes the pixels to find an eXIf chunk after IDAT; do it by hand.
         im.info["exif"] = _png_chunk(data, b"eXIf") or b""
     try:
-        with warnings.catch_warnings():
+        with _PIL_WARNINGS, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             value = im.getexif().get(0x0112, 1)
     except Exception:  # unreadable metadata is not an unreadable image: keep the stored orientation
@@ -315,7 +321,7 @@ def _alpha_dropped_by_decoder(
     if header.mode not in _ALPHA_MODES or (arr.ndim == 3 and arr.shape[2] in (2, 4)):
         return None
     try:
-        with warnings.catch_warnings():
+        with _PIL_WARNINGS, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return np.asarray(_open_pillow(data, header.format).getchannel("A"))
     except Exception:

@@ -21,7 +21,7 @@ import numpy as np
 
 from ._deps import import_albumentations
 from ._geometry import box_hw, fit_size, resize_image, resize_mask
-from .errors import ConfigError
+from .errors import ConfigError, PathNotFoundError
 
 __all__ = [
     "ManifestItem",
@@ -73,7 +73,8 @@ def read_manifest(
     src = Path(source)
     path = src / "manifest.csv" if src.is_dir() else src
     if not path.is_file():
-        raise FileNotFoundError(f"Manifest '{path}' not found. Pass a manifest.csv, a folder holding one, or an image folder.")
+        raise PathNotFoundError(f"Manifest '{path}' not found. Pass a manifest.csv, a folder holding one, "
+                                "or an image folder.")
     wanted = {splits} if isinstance(splits, str) else (set(splits) if splits is not None else None)
     root = path.parent
     items = []

@@ -3,6 +3,10 @@
 Every error raised on purpose by skinseg derives from :class:`SkinsegError`, so a
 caller (and the CLI) can catch skinseg's own errors without hiding real bugs.
 Errors about a file always name the file; every message ends with a concrete fix.
+
+Where Python has a built-in exception for the case, skinseg's error is also that one
+(:class:`PathNotFoundError` is a ``FileNotFoundError``, :class:`ArgumentTypeError` a
+``TypeError``, ...), so ``except FileNotFoundError`` keeps working.
 """
 
 from __future__ import annotations
@@ -27,6 +31,12 @@ __all__ = [
     "UnknownNameError",
     "ConfigError",
     "CheckpointError",
+    "ArgumentTypeError",
+    "PathNotFoundError",
+    "PathIsFolderError",
+    "PathNotFolderError",
+    "OutputExistsError",
+    "SkinsegWarning",
 ]
 
 
@@ -115,3 +125,27 @@ class ConfigError(SkinsegError, ValueError):
 
 class CheckpointError(SkinsegError, RuntimeError):
     """A checkpoint directory that is missing, incomplete or inconsistent."""
+
+
+class ArgumentTypeError(SkinsegError, TypeError):
+    """An argument of the wrong type (e.g. ``read_image(None)``, or a list where an array is needed)."""
+
+
+class PathNotFoundError(SkinsegError, FileNotFoundError):
+    """A file or folder that does not exist (also a ``FileNotFoundError``)."""
+
+
+class PathIsFolderError(SkinsegError, IsADirectoryError):
+    """A folder where a file is needed (also an ``IsADirectoryError``)."""
+
+
+class PathNotFolderError(SkinsegError, NotADirectoryError):
+    """A file where a folder is needed (also a ``NotADirectoryError``)."""
+
+
+class OutputExistsError(SkinsegError, FileExistsError):
+    """A file that skinseg would write exists and is not skinseg's to replace (also a ``FileExistsError``)."""
+
+
+class SkinsegWarning(UserWarning):
+    """A warning of skinseg's own: the work goes on in a documented way (e.g. without the export cache)."""

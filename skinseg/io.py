@@ -33,8 +33,9 @@ from ._imagefile import (
     _to_mask,
     _to_rgb,
 )
+from ._runfile import holds_run
 from ._types import IMAGE_EXTENSIONS, BinaryMask, RGBImage
-from .errors import ConfigError
+from .errors import ArgumentTypeError, ConfigError, PathNotFolderError, PathNotFoundError
 
 __all__ = [
     "read_image",
@@ -144,7 +145,7 @@ def read_image_bytes(
     (4, 6, 3)
     """
     if not isinstance(data, bytes | bytearray | memoryview):
-        raise TypeError(f"`data` must be the file's bytes; got an object of type {type(data).__name__}.")
+        raise ArgumentTypeError(f"`data` must be the file's bytes; got a {type(data).__name__}.")
     max_pixels = check_positive_int(max_pixels, "max_pixels")
     data = _check_not_empty(bytes(data), name)
     arr, header = _decode(data, name, max_pixels=max_pixels)
@@ -423,12 +424,10 @@ def write_image(path: PathLike, image: np.ndarray, *, overwrite: bool = False) -
 def _check_folder(folder: PathLike, name: str) -> Path:
     d = Path(_fspath(folder, name))
     if not d.exists():
-        err: OSError = FileNotFoundError(f"`{name}` folder '{d}' does not exist. Check the path.")
-    elif not d.is_dir():
-        err = NotADirectoryError(f"`{name}` '{d}' is a file, not a folder. Pass the folder that holds it.")
-    else:
-        return d
-    raise err
+        raise PathNotFoundError(f"`{name}` folder '{d}' does not exist. Check the path.")
+    if not d.is_dir():
+        raise PathNotFolderError(f"`{name}` '{d}' is a file, not a folder. Pass the folder that holds it.")
+    return d
 
 
 @dataclass(frozen=True)
@@ -439,7 +438,8 @@ class ImageScan:
     suffix, taken for a mask), ``"subfolder"`` (a folder, not searched without
     ``recursive``), ``"not_an_image_name"`` (another file ending), ``"hidden"`` (name
     starts with a dot), ``"dangling_link"``, ``"directory_named_like_an_image"`` and
-    ``"special_file"`` (FIFO, socket, device). Empty reasons are left out.
+    ``"special_file"`` (FIFO, socket, device) and, with ``skip_runs``, ``"skinseg_run"`` (a folder
+    holding an earlier skinseg run's run.json: its files are outputs). Empty reasons are left out.
     """
 
     images: list[Path]
@@ -450,12 +450,14 @@ class ImageScan:
         return {k: len(v) for k, v in self.skipped.items() if v}
 
 
-def scan_images(folder: PathLike, *, recursive: bool = False, exclude_suffix: str | None = None) -> ImageScan:
+def scan_images(folder: PathLike, *, recursive: bool = False, exclude_suffix: str | None = None,
+                skip_runs: bool = False) -> ImageScan:
     """List the image files of a folder (sorted) and account for every other entry (see :class:`ImageScan`).
 
     An image is a non-hidden regular file (or a link to one) whose name ends in one of
     ``skinseg._types.IMAGE_EXTENSIONS`` (any case) and whose stem does not end with
-    ``exclude_suffix``. With ``recursive`` non-hidden sub-folders are searched too.
+    ``exclude_suffix``. With ``recursive`` non-hidden sub-folders are searched too. With ``skip_runs``
+    a folder (``folder`` itself too) holding a skinseg run.json is not searched (its files are outputs).
     """
     import stat as stat_mod
 
@@ -472,6 +474,10 @@ def scan_images(folder: PathLike, *, recursive: bool = False, exclude_suffix: st
 
     for dirpath, dirnames, filenames in os.walk(root):
         base = Path(dirpath)
+        if skip_runs and holds_run(base):
+            skip("skinseg_run", base)
+            dirnames[:] = []
+            continue
         for d in list(dirnames):
             path = base / d
             if d.startswith("."):
@@ -611,7 +617,7 @@ def pair_images_and_masks(
     [('ISIC_0000001.jpg', 'ISIC_0000001_segmentation.png')]
     """
     if not isinstance(mask_suffix, str):
-        raise TypeError(f"`mask_suffix` must be a str; got an object of type {type(mask_suffix).__name__}.")
+        raise ArgumentTypeError(f"`mask_suffix` must be a str; got a {type(mask_suffix).__name__}.")
     image_root = _check_folder(image_dir, "image_dir")
     same = mask_dir is None or _check_folder(mask_dir, "mask_dir").resolve() == image_root.resolve()
     if same and not mask_suffix:

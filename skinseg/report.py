@@ -12,8 +12,6 @@ imported only when a figure is drawn.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 
 from ._figures import new_figure, save_figure
 from ._files import write_with
+from ._text import csv_line
 from .errors import ConfigError
 from .metrics import (
     METRIC_NAMES,
@@ -72,12 +71,8 @@ def _write_text(path: Path, text: str) -> None:
 def _per_image_csv(rows: list[dict[str, Any]]) -> str:
     columns = [c for c in _CSV_FIRST if any(c in r for r in rows)]
     columns += sorted({k for r in rows for k in r} - set(columns))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: repr(v) if isinstance(v, float) else v for k, v in r.items()})
-    return buf.getvalue()
+    cells = ([repr(v) if isinstance(v, float) else v for v in (r.get(c, "") for c in columns)] for r in rows)
+    return csv_line(columns) + "".join(csv_line(line) for line in cells)
 
 
 def _jsonable(obj: Any) -> Any:

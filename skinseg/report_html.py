@@ -32,6 +32,7 @@ import numpy as np
 from . import __version__
 from ._checks import check_positive_int
 from ._files import temp_path
+from ._text import text_name
 from .errors import ConfigError
 from .report import METRIC_LABELS
 
@@ -226,7 +227,8 @@ window.addEventListener("load", function () {
 
 
 def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+    """HTML text of ``value`` (a name that is not UTF-8 as :func:`skinseg._text.text_name` writes it)."""
+    return html.escape(text_name(str(value)), quote=True)
 
 
 def _num(value: float, digits: int = 4) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ._checks import check_positive_int, check_rgb_image
 from ._types import BinaryMask, RGBImage
-from .errors import ConfigError
+from .errors import ArgumentTypeError, ConfigError
 
 __all__ = ["synthetic_lesion", "add_synthetic_hair", "HAIR_VISIBLE_LEVELS"]
 
@@ -36,7 +36,8 @@ def _as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
         return rng
     if rng is None or (isinstance(rng, numbers.Integral) and not isinstance(rng, bool)):
         return np.random.default_rng(rng)
-    raise TypeError(f"`rng` must be a numpy.random.Generator, an int seed or None; got {type(rng).__name__}.")
+    raise ArgumentTypeError(f"`rng` must be a numpy.random.Generator, an int seed or None; got "
+                            f"{type(rng).__name__}.")
 
 
 def _smooth_field(rng: np.random.Generator, h: int, w: int, scale: float) -> np.ndarray:

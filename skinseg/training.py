@@ -15,6 +15,13 @@ validation scores, how the best model is saved -- comes in a :class:`TrainingTas
 - ``last.pt``: model, optimiser, scheduler and RNG state after every epoch, for
   resuming (tensors and plain containers only; read with ``weights_only=True``),
 - ``history.csv`` / ``history.json`` and ``learning_curve.png``.
+
+**Settings.** :func:`prepare_training_run` keeps the settings of a training run (what
+determines its result: data, model, training configuration) in ``run.json`` (the format of
+:mod:`skinseg._runfile`, as folder runs), so ``skinseg train`` and ``skinseg train-classifier``
+resume only with the same ones and name what changed otherwise. A run folder made before
+this file existed is adopted on its first resume, compared with what its ``best/config.json``
+records.
 """
 
 from __future__ import annotations
@@ -34,10 +41,12 @@ import numpy as np
 import torch
 
 from ._figures import new_figure, save_figure
-from ._files import atomic_output, atomic_write
+from ._files import atomic_output, atomic_write, temp_target_name
+from ._runfile import RUN_FILE, read_run_file, run_format, settings_changes, write_run_file
+from ._text import csv_line
 from .errors import CheckpointError, ConfigError
 from .losses import create_loss
-from .models.checkpoint import save_checkpoint
+from .models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_torch_file, save_checkpoint
 
 __all__ = [
     "TrainConfig",
@@ -52,7 +61,13 @@ __all__ = [
     "save_resume_state",
     "load_resume_state",
     "write_history",
+    "prepare_training_run",
+    "TRAINING_RUN_FILES",
 ]
+
+TRAINING_RUN_FILES = ("last.pt", "history.csv", "history.json", "learning_curve.png")
+"""The files a training run writes in its folder, besides ``best/`` and ``run.json``."""
+_TRAINING_RUN_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -192,8 +207,8 @@ def train_one_epoch(model: torch.nn.Module, loader: Any, loss_fn: Any, optimizer
 def write_history(history: list[dict[str, Any]], out: Path, plot: Any = None) -> None:
     """Write ``history.csv`` / ``history.json`` atomically, then ``learning_curve.png`` with ``plot``."""
     keys = list(history[0])
-    lines = [",".join(keys)] + [",".join(str(h[k]) for k in keys) for h in history]
-    atomic_write(out / "history.csv", "\n".join(lines) + "\n")
+    rows = "".join(csv_line([h[k] for k in keys]) for h in history)
+    atomic_write(out / "history.csv", csv_line(keys) + rows)
     atomic_write(out / "history.json", json.dumps(history, indent=1))
     (plot or plot_history)(history, out / "learning_curve.png")
 
@@ -228,13 +243,17 @@ def load_resume_state(
     Returns (the raw state, the history, the first epoch still to train).
     """
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_torch_file(path, what="Resume state")
+    except CheckpointError as exc:  # a pickle with code (refused, nothing ran), a damaged file
+        raise CheckpointError(f"{exc} To start the run over, delete it (or pass resume=False).") from None
+    try:
         network.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-    except Exception as exc:  # truncated file, another model's state, ...
+    except Exception as exc:  # another model's state
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
-            f"Cannot resume from '{path}': {type(exc).__name__}: {str(exc).splitlines()[0][:200]}. "
-            "It belongs to another model or is damaged; delete it (or pass resume=False) to start over."
+            f"Cannot resume from '{path}': it belongs to another model or is damaged ({type(exc).__name__}: "
+            f"{reason}). Delete it (or pass resume=False) to start over."
         ) from exc
     torch.set_rng_state(state["torch_rng"])
     return state, json.loads(state["history"]), int(state["epoch"]) + 1
@@ -439,3 +458,96 @@ def fit(
         plateau=plateau, train_config=config.to_dict(), metadata=metadata, device=device, channels_last=True,
         resume=resume, progress=progress,
     )
+
+
+# ----------------------------------------------------------------------------- the run folder's settings
+
+
+def _remove_training_run(out: Path) -> None:
+    """``overwrite``: remove what a training run wrote (its files, best/'s two files, stale temp files)."""
+    best = out / "best"
+    for folder, names in ((out, (*TRAINING_RUN_FILES, RUN_FILE)), (best, (WEIGHTS_FILE, CONFIG_FILE))):
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if path.name in names or temp_target_name(path.name) in names:
+                path.unlink()
+    if best.is_dir() and not any(best.iterdir()):
+        best.rmdir()
+
+
+def prepare_training_run(
+    out_dir: str | os.PathLike,
+    *,
+    kind: str,
+    settings: dict[str, Any],
+    overwrite: bool = False,
+    recorded: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> str:
+    """Check a training run folder's settings before any work, and record them in ``run.json``.
+
+    Parameters
+    ----------
+    out_dir : path
+        The run folder (created).
+    kind : str
+        ``"train"`` or ``"train-classifier"`` (run.json's format ``skinseg-<kind>-run``).
+    settings : dict
+        Everything that determines the run's result (JSON-serialisable). Options that do not
+        (CPU threads, the device) are left out, so a run may resume with other ones.
+    overwrite : bool
+        Start again: remove the run's files (:data:`TRAINING_RUN_FILES`, ``best/``'s weights and
+        config, run.json; nothing else) first.
+    recorded : callable, optional
+        For a run folder made before run.json existed (``last.pt`` or ``best/`` but no run.json):
+        ``recorded(payload of best/config.json)`` returns what that checkpoint recorded, with the
+        keys of ``settings``; they must match, then the folder is adopted.
+
+    Returns
+    -------
+    str
+        ``"new"`` (nothing to resume), ``"resume"`` or ``"adopted"``.
+
+    Raises
+    ------
+    ConfigError
+        The folder holds a run with other settings (the changes are named; pass ``--overwrite``
+        or another ``--out``), or a run.json of something else.
+
+    Notes
+    -----
+    A folder without results (no ``last.pt``, no ``best/config.json``) locks nothing in: its
+    run.json is replaced, so a run that failed before its first epoch can be retried with other
+    settings.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = json.loads(json.dumps(settings))
+    run_file, best_config = out / RUN_FILE, out / "best" / CONFIG_FILE
+    payload = read_run_file(run_file) if run_file.exists() else None
+    if run_file.exists() and (payload is None or payload["format"] != run_format(kind)):
+        what = f"a {payload['format']} run" if payload else f"a {RUN_FILE} that skinseg did not write"
+        raise ConfigError(f"'{out}' holds {what}, not a {run_format(kind)}. Choose another --out.")
+    if overwrite:
+        _remove_training_run(out)
+    has_results = (out / "last.pt").is_file() or best_config.is_file()
+    state, extra = "new", {}
+    if has_results and payload is not None:
+        old, state = payload.get("settings", {}), "resume"
+    elif has_results:  # made before run.json: compare with what its best checkpoint recorded
+        state, extra = "adopted", {"adopted": "a run folder without run.json, resumed with these settings"}
+        try:
+            old = recorded(json.loads(best_config.read_text(encoding="utf-8"))) if recorded else {}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            old = {}  # nothing readable to compare with: adopt
+        old = {k: v for k, v in json.loads(json.dumps(old)).items() if k in settings}
+    if state != "new" and any(old.get(k) != settings.get(k) for k in old):
+        changes = settings_changes(old, {k: settings.get(k) for k in old})  # what can be compared
+        raise ConfigError(
+            f"'{out}' holds a training run made with other settings ({changes}); resuming would mix them. "
+            "Rerun with the same settings, pass --overwrite to start again in this folder (its checkpoints "
+            "and history are removed), or choose another --out."
+        )
+    if state != "resume" or payload.get("settings") != settings:
+        write_run_file(run_file, kind, _TRAINING_RUN_VERSION, settings, **extra)
+    return state

@@ -12,6 +12,36 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+_CACHE_VARS = ("SKINSEG_CACHE_DIR", "XDG_CACHE_HOME", "MPLCONFIGDIR")
+_saved_env: dict[str, str | None] = {}
+_CACHE_ROOT = pytest.StashKey[Path]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every cache the tests could fill (skinseg's ONNX exports, matplotlib's font list, anything that
+    follows XDG) goes to one temporary folder for the session, never into the user's ~/.cache; subprocesses
+    inherit it."""
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="skinseg-tests-cache-"))
+    config.stash[_CACHE_ROOT] = root
+    for name, sub in zip(_CACHE_VARS, ("skinseg", "xdg", "matplotlib"), strict=True):
+        _saved_env[name] = os.environ.get(name)
+        os.environ[name] = str(root / sub)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import shutil
+
+    for name, value in _saved_env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    root = config.stash.get(_CACHE_ROOT, None)
+    if root is not None:
+        shutil.rmtree(root, ignore_errors=True)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -47,3 +77,50 @@ def rgb_image(rng: np.random.Generator) -> np.ndarray:
 @pytest.fixture
 def odd_image(rng: np.random.Generator) -> np.ndarray:
     return rng.integers(0, 256, size=(65, 47, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A small random U-Net (ResNet-18, depth 3, 64 px input) saved as a checkpoint folder."""
+    torch = pytest.importorskip("torch")
+    from skinseg.models import create_segmenter, save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_segmenter(
+        "unet", encoder_name="resnet18", encoder_depth=3, decoder_channels=(32, 16, 8), input_size=64
+    )
+    return save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "tiny")
+
+
+def write_seg_folder(root: Path, n: int = 6, labels: tuple[str, ...] = ()) -> Path:
+    """A tiny dev set at ``root``: images/, masks/ (an ellipse lesion) and manifest.csv (the last two images
+    are 'val', the others 'train'); with ``labels`` also a label column (cycling through them)."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rows = ["id,split" + (",label" if labels else "")]
+    for i in range(n):
+        image = np.full((90, 120, 3), (210, 150, 120), np.uint8)
+        mask = np.zeros((90, 120), np.uint8)
+        cv2.ellipse(mask, (60 + int(rng.integers(-10, 10)), 45), (25, 18), 0, 0, 360, 255, -1)
+        image[mask > 0] = (100, 55, 35)
+        cv2.imwrite(str(root / "images" / f"ISIC_{i:07d}.jpg"), image[..., ::-1].copy())
+        cv2.imwrite(str(root / "masks" / f"ISIC_{i:07d}.png"), mask)
+        label = f",{labels[i % len(labels)]}" if labels else ""
+        rows.append(f"ISIC_{i:07d},{'train' if i < n - 2 else 'val'}{label}")
+    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture
+def seg_folder(tmp_path: Path) -> Path:
+    """:func:`write_seg_folder` in ``tmp_path / "d"``."""
+    return write_seg_folder(tmp_path / "d")
+
+
+@pytest.fixture
+def make_seg_folder():
+    """:func:`write_seg_folder` itself, for tests that need several or labelled ones."""
+    return write_seg_folder

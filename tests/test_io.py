@@ -28,6 +28,7 @@ from skinseg.errors import (
     MaskShapeError,
     MaskValueError,
     NotAnImageError,
+    PathNotFoundError,
     TruncatedImageError,
 )
 from skinseg.io import (
@@ -147,7 +148,8 @@ def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "nope.jpg"
     with pytest.raises(FileNotFoundError, match="does not exist") as info:
         read_image(path)
-    assert type(info.value) is FileNotFoundError and str(path) in str(info.value)
+    # a SkinsegError that is still a FileNotFoundError, and not taken for a broken image file
+    assert type(info.value) is PathNotFoundError and str(path) in str(info.value)
 
 
 def test_directory_is_not_an_image(tmp_path: Path) -> None:
@@ -336,6 +338,38 @@ def test_too_large_header_is_refused_before_decoding(
     err = raises_file_error(ImageTooLargeError, path, max_pixels=max_pixels, match="larger max_pixels")
     assert f"{width}x{height}" in str(err)
     assert image_size(path) == (height, width)
+
+
+def jpeg_declaring(width: int, height: int) -> bytes:
+    """A small valid JPEG whose frame header (SOF0) declares ``width`` x ``height``."""
+    ok, buf = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))
+    data = bytearray(buf.tobytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def test_no_pillow_bomb_warning_on_a_large_jpeg_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       ) -> None:
+    """90 MP is above Pillow's warning limit (89 MP) and below max_pixels: no warning reaches the caller,
+    even when the warning filters are not what skinseg set (another thread's catch_warnings may have just
+    restored them: catch_warnings is process-wide); above max_pixels skinseg's own error names the file."""
+    import threading
+    import warnings
+
+    path = put(tmp_path / "large.jpg", jpeg_declaring(10_000, 9_000))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        monkeypatch.setattr(warnings, "simplefilter", lambda *a, **k: None)
+        assert image_size(path) == (9_000, 10_000)
+        threads = [threading.Thread(target=lambda: [image_size(path) for _ in range(50)]) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        err = raises_file_error(ImageTooLargeError, path, max_pixels=50_000_000, match="max_pixels")
+    assert [str(w.message) for w in caught] == []
+    assert "10000x9000" in str(err)
 
 
 def test_pillow_pixel_limit_does_not_apply(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +48,96 @@ def has_manifest(src: str) -> bool:
 def cache_dir() -> Path:
     """The user cache folder for ONNX exports: $SKINSEG_CACHE_DIR, else $XDG_CACHE_HOME/skinseg, else ~/.cache/skinseg.
 
-    Only the CLI reads environment variables; library functions take ``cache_dir=``.
+    Only the CLI reads environment variables; library functions take ``cache_dir=``. When that
+    folder cannot be created or written (a read-only home, a bad $SKINSEG_CACHE_DIR), a
+    temporary folder, removed at exit, is used instead, with one warning on stderr: the run
+    goes on, only the export is not kept for the next one.
     """
     if os.environ.get("SKINSEG_CACHE_DIR"):
-        return Path(os.environ["SKINSEG_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "skinseg"
+        path = Path(os.environ["SKINSEG_CACHE_DIR"])
+    else:
+        path = Path(os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")) / "skinseg"
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent  # nothing is created here: only an export writes into the cache
+    if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
+        return path
+    fallback = Path(tempfile.mkdtemp(prefix="skinseg-cache-"))
+    atexit.register(shutil.rmtree, fallback, True)
+    why = "it is not a writable folder" if existing == path else f"'{existing}' is not a writable folder"
+    print(f"warning: the cache folder '{path}' cannot be written ({why}); ONNX exports go to '{fallback}' "
+          "for this run only. Set SKINSEG_CACHE_DIR to a writable folder to keep them.", file=sys.stderr)
+    return fallback
+
+
+def where(value: str | None) -> str | None:
+    """A path option as a training run records it: the resolved path if it exists, else the text (a name)."""
+    if value is None:
+        return None
+    p = Path(value)
+    return str(p.resolve()) if p.exists() else value
+
+
+def file_sha256(value: str | None) -> str | None:
+    """SHA-256 of the file ``value`` names (a weights file), else None (a name such as 'imagenet')."""
+    import hashlib
+
+    if value is None or not Path(value).is_file():
+        return None
+    h = hashlib.sha256()
+    with open(value, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def list_sha256(lines: list[str]) -> str:
+    """SHA-256 of a list of lines (the training and validation files of a run: which images, which masks)."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def training_settings(args: Any, **specific: Any) -> dict[str, Any]:
+    """The settings of a training run (its fingerprint in run.json): the data sources and splits, then the
+    command's own (model, weights, train_config, ...). --threads and --device are not settings."""
+    return {"data": [where(s) for s in args.data], "train_split": args.train_split,
+            "val_split": args.val_split, **specific}
+
+
+def recorded_training(payload: dict[str, Any], config_cls: Any) -> dict[str, Any]:
+    """What a training run's best/config.json records, as :func:`training_settings` keys (for adopting a run
+    folder made before run.json existed)."""
+    meta = payload.get("metadata") or {}
+    data, val = meta.get("training_data") or {}, meta.get("validation_data") or {}
+    found: dict[str, Any] = {"model": config_cls.from_dict(payload["config"]).to_dict()}
+    for key, source, name in (("data", data, "sources"), ("train_split", data, "split"),
+                              ("train_images", data, "n_images"), ("val_images", val, "n_images"),
+                              ("val_split", val, "split"), ("label_map", data, "label_map"),
+                              ("class_counts", data, "counts"), ("train_config", meta, "train_config"),
+                              ("init_from", meta, "init_from"), ("head_init", meta, "head_init"),
+                              ("encoder_weights", meta, "encoder_weights"),
+                              ("pretrained", meta, "pretrained")):
+        if name in source:
+            found[key] = source[name]
+    found["data"] = [where(s) for s in found.get("data", [])] or None
+    for key in ("init_from", "encoder_weights", "pretrained"):
+        if isinstance(found.get(key), str):
+            found[key] = where(found[key])
+    return {k: v for k, v in found.items() if v is not None or k in ("init_from", "label_map")}
+
+
+def start_training_run(args: Any, kind: str, settings: dict[str, Any], config_cls: Any) -> None:
+    """:func:`skinseg.training.prepare_training_run` of ``args.out`` (refuses other settings), with a note
+    when a run folder made before run.json is adopted."""
+    from ..training import prepare_training_run
+
+    state = prepare_training_run(args.out, kind=kind, settings=settings, overwrite=args.overwrite,
+                                 recorded=lambda payload: recorded_training(payload, config_cls))
+    if state == "adopted":
+        print(f"note: '{args.out}' was started before skinseg recorded training settings; what its best "
+              "checkpoint records agrees with this command, so it resumes and run.json now records the "
+              "settings.", file=sys.stderr)
 
 
 def report_run(result: Any, verb: str, extra: dict[str, Any] | None = None) -> None:

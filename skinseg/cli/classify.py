@@ -25,6 +25,10 @@ outputs (in OUT_DIR):
                             a rerun with other settings is refused (--overwrite starts afresh)
   timings.csv               seconds per image
 
+resume: a finished image is not redone while its file keeps its size and modification time;
+a file replaced by another of the same size and time is not noticed without --verify-inputs
+(a hash of the content). Files at output paths that no skinseg run wrote are never replaced.
+
 An empty predicted mask (nothing found) is classified on the whole image and flagged in
 mask_empty. The classifier is a research tool, not a diagnostic device.
 
@@ -67,7 +71,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--overwrite", action="store_true",
-                   help="start afresh: remove the outputs of the earlier run in OUT_DIR (only files it wrote)")
+                   help="start afresh: remove the outputs of the earlier run in OUT_DIR (only files it "
+                   "wrote); files at output paths that no skinseg run wrote are refused, never replaced")
+    p.add_argument("--verify-inputs", action="store_true",
+                   help="resume by content: redo an input whose content changed although its size and "
+                   "modification time did not (a hash of each input is recorded)")
+    p.add_argument("--include-runs", action="store_true",
+                   help="take the input folder even if it holds an earlier skinseg run (run.json)")
     p.add_argument("--wait", action="store_true",
                    help="if another skinseg run uses OUT_DIR, wait for it instead of exiting")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -106,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             wait=args.wait,
             progress=not args.quiet,
+            include_runs=args.include_runs,
+            verify_inputs=args.verify_inputs,
         )
     except KeyboardInterrupt:
         print("\ninterrupted: finished images are saved; rerun the same command to resume.", file=sys.stderr)

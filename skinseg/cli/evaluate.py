@@ -12,9 +12,11 @@ from ..errors import ConfigError, MissingPredictionError
 from ._common import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 
 EPILOG = """\
-pairing: files pair by ISIC id (ISIC_<7 digits>) when they carry one, else by stem with
---pred-suffix / --truth-suffix removed (--images: by ISIC id or stem). Predictions without
-a truth are counted and listed, not scored.
+pairing: files pair by ISIC id (a whole ISIC_<7 digits>: ISIC_00066719 is not ISIC_0006671)
+when they carry one, else by stem with --pred-suffix / --truth-suffix removed (--images: by
+ISIC id or stem). Predictions without a truth are counted and listed, not scored. Only the
+files directly in each folder are read: sub-folders and files that are not images are
+counted and named in a note. PRED_DIR and TRUTH_DIR must be two different folders.
 
 missing predictions: a truth mask without a prediction is an error (exit 3, the files are
 listed), as the ISIC scorer refuses an incomplete submission. --allow-missing scores only the

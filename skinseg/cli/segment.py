@@ -28,11 +28,19 @@ outputs (in OUT_DIR):
 resume: rerunning the same command skips every image that finished 'ok' from the same
 input file (same size and modification time) and whose mask (and overlay) exist; all
 others (killed mid-way, 'error', or a changed input) are redone, and inputs that are gone
-are reported and their rows and files removed. A killed and resumed run ends with the same
-bytes in masks, overlays and results.csv as an uninterrupted one. --overwrite starts
-afresh, removing only the files the earlier run wrote. Settings (--measure and
---pixel-size-mm included) must match to resume. One run at a time per OUT_DIR (a second
-one exits 2 naming the first, or waits with --wait).
+are reported and their rows and files removed. An input replaced by another file of the
+same size and the same modification time is NOT noticed: pass --verify-inputs to compare
+a hash of the content instead (every input is read once more). A killed and resumed run
+ends with the same bytes in masks, overlays and results.csv as an uninterrupted one.
+--overwrite starts afresh, removing only the files the earlier run wrote; a file that no
+skinseg run wrote at an output path (an expert's mask) is never replaced: the run exits 2
+naming it. Settings (--measure and --pixel-size-mm included) must match to resume, unless
+the earlier run finished no image. One run at a time per OUT_DIR (a second one exits 2
+naming the first, or waits with --wait).
+
+inputs: with --recursive, a sub-folder holding an earlier skinseg run (its run.json) is
+skipped and counted (its masks and overlays are outputs, not images); --include-runs takes
+them. File names that are not UTF-8 are written into results.csv as \\xHH escapes.
 
 bad files (empty, truncated, corrupt, not an image, grayscale or 16-bit without --convert,
 transparent, larger than --max-pixels) get an 'error' row and the run goes on.
@@ -162,7 +170,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="start afresh: remove the outputs of the earlier run in OUT_DIR (only files it wrote) and redo all",
+        help="start afresh: remove the outputs of the earlier run in OUT_DIR (only files it wrote) and redo "
+        "all; files at output paths that no skinseg run wrote are refused, never replaced",
+    )
+    p.add_argument(
+        "--verify-inputs",
+        action="store_true",
+        help="resume by content: record a hash of each input and redo one whose content changed even if its "
+        "size and modification time did not (reads every input once more)",
+    )
+    p.add_argument(
+        "--include-runs",
+        action="store_true",
+        help="also take images from folders holding an earlier skinseg run (run.json); default: skipped, "
+        "counted",
     )
     p.add_argument(
         "--wait", action="store_true", help="if another skinseg run uses OUT_DIR, wait for it instead of exiting"
@@ -266,6 +287,8 @@ def _run_folder(args: argparse.Namespace, model: Any, **engine: Any) -> int:
             pixel_size_mm=args.pixel_size_mm,
             progress=not args.quiet,
             wait=args.wait,
+            include_runs=args.include_runs,
+            verify_inputs=args.verify_inputs,
             **engine,
         )
     except KeyboardInterrupt:

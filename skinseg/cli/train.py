@@ -4,11 +4,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from ..errors import SkinsegError
-from ._common import EXIT_OK, has_manifest, resolve_device
+from ._common import (
+    EXIT_OK,
+    file_sha256,
+    has_manifest,
+    list_sha256,
+    resolve_device,
+    start_training_run,
+    training_settings,
+    where,
+)
+
+RESUME_HELP = (
+    "Rerunning the same command resumes. A rerun with other settings is refused, naming what changed (the "
+    "settings are kept in OUT/run.json): pass --overwrite to start again in OUT, or another --out. --threads "
+    "and --device are not settings (a run may resume with others); every other option is."
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train a U-Net or DeepLabv3+ segmenter",
         description="Train a segmenter on image/mask folders or dev-set manifests. Checkpoints every epoch into "
-        "OUT (best/ and last.pt); rerunning the same command resumes.",
+        "OUT (best/ and last.pt). " + RESUME_HELP,
     )
     p.add_argument("--data", nargs="+", required=True, metavar="DIR_OR_MANIFEST",
                    help="training data: manifest.csv (its 'train' split is used), a folder holding one, or an "
@@ -62,6 +78,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="fine-tune: start from this checkpoint directory (or 'default'); its architecture, encoder "
                         "and normalisation replace --arch/--encoder; --input-size, if given, changes its input size")
     p.add_argument("--out", "-o", required=True, help="run directory")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start again: remove OUT's checkpoints, history and run.json (nothing else) first")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -144,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, loss=args.loss,
                          schedule=args.schedule, patience=args.patience, seed=args.seed,
                          max_batches_per_epoch=args.max_batches, extra=extra)
+    _check_run_folder(args, model, weights, config, train_items, val_items)
     cfg = model.config
     print(f"train {len(train_items)} images, val {len(val_items)} images; {cfg.arch} / {cfg.encoder_name} "
           f"({weights or 'random init'}), input {cfg.input_size}, device {device}", file=sys.stderr, flush=True)
@@ -180,3 +199,23 @@ def _with_color_norm(stored: dict, args: argparse.Namespace) -> dict:
     if cfg.color_norm is not None and cfg.color_norm != args.color_norm:
         raise SkinsegError(f"'{args.init_from}' already normalises colour with {cfg.color_norm!r}.")
     return PreprocessConfig.from_dict({**cfg.to_dict(), "color_norm": args.color_norm}).to_dict()
+
+
+def _check_run_folder(args: argparse.Namespace, model: object, weights: str | None, config: object,
+                      train_items: list, val_items: list) -> None:
+    """Refuse resuming OUT with other settings (or adopt a folder made before run.json), before any work."""
+    from ..models.checkpoint import checkpoint_fingerprint
+    from ..models.config import SegmenterConfig
+
+    def lines(items: list) -> list[str]:
+        return [f"{os.path.abspath(i)}\t{os.path.abspath(m)}" for i, m in items]
+
+    settings = training_settings(
+        args, val=[where(s) for s in args.val] if args.val else None,
+        skip_unlabelled=bool(args.skip_unlabelled), train_images=len(train_items), val_images=len(val_items),
+        files=list_sha256(lines(train_items) + ["val"] + lines(val_items)), model=model.config.to_dict(),
+        encoder_weights=where(weights), encoder_weights_sha256=file_sha256(weights),
+        init_from=where(args.init_from),
+        init_checkpoint=checkpoint_fingerprint(args.init_from) if args.init_from else None,
+        train_config=config.to_dict())
+    start_training_run(args, "train", settings, SegmenterConfig)

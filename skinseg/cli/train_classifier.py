@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import textwrap
 from pathlib import Path
 
 from ..errors import SkinsegError
-from ._common import EXIT_OK
+from ._common import EXIT_OK, file_sha256, list_sha256, start_training_run, training_settings, where
+from .train import RESUME_HELP
 
 EPILOG = """\
 data: each DIR_OR_MANIFEST is a manifest.csv (or a folder holding one) with columns id, split,
@@ -18,8 +21,9 @@ split is never read.
 
 outputs (in OUT): best/ (weights.safetensors + config.json, best validation balanced
 accuracy), last.pt (resume state, read with weights_only=True), history.csv/json,
-learning_curve.png. Rerun the same command to resume after an interruption.
-"""
+learning_curve.png, run.json (the settings).
+
+""" + textwrap.fill("resume: " + RESUME_HELP, 90) + "\n"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -96,6 +100,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--max-batches", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--out", "-o", required=True, help="run directory")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start again: remove OUT's checkpoints, history and run.json (nothing else) first")
 
 
 def parse_label_map(pairs: list[str]) -> dict[str, str]:
@@ -175,14 +181,6 @@ def run(args: argparse.Namespace) -> int:
                 f"{len(no_mask)} images have no mask (e.g. '{no_mask[0]}'); crop mode "
                 f"{args.crop_mode!r} needs masks. Use --crop-mode full or add masks."
             )
-    print(
-        f"train {len(train)} images, val {len(val)}; classes {names}; {model.config.backbone} "
-        f"({args.init_from or args.pretrained}), crop {args.crop_mode}, input {model.config.input_size}",
-        file=sys.stderr,
-        flush=True,
-    )
-    xtr, _ = build_crops(train, model.config, desc="cropping train")
-    xva, _ = build_crops(val, model.config, desc="cropping val")
     ytr = np.array([names.index(i.label) for i in train])
     yva = np.array([names.index(i.label) for i in val])
     cfg = ClassifierTrainConfig(
@@ -194,6 +192,15 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         max_batches_per_epoch=args.max_batches,
     )
+    _check_run_folder(args, model, cfg, train, val, {n: int((ytr == k).sum()) for k, n in enumerate(names)})
+    print(
+        f"train {len(train)} images, val {len(val)}; classes {names}; {model.config.backbone} "
+        f"({args.init_from or args.pretrained}), crop {args.crop_mode}, input {model.config.input_size}",
+        file=sys.stderr,
+        flush=True,
+    )
+    xtr, _ = build_crops(train, model.config, desc="cropping train")
+    xva, _ = build_crops(val, model.config, desc="cropping val")
     metadata = {
         "command": "skinseg " + " ".join(sys.argv[1:]) if sys.argv and "skinseg" in sys.argv[0] else None,
         "pretrained": args.pretrained if not args.init_from else f"init from {args.init_from}",
@@ -251,3 +258,25 @@ def _init_from(args: argparse.Namespace, names: list[str]):
         model = Classifier(model.network, config)
     model.metadata = {}
     return model
+
+
+def _check_run_folder(args: argparse.Namespace, model: object, cfg: object, train: list, val: list,
+                      counts: dict[str, int]) -> None:
+    """Refuse resuming OUT with other settings (or adopt a folder made before run.json), before cropping."""
+    import dataclasses
+
+    from ..models.checkpoint import checkpoint_fingerprint
+    from ..models.config import ClassifierConfig
+
+    def lines(items: list) -> list[str]:
+        return [f"{os.path.abspath(i.image)}\t{i.mask and os.path.abspath(i.mask)}\t{i.label}" for i in items]
+
+    pretrained = args.pretrained if not args.init_from else f"init from {args.init_from}"
+    settings = training_settings(
+        args, label_map=parse_label_map(args.label_map) if args.label_map else None, train_images=len(train),
+        val_images=len(val), class_counts=counts, files=list_sha256(lines(train) + ["val"] + lines(val)),
+        model=model.config.to_dict(), pretrained=where(pretrained), pretrained_sha256=file_sha256(pretrained),
+        init_from=where(args.init_from), head_init=None if args.init_from else args.head_init,
+        init_checkpoint=checkpoint_fingerprint(args.init_from, "classifier") if args.init_from else None,
+        train_config=dataclasses.asdict(cfg))
+    start_training_run(args, "train-classifier", settings, ClassifierConfig)

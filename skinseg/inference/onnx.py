@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, SkinsegWarning
 
 __all__ = [
     "OnnxBackend",
@@ -56,8 +56,9 @@ def _require(module: str) -> Any:
         return importlib.import_module(module)
     except ImportError as exc:
         raise ConfigError(
-            f"The ONNX backend needs the '{module}' package, which is not installed. "
-            "Install it with: pip install 'skinseg-dermoscopy[onnx]' (onnx and onnxruntime)."
+            f"The ONNX backend needs the '{module}' package, a dependency of skinseg-dermoscopy that is not "
+            "installed here. Reinstall skinseg (pip install skinseg-dermoscopy, or pip install . in a "
+            "clone), or use --backend torch."
         ) from exc
 
 
@@ -374,7 +375,9 @@ def load_onnx_for_checkpoint(
     ``precision="fp32"``: the checkpoint's ``model.onnx``, else the export in ``cache_dir``,
     used only when their stored fingerprint equals the checkpoint's (computed without
     torch); otherwise the model is exported (needs torch and onnx), into ``cache_dir`` when
-    given (written atomically, so concurrent runs never see half a file) or in memory.
+    given (written atomically, so concurrent runs never see half a file; a cache that cannot
+    be written gives a :class:`~skinseg.errors.SkinsegWarning` and the export runs from
+    memory) or in memory.
     ``precision="int8"``: the checkpoint's ``model-int8.onnx`` (int8 needs calibration
     images, so it is never made on the fly: see ``skinseg export-onnx --int8``).
     """
@@ -405,7 +408,13 @@ def load_onnx_for_checkpoint(
     def make() -> bytes:
         data, _ = export_onnx_bytes(load_segmenter(ckpt), source_fingerprint=fingerprint)
         if cache_dir is not None:
-            atomic_write(onnx_cache_path(cache_dir, fingerprint), data)
+            target = onnx_cache_path(cache_dir, fingerprint)
+            try:
+                atomic_write(target, data)
+            except OSError as exc:  # a read-only or full cache: run from memory, export again next time
+                warnings.warn(f"Cannot keep the ONNX export in the cache ('{target}': "
+                              f"{exc.strerror or exc}); it runs from memory and is exported again next time. "
+                              "Pass a writable cache_dir.", SkinsegWarning, stacklevel=2)
         return data
 
     from ..models.checkpoint import read_segmenter_config

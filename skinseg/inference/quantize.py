@@ -9,7 +9,7 @@ head, which produce the boundary logits) stay in float: quantizing them moved th
 boundaries most. Whether an int8 model may be used is decided by an accuracy gate on
 validation data (see ``benchmarks/backend_accuracy.py``), never assumed.
 
-Needs ``onnx`` and ``onnxruntime`` (``pip install 'skinseg-dermoscopy[onnx]'``).
+Needs ``onnx`` and ``onnxruntime`` (both core dependencies of skinseg).
 """
 
 from __future__ import annotations

@@ -17,13 +17,16 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .._types import IMAGE_EXTENSIONS
+from .._runfile import holds_run
 from ..errors import ConfigError, MaskShapeError, MissingPredictionError
 from .segmentation import ISIC_BINARY_LEVEL, segmentation_metrics, summarize
 
 __all__ = ["EvaluationResult", "evaluate_folders"]
 
-_ISIC_ID = re.compile(r"ISIC_\d{7}")
+_ISIC_ID = re.compile(r"(?<![A-Za-z0-9])ISIC_\d{7}(?!\d)")  # a whole id: not ISIC_0006671 in ISIC_00066719
+# the files and folders a skinseg run writes beside its masks: expected in a prediction folder, not reported
+_RUN_ENTRIES = {"run.json", "journal.jsonl", "timings.csv", "results.csv", "classification.csv", "overlays",
+                "gradcam"}
 
 
 # --------------------------------------------------------------------------- folders
@@ -51,15 +54,24 @@ _MISSING = ("error", "skip", "empty")
 
 
 def _index_folder(
-    folder: str | Path, suffix: str, name: str, *, prefer_exact: bool = False
+    folder: str | Path, suffix: str, name: str, *, prefer_exact: bool = False,
+    not_taken: dict[str, list[str]] | None = None,
 ) -> dict[str, Path]:
+    """``{id: mask file}`` of a folder; the entries that are not mask files go to ``not_taken`` by reason."""
+    from ..io import scan_images
+
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(f"`{name}` must be an existing folder; got '{folder}'. Check the path.")
+    scan = scan_images(folder)
+    if not_taken is not None:
+        own = holds_run(folder)
+        for reason, paths in scan.skipped.items():
+            names = [p.name for p in paths if not (own and p.name in _RUN_ENTRIES) and reason != "hidden"]
+            if names:
+                not_taken.setdefault(reason, []).extend(f"{name}/{n}" for n in names)
     index: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
-            continue
+    for path in scan.images:
         match = _ISIC_ID.search(path.stem)
         if match:
             key = match.group(0)
@@ -111,8 +123,9 @@ def evaluate_folders(
     Parameters
     ----------
     pred_dir, truth_dir : str or Path
-        Folders of mask images (files with an image extension; others and hidden files are
-        ignored; no recursion). Prediction first.
+        Folders of mask images (files with an image extension; no recursion), two different
+        folders. Prediction first. What is not taken (sub-folders, other files; hidden files
+        and a skinseg run's own files are not reported) is counted and named in the summary.
     pred_suffix, truth_suffix : str
         Stripped from file stems before pairing files that carry no ISIC id.
     resize_predictions : bool, default False
@@ -140,10 +153,11 @@ def evaluate_folders(
     EvaluationResult
         Per-image rows sorted by id, :func:`summarize` of them (plus ``binarisation``,
         ``missing``, ``n_missing_predictions``, ``n_resized``, ``n_unmatched_predictions``,
-        ``n_unmatched_truths``, ``n_outside_ids``, ``n_zero_one_predictions``,
-        ``n_zero_one_truths``, ``zero_one_files``, ``n_without_image`` with ``image_dir``, and
-        ``notes``: sentences on anything that makes the numbers differ from an ISIC-scorer run),
-        and the files left unpaired on either side.
+        ``n_unmatched_truths``, ``n_outside_ids``, ``not_taken`` (``{reason: ["pred_dir/name",
+        ...]}``: sub-folders and files that are not mask images) and ``n_not_taken``,
+        ``n_zero_one_predictions``, ``n_zero_one_truths``, ``zero_one_files``, ``n_without_image``
+        with ``image_dir``, and ``notes``: sentences on anything that makes the numbers differ from an
+        ISIC-scorer run), and the files left unpaired on either side.
 
     Raises
     ------
@@ -157,13 +171,14 @@ def evaluate_folders(
     InvalidMaskError
         If a mask is not single-channel 8-bit, or is ambiguous (see Notes).
     ConfigError
-        If a folder is missing, holds two masks for one id, no pair matched, or an id of
-        ``ids`` has no truth mask.
+        If a folder is missing, ``pred_dir`` and ``truth_dir`` are the same folder, a folder
+        holds two masks for one id, no pair matched, or an id of ``ids`` has no truth mask.
 
     Notes
     -----
-    Files pair by ISIC id (``ISIC_\d{7}`` anywhere in the stem) when they carry one, else by
-    stem with the suffix removed. Every file is read with
+    Files pair by ISIC id (a whole ``ISIC_\d{7}`` in the stem, not followed by another digit:
+    ``ISIC_00066719`` is not ``ISIC_0006671``) when they carry one, else by stem with the
+    suffix removed. Every file is read with
     ``skinseg.io.read_mask_file(path, binarise="isic")`` (EXIF orientation applied), which
     binarises as the ISIC scorer does (``pixel > 128``, ``isic_challenge_scoring/segmentation.py``
     5.6.0, truth and prediction alike; 128 is background), with one deliberate difference: a
@@ -178,8 +193,15 @@ def evaluate_folders(
 
     if missing not in _MISSING:
         raise ConfigError(f"`missing` must be one of {', '.join(_MISSING)}; got {missing!r}.")
-    preds = _index_folder(pred_dir, pred_suffix, "pred_dir")
-    truths = _index_folder(truth_dir, truth_suffix, "truth_dir")
+    if Path(pred_dir).resolve() == Path(truth_dir).resolve():
+        raise ConfigError(
+            f"`pred_dir` and `truth_dir` are the same folder ('{Path(truth_dir).resolve()}'): every mask "
+            "would be scored against itself. Pass the folder of predicted masks, then the folder of expert "
+            "masks."
+        )
+    not_taken: dict[str, list[str]] = {}
+    preds = _index_folder(pred_dir, pred_suffix, "pred_dir", not_taken=not_taken)
+    truths = _index_folder(truth_dir, truth_suffix, "truth_dir", not_taken=not_taken)
     images = None if image_dir is None else _index_folder(image_dir, "", "image_dir", prefer_exact=True)
     n_outside = 0
     if ids is not None:
@@ -257,13 +279,22 @@ def evaluate_folders(
         n_zero_one_predictions=n_zero_one_pred,
         n_zero_one_truths=n_zero_one_truth,
         zero_one_files=zero_one,
+        not_taken=not_taken,
+        n_not_taken=sum(len(v) for v in not_taken.values()),
         notes=_notes(
             summary["n_images"], len(unmatched_truths), missing, n_zero_one_pred, n_zero_one_truth, n_resized
-        ),
+        ) + _not_taken_notes(not_taken),
     )
     if images is not None:
         summary["n_without_image"] = sum(r["image_path"] is None for r in rows)
     return EvaluationResult(rows, summary, unmatched_preds, unmatched_truths)
+
+
+def _not_taken_notes(not_taken: dict[str, list[str]]) -> list[str]:
+    what = {"subfolder": "sub-folder(s) not searched (no recursion: masks must be directly in the folder)",
+            "not_an_image_name": "file(s) without an image extension"}
+    return [f"{len(names)} {what.get(reason, reason.replace('_', ' '))} not taken: {_shown(names, 5)}."
+            for reason, names in sorted(not_taken.items())]
 
 
 def _resize_to(pred: np.ndarray, truth: Any, pred_path: Path, allowed: bool) -> np.ndarray:

@@ -44,6 +44,8 @@ __all__ = [
     "BUNDLE_KEY",
     "model_fingerprint",
     "checkpoint_fingerprint",
+    "load_torch_file",
+    "load_state_dict_file",
 ]
 
 WEIGHTS_FILE = "weights.safetensors"
@@ -389,6 +391,81 @@ def load_classifier(path_or_name: str | os.PathLike = "default", *, device: str 
         ens.metadata = payload.get("metadata", {})
         return ens.eval()
     return _load_single(d, "classifier", ClassifierConfig, build_classifier_network, Classifier, device)
+
+
+# ----------------------------------------------------------------------------- torch files
+
+
+def _blocked_line(message: str) -> str:
+    """The sentence of a refused ``weights_only`` load that names what was blocked, else ''."""
+    lines = (line.strip() for line in message.splitlines())
+    return next((line for line in lines if "GLOBAL" in line or "Unsupported" in line), "")
+
+
+def load_torch_file(path: str | os.PathLike, *, what: str = "File") -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU: tensors and plain containers, never code.
+
+    Raises
+    ------
+    CheckpointError
+        The file holds other Python objects (a pickle that could run code: refused, and no
+        code from it ran), or is not a torch file at all (damaged, another format); the
+        message names the file and keeps torch's reason in whole sentences.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        blocked = _blocked_line(str(exc))
+        raise CheckpointError(
+            f"{what} '{path}' holds Python objects other than tensors, which could run code when loaded. "
+            "skinseg loads torch files with weights_only=True, so it refused the file and ran no code from it"
+            + (f" ({blocked.rstrip('.')})" if blocked else "")
+            + ". Re-save only the tensors (torch.save(model.state_dict(), path), or safetensors) from a copy "
+            "you trust, or use another file."
+        ) from None
+    except Exception as exc:  # a damaged or foreign file: torch raises many types (KeyError, RuntimeError)
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise CheckpointError(
+            f"{what} '{path}' is not a readable torch file ({type(exc).__name__}: {reason}). It is damaged "
+            "or in another format; pass a state dict saved with torch.save, or a .safetensors file."
+        ) from None
+
+
+def load_state_dict_file(path: str | os.PathLike, *, what: str = "Weights file") -> dict[str, Any]:
+    """A state dict (``{name: tensor}``) from a ``.safetensors`` file or a torch file, without running code.
+
+    Raises
+    ------
+    CheckpointError
+        The file cannot be read (see :func:`load_torch_file`) or holds no tensors by name.
+    """
+    import torch
+
+    path = os.fspath(path)
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(path)
+        except Exception as exc:  # safetensors raises its own error types
+            raise CheckpointError(f"{what} '{path}' is not a readable safetensors file ({exc}). Fetch it "
+                                  "again or pass another file.") from None
+    else:
+        state = load_torch_file(path, what=what)
+    if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
+        state = state["state_dict"]  # a training checkpoint that wraps its state dict
+    if not isinstance(state, Mapping) or not state or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        other = "of other values " if isinstance(state, Mapping) else ""
+        raise CheckpointError(
+            f"{what} '{path}' holds {type(state).__name__} {other}rather than a state dict of named tensors. "
+            "Save one with torch.save(module.state_dict(), path)."
+        )
+    return dict(state)
 
 
 # ----------------------------------------------------------------------------- fingerprints

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._checks import did_you_mean
-from ..errors import UnknownNameError
+from ..errors import ConfigError, UnknownNameError
 
 __all__ = [
     "BUILTIN_SEGMENTERS",
@@ -42,7 +42,7 @@ def register_segmenter(name: str) -> Callable[[Callable[..., Any]], Callable[...
 
     def decorator(builder: Callable[..., Any]) -> Callable[..., Any]:
         if key in _SEGMENTERS:
-            raise ValueError(f"segmenter {key!r} is already registered")
+            raise ConfigError(f"Segmenter {key!r} is already registered; pass another name.")
         _SEGMENTERS[key] = builder
         return builder
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, UnknownNameError
+from .checkpoint import load_state_dict_file
 from .config import SegmenterConfig
 from .pretrained import LITE_ENCODERS, lite_variant, load_lite_imagenet_state_dict
 from .registry import check_segmenter_name, get_builder, register_segmenter
@@ -190,12 +191,7 @@ def _load_encoder_weights(network: nn.Module, config: SegmenterConfig, encoder_w
             f"`encoder_weights` must be None, 'imagenet' (offline for Lite0), 'download:<name>' or a path to a "
             f"weights file; got {encoder_weights!r}, which is not a file."
         )
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        state = load_file(path)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_state_dict_file(path, what="Encoder weights")
     checked_load_state_dict(network.encoder, state, allow_unexpected=True,
                             what=f"Encoder weights '{path}' for {config.encoder_name!r}")
 

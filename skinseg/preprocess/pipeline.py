@@ -10,7 +10,7 @@ from typing import Any
 
 from .._checks import check_rgb_image, did_you_mean
 from .._types import RGBImage
-from ..errors import ConfigError, UnknownNameError
+from ..errors import ArgumentTypeError, ConfigError, UnknownNameError
 from . import color as _color
 from . import denoise as _denoise
 from . import hair as _hair
@@ -215,7 +215,7 @@ class Preprocess:
         if config is None:
             config = PreprocessConfig()
         elif not isinstance(config, PreprocessConfig):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"`config` must be a PreprocessConfig or None; got {type(config).__name__}. "
                 "Use Preprocess.from_dict() for a dict."
             )

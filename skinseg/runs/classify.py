@@ -31,7 +31,7 @@ from ..inference import Predictor
 from ..io import encode_image, encode_mask, pair_images_and_masks, read_image, read_mask
 from ..models.checkpoint import model_fingerprint
 from .inputs import Job, list_inputs, no_images_error
-from .journal import FolderRunResult, ResultsFile, RunJournal, input_stat
+from .journal import FolderRunResult, ResultsFile, RunJournal
 from .outdir import OutputLock, check_output_dir, prepare_output_folder
 
 __all__ = ["classify_folder", "classification_columns", "CSV_FILE", "MASK_DIR", "GRADCAM_DIR"]
@@ -70,6 +70,8 @@ def classify_folder(
     convert: bool = False,
     overwrite: bool = False,
     wait: bool = False,
+    include_runs: bool = False,
+    verify_inputs: bool = False,
 ) -> FolderRunResult:
     """Classify every image of ``in_dir`` into ``out_dir``, resuming an earlier run there.
 
@@ -77,7 +79,8 @@ def classify_folder(
     ``mask_suffix``); otherwise ``segmenter`` (a segmenter, backend or
     :class:`~skinseg.inference.Predictor`) predicts them and they are saved to
     ``out_dir/masks``. ``tta`` is the classifier's flip TTA (the segmenter uses its own
-    default). Returns the run summary; the rows are in ``classification.csv``.
+    default). Returns the run summary; the rows are in ``classification.csv``. ``include_runs``,
+    ``verify_inputs`` and ``overwrite`` as in :func:`skinseg.runs.segment_folder`.
 
     Raises
     ------
@@ -92,7 +95,8 @@ def classify_folder(
     src, out = check_output_dir(in_dir, out_dir)
     same_folder = masks_dir is not None and Path(masks_dir).resolve() == src.resolve()
     jobs, not_taken = list_inputs(src, recursive=False, exclude_suffix=mask_suffix if same_folder else None,
-                                  outputs=_outputs(masks_dir is None, save_gradcam))
+                                  outputs=_outputs(masks_dir is None, save_gradcam),
+                                  include_runs=include_runs)
     if not jobs:
         raise no_images_error(src, False, not_taken, mask_suffix)
     mask_of: dict[str, Path] = {}
@@ -119,7 +123,8 @@ def classify_folder(
     results = ResultsFile(CSV_FILE, classification_columns(names, measure), lineterminator="\r\n")
     out.mkdir(parents=True, exist_ok=True)
     with OutputLock(out, wait=wait):
-        journal = RunJournal(out, kind="classify", settings=settings, results=results)
+        journal = RunJournal(out, kind="classify", settings=settings, results=results,
+                             verify_inputs=verify_inputs)
         prepare_output_folder(journal, out, [j.outputs.values() for j in jobs], overwrite=overwrite)
         todo, gone = journal.pending(jobs)
         keys = [j.key for j in jobs]
@@ -134,7 +139,7 @@ def classify_folder(
                     atomic_write(out / rel, data)
                     written.append(rel)
                 dt = time.perf_counter() - t0
-                journal.append(job.key, row, input_stat(job.path), written, (0.0, dt, 0.0, dt))
+                journal.append(job.key, row, journal.stat(job.path), written, (0.0, dt, 0.0, dt))
         return journal.summarise(keys, len(todo), gone, not_taken)
 
 

@@ -38,18 +38,21 @@ class Job:
 
 
 def list_inputs(
-    src: Path, *, recursive: bool, exclude_suffix: str | None, outputs: Callable[[Path], dict[str, str]]
+    src: Path, *, recursive: bool, exclude_suffix: str | None, outputs: Callable[[Path], dict[str, str]],
+    include_runs: bool = False,
 ) -> tuple[list[Job], dict[str, int]]:
     """The images of ``src`` as jobs, and the counts of entries not taken (see :class:`skinseg.io.ImageScan`).
 
-    ``outputs(relative path) -> {name: output path}`` names each input's files.
+    ``outputs(relative path) -> {name: output path}`` names each input's files. Folders that
+    hold an earlier skinseg run (its run.json) are not searched unless ``include_runs``: their
+    masks and overlays would be taken for images.
 
     Raises
     ------
     ConfigError
         Two inputs would write the same output file (e.g. ``a.jpg`` and ``a.png``).
     """
-    scan = scan_images(src, recursive=recursive, exclude_suffix=exclude_suffix)
+    scan = scan_images(src, recursive=recursive, exclude_suffix=exclude_suffix, skip_runs=not include_runs)
     jobs: list[Job] = []
     owner: dict[str, Path] = {}
     for i, path in enumerate(scan.images):
@@ -74,7 +77,10 @@ def no_images_error(src: object, recursive: bool, not_taken: dict[str, int], mas
                      "(pass another --mask-suffix if they are images)")
     if not_taken.get("subfolder") and not recursive:
         found.append(f"{not_taken['subfolder']} sub-folder(s) were not searched (pass recursive=True / --recursive)")
-    other = sum(v for k, v in not_taken.items() if k not in ("mask_suffix", "subfolder"))
+    if not_taken.get("skinseg_run"):
+        found.append(f"{not_taken['skinseg_run']} folder(s) hold an earlier skinseg run (run.json) and were "
+                     "not searched: their files are outputs (include_runs=True / --include-runs takes them)")
+    other = sum(v for k, v in not_taken.items() if k not in ("mask_suffix", "subfolder", "skinseg_run"))
     if other:
         found.append(f"{other} other entr{'y was' if other == 1 else 'ies were'} not images")
     return ConfigError(

@@ -18,16 +18,31 @@ input's size and modification time are those recorded, and every file listed exi
 Everything else is done again on a rerun: no line yet, an ``error`` line, a changed
 input, or a missing output. A line cut by a kill is dropped. Inputs of an earlier run
 that are gone are reported, their rows dropped and the files written for them removed.
+The input is compared by size and modification time only, so a file replaced by another
+of the same size *and* the same modification time (an archive restored with its
+timestamps) keeps its old outputs. ``verify_inputs=True`` (``--verify-inputs``) also
+records a BLAKE2b hash of the content and compares it instead of the modification time:
+such a replacement is redone, at the cost of reading every input once more (inputs
+finished without a hash are redone once).
+
+**Settings.** run.json's settings must match to resume (:meth:`RunJournal.start`), except
+while the journal has no line: a run that stopped before its first input finished (a
+model that failed to load, a missing package) does not lock its settings in.
 
 **Overwrite.** ``overwrite=True`` removes the files the journal lists (only those: a
 folder's other files are never touched), the journal, the results and the timings, and
-starts afresh.
+starts afresh. An output path already taken by a file no journal lists is refused, with
+or without ``overwrite`` (:func:`skinseg.runs.outdir.check_foreign_outputs`).
+
+**Text.** File names are written into the CSV files as :func:`skinseg._text.text_name`
+gives them (bytes that are not UTF-8 as ``\\xHH``, backslashes doubled) and cells that a
+spreadsheet would run as a formula get a leading ``'`` (:func:`skinseg._text.csv_cell`);
+journal.jsonl keeps the names exactly (JSON escapes).
 """
 
 from __future__ import annotations
 
-import csv
-import io
+import hashlib
 import json
 import os
 import sys
@@ -39,34 +54,48 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .. import __version__
 from .._files import atomic_write, fsync_dir
+from .._runfile import RUN_FILE, read_run_file, run_format, settings_changes, write_run_file
+from .._text import csv_line
 from ..errors import ConfigError
 
 __all__ = ["RunJournal", "ResultsFile", "FolderRunResult", "OutputFiles", "LocalOutputFiles", "RUN_FILE",
-           "JOURNAL_FILE", "TIMINGS_FILE", "TIMING_COLUMNS", "input_stat", "csv_line", "progress_bar"]
+           "same_input", "JOURNAL_FILE", "TIMINGS_FILE", "TIMING_COLUMNS", "input_stat", "csv_line",
+           "progress_bar"]
 
-RUN_FILE, JOURNAL_FILE, TIMINGS_FILE = "run.json", "journal.jsonl", "timings.csv"
+JOURNAL_FILE, TIMINGS_FILE = "journal.jsonl", "timings.csv"
 RUN_FORMAT_VERSION = 2
 TIMING_COLUMNS: tuple[str, ...] = ("run", "file", "status", "read_s", "infer_s", "write_s", "seconds")
 """``timings.csv`` columns: run start time (UTC), file, status and seconds spent reading and
 preprocessing, in the model (the batch time divided by its size) and writing."""
 
 
-def csv_line(values: Sequence[Any], lineterminator: str = "\n") -> str:
-    """One CSV line (RFC 4180 quoting) of ``values``."""
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator=lineterminator).writerow(values)
-    return buf.getvalue()
-
-
-def input_stat(path: str | os.PathLike) -> list[int]:
-    """[size in bytes, modification time in ns] of an input file, or [-1, -1] if it cannot be read."""
+def input_stat(path: str | os.PathLike, *, verify: bool = False) -> list[Any]:
+    """[size in bytes, modification time in ns] of an input file, or [-1, -1] if it cannot be read;
+    with ``verify`` also ``"blake2b:<hex>"``, a hash of the content (``""`` if it cannot be read)."""
     try:
         st = os.stat(path)
     except OSError:
-        return [-1, -1]
-    return [int(st.st_size), int(st.st_mtime_ns)]
+        return [-1, -1, ""] if verify else [-1, -1]
+    stat: list[Any] = [int(st.st_size), int(st.st_mtime_ns)]
+    if verify:
+        digest = hashlib.blake2b(digest_size=20)
+        try:
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+            stat.append("blake2b:" + digest.hexdigest())
+        except OSError:
+            stat.append("")
+    return stat
+
+
+def same_input(recorded: Sequence[Any], stat: Sequence[Any]) -> bool:
+    """True if an input's ``stat`` (:func:`input_stat`) is the one ``recorded`` in the journal: the same size
+    and content hash when ``stat`` has one (verify_inputs), else the same size and modification time."""
+    if len(stat) > 2:
+        return len(recorded) > 2 and bool(stat[2]) and recorded[0] == stat[0] and recorded[2] == stat[2]
+    return list(recorded[:2]) == list(stat)
 
 
 class OutputFiles(Protocol):
@@ -141,12 +170,8 @@ class ResultsFile:
 
     def render(self, rows: Iterable[dict[str, Any]]) -> str:
         return csv_line(self.columns, self.lineterminator) + "".join(
-            csv_line([_cell(r.get(c, "")) for c in self.columns], self.lineterminator) for r in rows
+            csv_line([r.get(c, "") for c in self.columns], self.lineterminator) for r in rows
         )
-
-
-def _cell(value: Any) -> Any:
-    return "" if value is None else value
 
 
 @dataclass
@@ -172,11 +197,15 @@ class RunJournal:
         Where the inputs' output files are checked and removed; default the files in ``out``
         (:class:`LocalOutputFiles`). A run whose outputs live elsewhere (an object store) keeps
         its run files in a local ``out`` and passes its own.
+    verify_inputs : bool
+        Compare inputs by a hash of their content, not their modification time (see the
+        module docstring); :meth:`stat` gives what to record.
     """
 
     def __init__(self, out: Path, *, kind: str, settings: dict[str, Any], results: ResultsFile,
-                 files: OutputFiles | None = None) -> None:
+                 files: OutputFiles | None = None, verify_inputs: bool = False) -> None:
         self.out, self.kind, self.results = Path(out), kind, results
+        self.verify_inputs = bool(verify_inputs)
         self.files: OutputFiles = files if files is not None else LocalOutputFiles(self.out)
         self.settings = json.loads(json.dumps(settings))  # as it will read back from run.json
         self.run_file, self.journal_file = self.out / RUN_FILE, self.out / JOURNAL_FILE
@@ -192,18 +221,32 @@ class RunJournal:
     # ------------------------------------------------------------------ start
 
     def _format(self) -> str:
-        return f"skinseg-{self.kind}-run"
+        return run_format(self.kind)
+
+    def stat(self, path: str | os.PathLike) -> list[Any]:
+        """What the journal records of an input file (:func:`input_stat`, with a hash if verify_inputs)."""
+        return input_stat(path, verify=self.verify_inputs)
 
     def has_journal(self) -> bool:
         return self.journal_file.exists() or self.run_file.exists()
 
+    def listed_outputs(self) -> set[str]:
+        """The output files (relative paths) that the journal of an earlier run lists."""
+        if not self.run_file.exists():
+            return set()
+        return {rel for entry in self._read_journal().values() for rel in entry.outputs}
+
     def start(self, *, overwrite: bool) -> None:
-        """Check the settings against an earlier run (or start afresh) and read its journal."""
+        """Check the settings against an earlier run (or start afresh) and read its journal.
+
+        The settings are checked only when the journal has a line: a run that finished no
+        input locks nothing in, so a retry with other settings just replaces them.
+        """
         if overwrite:
             self._remove_previous()
         elif self.run_file.exists():
-            self._check_settings()
             self.entries = self._read_journal()
+            self._check_settings(locked=bool(self.entries))
         elif self.out.joinpath(self.results.name).exists():
             raise ConfigError(
                 f"'{self.out}' holds a {self.results.name} but no {RUN_FILE}, so the run cannot be resumed safely. "
@@ -211,11 +254,11 @@ class RunJournal:
             )
         self.write_run_json()
 
-    def _check_settings(self) -> None:
+    def _check_settings(self, *, locked: bool = True) -> None:
+        payload = read_run_file(self.run_file)
         try:
-            payload = json.loads(self.run_file.read_text(encoding="utf-8"))
             old, fmt, version = payload["settings"], payload.get("format"), payload.get("format_version", 1)
-        except (OSError, ValueError, KeyError, TypeError):
+        except (KeyError, TypeError):
             raise ConfigError(
                 f"'{self.run_file}' cannot be read, so the run in '{self.out}' cannot be resumed safely. "
                 "Pass --overwrite (overwrite=True) to start afresh, or choose another output folder."
@@ -224,15 +267,15 @@ class RunJournal:
             raise ConfigError(
                 f"'{self.out}' holds a {fmt or 'different'} run, not a {self._format()}. Choose another output folder."
             )
+        if not locked:
+            return  # nothing finished yet: the new settings replace the old ones
         if version != RUN_FORMAT_VERSION:
             raise ConfigError(
                 f"'{self.out}' holds a run made by an older skinseg (run format {version}), which this version "
                 "cannot resume. Pass --overwrite (overwrite=True) to start afresh, or choose another output folder."
             )
         if old != self.settings:
-            keys = list(dict.fromkeys([*self.settings, *old]))
-            diff = ", ".join(f"{k}: {old.get(k)!r} -> {self.settings.get(k)!r}" for k in keys
-                             if old.get(k) != self.settings.get(k))
+            diff = settings_changes(old, self.settings)
             raise ConfigError(
                 f"'{self.out}' holds a run made with other settings ({diff}); resuming would mix them. Rerun with "
                 "the same settings, pass --overwrite (overwrite=True), or choose another output folder."
@@ -276,7 +319,7 @@ class RunJournal:
         return (
             e is not None
             and e.row.get("status") == "ok"
-            and e.input == stat
+            and same_input(e.input, stat)
             and all(self.files.exists(rel) for rel in e.outputs)
         )
 
@@ -295,8 +338,8 @@ class RunJournal:
                 ) -> tuple[list[Any], list[str]]:
         """(jobs still to do, keys of gone inputs): drop the earlier run's inputs that are gone, then keep the
         jobs (with ``.key`` and ``.path``) that are not :meth:`complete`; ``stat_of(job)`` (default
-        :func:`input_stat` of ``job.path``) gives an input's [size, mtime]."""
-        stat = stat_of or (lambda j: input_stat(j.path))
+        :meth:`stat` of ``job.path``) gives an input's [size, mtime(, hash)]."""
+        stat = stat_of or (lambda j: self.stat(j.path))
         gone = self.drop_gone(j.key for j in jobs)
         return [j for j in jobs if not self.complete(j.key, stat(j))], gone
 
@@ -375,11 +418,8 @@ class RunJournal:
         return path
 
     def write_run_json(self, summary: dict[str, Any] | None = None) -> None:
-        payload: dict[str, Any] = {"format": self._format(), "format_version": RUN_FORMAT_VERSION,
-                                   "skinseg_version": __version__, "settings": self.settings}
-        if summary is not None:
-            payload["last_run"] = {"started": self.run_id, **summary}
-        atomic_write(self.run_file, json.dumps(payload, indent=2) + "\n")
+        extra = {"last_run": {"started": self.run_id, **summary}} if summary is not None else {}
+        write_run_file(self.run_file, self.kind, RUN_FORMAT_VERSION, self.settings, **extra)
 
     def summarise(self, keys: Sequence[str], n_processed: int, gone: Sequence[str],
                   not_taken: dict[str, int]) -> FolderRunResult:

@@ -6,8 +6,9 @@
   leaves a stale lock; the file names the holder for the error message).
 - :func:`remove_stale_temps`: temporary files (``.<name>.<token>.tmp``, see
   :mod:`skinseg._files`) that a killed run left beside its outputs; only under the lock.
-- :func:`find_existing`: outputs that exist although no run journal lists them (refused
-  without ``overwrite``: they may be somebody else's files).
+- :func:`check_foreign_outputs`: output paths taken by files that no skinseg run there wrote
+  (an expert's ``*_segmentation.png``, another program's ``results.csv``): refused, with or
+  without ``overwrite``; skinseg replaces only its own files.
 """
 
 from __future__ import annotations
@@ -17,16 +18,17 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from .._files import temp_target_name
-from ..errors import ConfigError
+from .._runfile import read_run_file, run_format
+from ..errors import ConfigError, OutputExistsError, PathNotFolderError, PathNotFoundError
 
 __all__ = [
     "check_output_dir", "OutputLock", "OutputLockedError", "remove_stale_temps", "find_existing",
-    "prepare_output_folder", "LOCK_FILE",
+    "prepare_output_folder", "check_foreign_outputs", "LOCK_FILE",
 ]
 
 LOCK_FILE = ".skinseg.lock"
@@ -48,9 +50,9 @@ def check_output_dir(in_dir: str | os.PathLike, out_dir: str | os.PathLike) -> t
     """
     src, dst = Path(in_dir), Path(out_dir)
     if not src.exists():
-        raise FileNotFoundError(f"Input folder '{src}' does not exist. Check the path.")
+        raise PathNotFoundError(f"Input folder '{src}' does not exist. Check the path.")
     if not src.is_dir():
-        raise NotADirectoryError(f"Input '{src}' is a file, not a folder. Pass the folder that holds it.")
+        raise PathNotFolderError(f"Input '{src}' is a file, not a folder. Pass the folder that holds it.")
     if dst.exists() and not dst.is_dir():
         raise ConfigError(f"`out_dir` '{dst}' is a file. Pass a folder for the outputs.")
     s, d = src.resolve(), dst.resolve()
@@ -152,12 +154,47 @@ def find_existing(paths: Iterable[Path]) -> Path | None:
     return next((p for p in paths if p.exists()), None)
 
 
+def check_foreign_outputs(journal: Any, rels: Iterable[str], exists: Callable[[str], bool],
+                          show: Callable[[str], str], location: str, *, overwrite: bool) -> None:
+    """Refuse output paths that hold files no skinseg run wrote (:class:`~skinseg.errors.OutputExistsError`).
+
+    A file is skinseg's when the output folder holds a run.json of this kind of run and
+    (for an output file) its journal lists it. On a resume (no ``overwrite``, run.json
+    present) the outputs of unfinished inputs may be replaced: a run killed between writing
+    an image's files and its journal line leaves such files. Otherwise, and always with
+    ``overwrite``, every other existing file at an output path is refused before anything is
+    removed. ``exists(rel)`` and ``show(rel)`` look a path up and name it; ``location`` names
+    the folder. The run files (results CSV, journal, timings) count as outputs too.
+    """
+    run_file = Path(journal.run_file)
+    payload = read_run_file(run_file) if run_file.exists() else None
+    fmt = run_format(journal.kind)
+    if run_file.exists() and (payload is None or payload["format"] != fmt):
+        what = f"a {payload['format']} run" if payload else f"a {run_file.name} that skinseg did not write"
+        raise ConfigError(f"'{location}' holds {what}, not a {fmt}; skinseg does not replace it. Choose "
+                          "another output folder.")
+    if payload is not None and not overwrite:
+        return  # a resume: skinseg's folder
+    listed = journal.listed_outputs() if payload is not None else set()
+    run_files = [] if payload is not None else [journal.results.name, journal.journal_file.name,
+                                                journal.timings_file.name]
+    foreign = [show(n) for n in run_files if (run_file.parent / n).exists()]
+    foreign += [show(rel) for rel in dict.fromkeys(rels) if rel not in listed and exists(rel)]
+    if foreign:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        raise OutputExistsError(
+            f"'{foreign[0]}'{more} already exist{'s' if not more else ''} in '{location}', and no skinseg "
+            f"run there wrote {'it' if not more else 'them'}: skinseg never replaces files it did not write "
+            f"({'not even with --overwrite' if overwrite else '--overwrite does not either'}). Move "
+            f"{'it' if not more else 'them'} elsewhere, or choose another output folder."
+        )
+
+
 def prepare_output_folder(journal: Any, out: Path, outputs: Iterable[Iterable[str]], *, overwrite: bool) -> None:
     """Get ``out`` ready for a run, under the lock: remove stale temps, refuse foreign files, start the journal.
 
-    ``outputs`` holds, per input, the paths (relative to ``out``) it will write. Without
-    ``overwrite`` and without a journal of an earlier run, an existing output file is
-    refused (:class:`FileExistsError`): it is not skinseg's to replace.
+    ``outputs`` holds, per input, the paths (relative to ``out``) it will write. A file at one
+    of them that no skinseg run wrote is refused (:func:`check_foreign_outputs`).
     """
     rels = [rel for files in outputs for rel in files]
     run_files = {journal.results.name, journal.run_file.name, journal.journal_file.name, journal.timings_file.name}
@@ -165,11 +202,6 @@ def prepare_output_folder(journal: Any, out: Path, outputs: Iterable[Iterable[st
     for rel in rels:
         expected.setdefault((out / rel).parent, set()).add(Path(rel).name)
     remove_stale_temps(expected)
-    if not overwrite and not journal.has_journal():
-        clash = find_existing(out / rel for rel in rels)
-        if clash is not None:
-            raise FileExistsError(
-                f"'{clash}' already exists and '{out}' holds no journal of a run to resume. Pass "
-                "--overwrite (overwrite=True) to replace existing outputs, or choose another output folder."
-            )
+    check_foreign_outputs(journal, rels, lambda rel: (out / rel).exists(), lambda rel: str(out / rel),
+                          str(out), overwrite=overwrite)
     journal.start(overwrite=overwrite)

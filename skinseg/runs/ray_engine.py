@@ -196,6 +196,8 @@ def segment_folder_ray(
     wait: bool = False,
     options: RayOptions | None = None,
     on_result: Callable[[WorkerResult], None] | None = None,
+    include_runs: bool = False,
+    verify_inputs: bool = False,
 ) -> FolderRunResult:
     """:func:`skinseg.runs.segment_folder` with ``engine="ray"`` (see there and the module docstring).
 
@@ -224,16 +226,21 @@ def segment_folder_ray(
         check_store_locations(src, dst)
     outputs = segment_outputs(mask_suffix)
     if isinstance(src, LocalStore):
-        jobs, not_taken = list_inputs(src.root, recursive=recursive, exclude_suffix=mask_suffix, outputs=outputs)
+        jobs, not_taken = list_inputs(src.root, recursive=recursive, exclude_suffix=mask_suffix,
+                                      outputs=outputs, include_runs=include_runs)
         stats: dict[str, list[int]] | None = None
     else:
-        listed, not_taken = src.scan_images(recursive=recursive, exclude_suffix=mask_suffix)
+        if verify_inputs:
+            raise ConfigError("verify_inputs (--verify-inputs) hashes local files; leave it out for URI "
+                              "inputs.")
+        listed, not_taken = src.scan_images(recursive=recursive, exclude_suffix=mask_suffix,
+                                            skip_runs=not include_runs)
         jobs, stats = _uri_jobs(src, listed, outputs), dict(listed)
     if not jobs:
         raise no_images_error(src.location, recursive, not_taken, mask_suffix)
 
     def stat_of(job: Job) -> list[int]:
-        return stats[job.key] if stats is not None else input_stat(job.path)
+        return stats[job.key] if stats is not None else input_stat(job.path, verify=verify_inputs)
 
     ray = import_ray()  # before any work: without Ray, say so at once
     loader, predictor = predictor_loader(model, tta=tta, preprocess=preprocess, batch_size=batch_size,

@@ -43,7 +43,7 @@ from ..inference import Predictor, StreamResult
 from ..io import DEFAULT_MAX_PIXELS, encode_image, encode_mask, image_size, read_image
 from ..postprocess import postprocess_mask
 from .inputs import Job, list_inputs, no_images_error
-from .journal import FolderRunResult, ResultsFile, RunJournal, input_stat
+from .journal import FolderRunResult, ResultsFile, RunJournal
 from .outdir import OutputLock, check_output_dir, prepare_output_folder
 
 __all__ = [
@@ -283,7 +283,7 @@ class _LocalRun:
             res.drop_arrays()
             res.release()
             write_s = time.perf_counter() - t0
-            self.journal.append(job.key, row, input_stat(job.path), outputs,
+            self.journal.append(job.key, row, self.journal.stat(job.path), outputs,
                                 (res.read_s, res.infer_s, write_s, res.read_s + res.infer_s + write_s))
         except BaseException as exc:  # a bug or a failing journal: stop the run
             res.release()
@@ -331,6 +331,8 @@ def segment_folder(
     wait: bool = False,
     engine: str = "local",
     ray_options: Any = None,
+    include_runs: bool = False,
+    verify_inputs: bool = False,
 ) -> FolderRunResult:
     """Segment every image in ``in_dir`` into ``out_dir``, resuming an earlier run there.
 
@@ -366,9 +368,17 @@ def segment_folder(
         Also write ``overlays/<stem>_overlay.png`` (green contour on the image).
     overwrite : bool
         Start afresh: remove the outputs the journal of an earlier run lists (nothing
-        else), then process every image.
+        else), then process every image. A file at an output path that no skinseg run wrote
+        is refused, with or without ``overwrite`` (it is never replaced).
     recursive : bool
         Include sub-folders; outputs mirror the sub-folder layout.
+    include_runs : bool
+        Also search folders that hold an earlier skinseg run (its run.json); by default they
+        are skipped and counted in ``not_taken["skinseg_run"]`` (their masks and overlays are
+        outputs, not images).
+    verify_inputs : bool
+        Resume by content: record a hash of every input and redo an input whose content
+        changed even when its size and modification time did not (see :mod:`skinseg.runs.journal`).
     mask_suffix : str
         Mask files are ``<stem><mask_suffix>.png`` (ISIC: ``_segmentation``).
     convert, max_pixels
@@ -431,7 +441,8 @@ def segment_folder(
             model, in_dir, out_dir, threshold=threshold, tta=tta, preprocess=preprocess, batch_size=batch_size,
             workers=workers, overlay=overlay, overwrite=overwrite, recursive=recursive, mask_suffix=mask_suffix,
             convert=convert, max_pixels=max_pixels, largest_component=largest_component, fill_holes=fill_holes,
-            measure=measure, pixel_size_mm=pixel_size_mm, progress=progress, wait=wait, options=ray_options)
+            measure=measure, pixel_size_mm=pixel_size_mm, progress=progress, wait=wait, options=ray_options,
+            include_runs=include_runs, verify_inputs=verify_inputs)
     if ray_options is not None:
         raise ConfigError("`ray_options` is used only with engine='ray'; pass engine='ray' or leave it out.")
     from .storage import is_uri
@@ -445,7 +456,7 @@ def segment_folder(
     max_pixels, mask_suffix, pixel_size_mm = check_output_options(max_pixels, mask_suffix, pixel_size_mm, measure)
     src, out = check_output_dir(in_dir, out_dir)
     jobs, not_taken = list_inputs(src, recursive=recursive, exclude_suffix=mask_suffix,
-                                  outputs=segment_outputs(mask_suffix))
+                                  outputs=segment_outputs(mask_suffix), include_runs=include_runs)
     if not jobs:
         raise no_images_error(src, recursive, not_taken, mask_suffix)
     spec = OutputSpec(predictor.threshold, bool(largest_component), bool(fill_holes), bool(overlay), bool(measure),
@@ -455,7 +466,7 @@ def segment_folder(
     out.mkdir(parents=True, exist_ok=True)
     with OutputLock(out, wait=wait):
         journal = RunJournal(out, kind="segment", settings=settings,
-                             results=ResultsFile(RESULTS_FILE, spec.columns))
+                             results=ResultsFile(RESULTS_FILE, spec.columns), verify_inputs=verify_inputs)
         written = [(j.mask, j.overlay) if spec.overlay else (j.mask,) for j in jobs]
         prepare_output_folder(journal, out, written, overwrite=overwrite)
         todo, gone = journal.pending(jobs)

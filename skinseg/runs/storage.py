@@ -40,10 +40,12 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._files import atomic_write, temp_path, temp_target_name
+from .._runfile import is_run_file
 from .._types import IMAGE_EXTENSIONS
-from ..errors import ConfigError
+from ..errors import ConfigError, PathNotFolderError, PathNotFoundError
 from ..io import DEFAULT_MAX_PIXELS, read_image, read_image_bytes
 from .journal import JOURNAL_FILE, RUN_FILE, TIMINGS_FILE, input_stat
+from .outdir import check_foreign_outputs
 
 __all__ = [
     "is_uri", "redact_uri", "open_store", "LocalStore", "ArrowStore", "ListedOutputFiles", "StagedRunFiles",
@@ -115,9 +117,10 @@ class LocalStore:
     def check_folder(self, what: str) -> None:
         """FileNotFoundError / NotADirectoryError if the folder is missing or a file."""
         if not self.root.exists():
-            raise FileNotFoundError(f"{what} '{self.root}' does not exist. Check the path.")
+            raise PathNotFoundError(f"{what} '{self.root}' does not exist. Check the path.")
         if not self.root.is_dir():
-            raise NotADirectoryError(f"{what} '{self.root}' is a file, not a folder. Pass the folder that holds it.")
+            raise PathNotFolderError(f"{what} '{self.root}' is a file, not a folder. Pass the folder that "
+                                     "holds it.")
 
     def read_image(self, rel: str, *, convert: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
         return read_image(self._path(rel), convert=convert, max_pixels=max_pixels)
@@ -203,9 +206,10 @@ class ArrowStore:
         pafs = _pyarrow_fs()
         kind = self.info().type
         if kind == pafs.FileType.NotFound:
-            raise FileNotFoundError(f"{what} '{self.location}' does not exist. Check the path.")
+            raise PathNotFoundError(f"{what} '{self.location}' does not exist. Check the path.")
         if kind != pafs.FileType.Directory:
-            raise NotADirectoryError(f"{what} '{self.location}' is a file, not a folder. Pass the folder that holds it.")
+            raise PathNotFolderError(f"{what} '{self.location}' is a file, not a folder. Pass the folder "
+                                     "that holds it.")
 
     def _infos(self, recursive: bool) -> list[Any]:
         pafs = _pyarrow_fs()
@@ -215,8 +219,14 @@ class ArrowStore:
         root = self.root.rstrip("/") + "/" if self.root != "/" else "/"
         return path[len(root):] if path.startswith(root) else path.lstrip("/")
 
-    def scan_images(self, *, recursive: bool = False,
-                    exclude_suffix: str | None = None) -> tuple[list[tuple[str, list[int]]], dict[str, int]]:
+    def _run_folders(self, infos: list[Any]) -> set[str]:
+        """The folders (relative, "" for the root) among ``infos`` that hold a skinseg run.json."""
+        files = (self._rel(i.path) for i in infos if i.type == _pyarrow_fs().FileType.File)
+        return {posixpath.dirname(rel) for rel in files
+                if posixpath.basename(rel) == RUN_FILE and is_run_file(self.read_bytes(rel))}
+
+    def scan_images(self, *, recursive: bool = False, exclude_suffix: str | None = None,
+                    skip_runs: bool = False) -> tuple[list[tuple[str, list[int]]], dict[str, int]]:
         """The images under the root by the rules of :func:`skinseg.io.scan_images`, sorted.
 
         Returns ``([(relative path, [size, mtime_ns]), ...], {reason: count of entries not taken})``.
@@ -230,9 +240,15 @@ class ArrowStore:
         def skip(reason: str) -> None:
             skipped[reason] = skipped.get(reason, 0) + 1
 
-        for info in self._infos(recursive):
+        infos = self._infos(recursive)
+        runs = self._run_folders(infos) if skip_runs else set()
+        if runs:
+            skipped["skinseg_run"] = len(runs)
+        for info in infos:
             rel = self._rel(info.path)
             parts = rel.split("/")
+            if runs and any("/".join(parts[:k]) in runs for k in range(len(parts))):
+                continue  # inside a folder holding an earlier run: its outputs are not inputs
             if not rel or any(p.startswith(".") for p in parts[:-1]):  # inside a hidden folder: not searched
                 top = next(i for i, p in enumerate(parts) if p.startswith("."))
                 hidden_dirs.add("/".join(parts[: top + 1]))
@@ -273,7 +289,8 @@ class ArrowStore:
             with self._fs.open_input_stream(self.path(rel)) as f:
                 return f.read()
         except FileNotFoundError:
-            raise FileNotFoundError(f"Image file '{self.display(rel)}' does not exist. Check the path.") from None
+            raise PathNotFoundError(f"Image file '{self.display(rel)}' does not exist. Check the "
+                                    "path.") from None
 
     def read_image(self, rel: str, *, convert: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
         """:func:`skinseg.io.read_image` of ``rel``: the same decoder and errors, naming its URI."""
@@ -398,14 +415,8 @@ def prepare_store_output(journal: Any, store: ArrowStore, listed: dict[str, list
     rels = {rel for files in outputs for rel in files}
     run_files = {journal.results.name, RUN_FILE, JOURNAL_FILE, TIMINGS_FILE}
     removed = remove_store_temps(store, listed, rels | run_files)
-    if not overwrite and not journal.has_journal():
-        clash = next((rel for rel in sorted(rels) if rel in listed), None)
-        if clash is not None:
-            raise FileExistsError(
-                f"'{store.display(clash)}' already exists and '{store.location}' holds no journal of a run to "
-                "resume. Pass --overwrite (overwrite=True) to replace existing outputs, or choose another output "
-                "folder."
-            )
+    check_foreign_outputs(journal, sorted(rels), lambda rel: rel in listed, store.display, store.location,
+                          overwrite=overwrite)
     journal.start(overwrite=overwrite)
     return removed
 

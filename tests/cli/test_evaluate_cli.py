@@ -216,3 +216,40 @@ def test_failed_report_write_leaves_no_temp_files(tmp_path: Path, capsys, monkey
         assert err.startswith("error: cannot write") and str(report) in err
         leftovers = [p.name for p in report.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
         assert leftovers == []
+
+
+def test_pairs_on_the_whole_isic_id(tmp_path: Path, capsys) -> None:
+    pred, truth = tmp_path / "pred", tmp_path / "truth"
+    mask = np.zeros((30, 40), bool)
+    mask[5:20, 8:30] = True
+    write_mask(truth / "ISIC_0006671_segmentation.png", mask)
+    write_mask(pred / "ISIC_00066719_segmentation.png", mask)  # another (8-digit) id, not ISIC_0006671
+    write_mask(pred / "ISIC_0006671_segmentation.png", np.zeros_like(mask))
+    assert main(["evaluate", str(pred), str(truth), "--quiet", "--format", "json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["n_images"] == 1 and payload["macro"]["dice"]["mean"] == 0.0  # paired with the empty one
+    assert [Path(p).name for p in payload["unmatched_predictions"]] == ["ISIC_00066719_segmentation.png"]
+
+
+def test_not_taken_entries_are_counted_and_named(tmp_path: Path, capsys) -> None:
+    pred, truth = _masks(tmp_path)
+    write_mask(truth / "more" / "ISIC_0000005.png", np.zeros((30, 40), bool))  # a mask in a sub-folder
+    (truth / "notes.txt").write_text("x")
+    (pred / "run.json").write_text(json.dumps({"format": "skinseg-segment-run", "settings": {}}))
+    (pred / "overlays").mkdir()  # a skinseg run's own files: expected, not reported
+    assert main(["evaluate", str(pred), str(truth), "--quiet", "--allow-missing", "--format", "json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    not_taken = {"not_an_image_name": ["truth_dir/notes.txt"], "subfolder": ["truth_dir/more"]}
+    assert payload["not_taken"] == not_taken
+    assert payload["n_not_taken"] == 2
+    assert any("sub-folder(s) not searched" in n and "truth_dir/more" in n for n in payload["notes"])
+    assert main(["evaluate", str(pred), str(truth), "--quiet", "--allow-missing"]) == 0
+    assert "note: 1 sub-folder(s) not searched" in capsys.readouterr().out
+
+
+def test_the_same_folder_twice_is_refused(tmp_path: Path, capsys) -> None:
+    _, truth = _masks(tmp_path)
+    (tmp_path / "link").symlink_to(truth)
+    for second in (truth, tmp_path / "link", truth / ".." / "truth"):
+        assert main(["evaluate", str(truth), str(second), "--quiet"]) == 2
+        assert "same folder" in capsys.readouterr().err

@@ -4,38 +4,19 @@ from __future__ import annotations
 
 import json
 
-import cv2
 import numpy as np
 import pytest
 
 from skinseg.cli import main
 from skinseg.models import load_segmenter
 
-
-def _folder(root, n=6):
-    rng = np.random.default_rng(0)
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    rows = ["id,split"]
-    for i in range(n):
-        image = np.full((90, 120, 3), (210, 150, 120), np.uint8)
-        mask = np.zeros((90, 120), np.uint8)
-        cv2.ellipse(mask, (60 + int(rng.integers(-10, 10)), 45), (25, 18), 0, 0, 360, 255, -1)
-        image[mask > 0] = (100, 55, 35)
-        cv2.imwrite(str(root / "images" / f"ISIC_{i:07d}.jpg"), image[..., ::-1].copy())
-        cv2.imwrite(str(root / "masks" / f"ISIC_{i:07d}.png"), mask)
-        rows.append(f"ISIC_{i:07d},{'train' if i < n - 2 else 'val'}")
-    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
-    return root
-
-
 BASE = ["--epochs", "1", "--batch-size", "2", "--device", "cpu", "--threads", "1"]
 TINY = ["--encoder", "resnet18", "--encoder-weights", "none", "--input-size", "64"]
 
 
 @pytest.mark.slow
-def test_new_levers_are_recorded_in_the_checkpoint(tmp_path, capsys):
-    root = _folder(tmp_path / "d")
+def test_new_levers_are_recorded_in_the_checkpoint(tmp_path, seg_folder, capsys):
+    root = seg_folder
     rc = main(["train", "--data", str(root), *BASE, *TINY, "--color-norm", "shades_of_gray", "--failure-aug",
                "--loss", "lovasz", "--out", str(tmp_path / "run")])
     assert rc == 0
@@ -50,8 +31,8 @@ def test_new_levers_are_recorded_in_the_checkpoint(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_color_norm_is_added_when_fine_tuning(tmp_path, capsys):
-    root = _folder(tmp_path / "d")
+def test_color_norm_is_added_when_fine_tuning(tmp_path, seg_folder, capsys):
+    root = seg_folder
     assert main(["train", "--data", str(root), *BASE, *TINY, "--out", str(tmp_path / "plain")]) == 0
     start = str(tmp_path / "plain" / "best")
     assert load_segmenter(start).config.preprocess == {}

@@ -120,6 +120,16 @@ def test_same_masks_rows_and_settings_as_the_local_engine(ray_local, folder, tmp
     assert not list(out.rglob("*.tmp"))
 
 
+def test_names_that_are_not_utf8_travel_through_ray(ray_local, predictor, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    for i, name in enumerate([os.fsdecode(b"\xff lesion.png"), "back\\slash.png", "plain.png"]):
+        write_image(src / name, synthetic_lesion((40, 56), rng=i)[0])
+    segment_folder(predictor, src, tmp_path / "local", progress=False)
+    result = segment_folder(predictor, src, tmp_path / "ray", engine="ray", progress=False, workers=1)
+    assert result.n_ok == 3
+    assert _snapshot(tmp_path / "ray") == _snapshot(tmp_path / "local")  # masks, overlays, results.csv
+
+
 def test_resume_a_partial_run_and_across_engines(ray_local, predictor, tmp_path: Path) -> None:
     src = tmp_path / "in"
     _images(src, 4)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import struct
 import zlib
@@ -291,8 +292,9 @@ def test_resume_after_kill_mid_journal_line_and_foreign_csv(tiny_model, tmp_path
     other = tmp_path / "other"
     other.mkdir()
     (other / "results.csv").write_text("id,dice\nISIC_0000000,0.9\n")  # not ours: no run.json
-    with pytest.raises(ConfigError, match="no run.json"):
-        segment_folder(tiny_model, src, other, progress=False)
+    for overwrite in (False, True):  # not ours: refused, even with overwrite
+        with pytest.raises(FileExistsError, match="no skinseg run there wrote it"):
+            segment_folder(tiny_model, src, other, progress=False, overwrite=overwrite)
     assert (other / "results.csv").read_text().startswith("id,dice")
 
 
@@ -348,11 +350,53 @@ def test_existing_outputs_without_a_run_are_not_replaced(tiny_model, tmp_path: P
     out = tmp_path / "out"
     out.mkdir()
     (out / "img0_segmentation.png").write_bytes(b"someone else's mask")
-    with pytest.raises(FileExistsError, match="overwrite"):
-        segment_folder(tiny_model, src, out, progress=False)
-    assert (out / "img0_segmentation.png").read_bytes() == b"someone else's mask"
-    segment_folder(tiny_model, src, out, overwrite=True, progress=False)
-    assert read_mask(out / "img0_segmentation.png").shape == (40, 64)
+    for overwrite in (False, True):  # --help: overwrite touches only the files skinseg wrote
+        with pytest.raises(FileExistsError, match="no skinseg run there wrote it"):
+            segment_folder(tiny_model, src, out, progress=False, overwrite=overwrite)
+        assert (out / "img0_segmentation.png").read_bytes() == b"someone else's mask"
+    assert sorted(p.name for p in out.iterdir()) == [".skinseg.lock", "img0_segmentation.png"]
+
+
+def test_overwrite_of_a_run_refuses_foreign_files_before_removing_anything(tiny_model, tmp_path: Path,
+                                                                           ) -> None:
+    src = tmp_path / "in"
+    _good_images(src, n=3)
+    (src / "img2.jpg").rename(tmp_path / "img2.jpg")  # added to the input after the first run
+    out = tmp_path / "out"
+    segment_folder(tiny_model, src, out, progress=False)
+    reference = _snapshot(out)
+    (tmp_path / "img2.jpg").rename(src / "img2.jpg")
+    (out / "img2_segmentation.png").write_bytes(b"an expert's mask")  # at an output path; no journal lists it
+    (out / "notes.txt").write_text("mine")  # not an output path: never looked at
+    with pytest.raises(FileExistsError, match="img2_segmentation.png.*not even with --overwrite"):
+        segment_folder(tiny_model, src, out, threshold=0.3, overwrite=True, progress=False)
+    after = _snapshot(out)  # nothing was removed before the refusal
+    assert after.pop("img2_segmentation.png") == b"an expert's mask" and after.pop("notes.txt") == b"mine"
+    assert after == reference
+    (out / "img2_segmentation.png").unlink()
+    result = segment_folder(tiny_model, src, out, threshold=0.3, overwrite=True, progress=False)
+    assert result.n_processed == 3 and (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_replaced_input_with_the_same_size_and_mtime_is_redone_only_with_verify_inputs(
+        tiny_model, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    _good_images(src, n=1)
+    first = src / "a.bmp"  # uncompressed: another picture of the same size has the same byte size
+    cv2.imwrite(str(first), synthetic_lesion((40, 64), rng=1)[0])
+    out = tmp_path / "out"
+    segment_folder(tiny_model, src, out, progress=False, verify_inputs=True)
+    lines = _journal(out)
+    assert all(len(line["input"]) == 3 and line["input"][2].startswith("blake2b:") for line in lines)
+    st = first.stat()
+    cv2.imwrite(str(first), synthetic_lesion((40, 64), rng=2)[0])  # replaced ...
+    os.utime(first, ns=(st.st_atime_ns, st.st_mtime_ns))  # ... keeping the size and the mtime
+    assert first.stat().st_size == st.st_size and first.stat().st_mtime_ns == st.st_mtime_ns
+    model = _CountingModel(tiny_model)
+    assert segment_folder(model, src, out, progress=False).n_processed == 0  # documented: size + mtime only
+    result = segment_folder(model, src, out, progress=False, verify_inputs=True)
+    assert result.n_processed == 1 and model.seen == 1
+    assert segment_folder(model, src, out, progress=False, verify_inputs=True).n_processed == 0
 
 
 def test_refuses_to_write_into_the_input_folder(tiny_model, tmp_path: Path) -> None:
@@ -444,3 +488,40 @@ def test_segment_on_one_image_names_image_in_errors(tiny_model) -> None:
     with pytest.raises(InvalidImageError, match="`image`") as info:
         ss.segment(tiny_model, np.zeros((8, 8, 4), np.uint8))
     assert "images[0]" not in str(info.value)
+
+
+def test_recursive_runs_skip_folders_holding_an_earlier_run(tiny_model, tmp_path: Path) -> None:
+    project = tmp_path / "P"
+    _good_images(project / "imgs", n=2)
+    segment_folder(tiny_model, project / "imgs", project, progress=False)  # outputs beside the images
+    with pytest.raises(ConfigError, match="1 folder.* hold an earlier skinseg run.*--include-runs"):
+        segment_folder(tiny_model, project, tmp_path / "P2", recursive=True, progress=False)
+    src = tmp_path / "in"
+    _good_images(src, n=1)
+    _good_images(src / "sub", n=1)
+    shutil.copytree(project, src / "old")  # an earlier run's folder inside the input
+    result = segment_folder(tiny_model, src, tmp_path / "out", recursive=True, progress=False)
+    assert result.n_images == 2 and result.not_taken["skinseg_run"] == 1
+    taken = segment_folder(tiny_model, src, tmp_path / "out2", recursive=True, include_runs=True,
+                           progress=False)
+    keys = [r["file"] for r in _rows(tmp_path / "out2")]
+    assert taken.n_images == 6 and "old/overlays/img0_overlay.png" in keys  # asked for: taken
+
+
+def test_a_run_that_finished_no_image_does_not_lock_its_settings(tiny_model, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    _good_images(src, n=2)
+    out = tmp_path / "out"
+
+    class Broken(_CountingModel):
+        def forward(self, x):
+            raise ImportError("the model cannot run here (e.g. a missing package)")
+
+    with pytest.raises(ImportError):
+        segment_folder(Broken(tiny_model), src, out, threshold=0.3, progress=False)
+    assert (out / "run.json").is_file() and not _journal(out)
+    result = segment_folder(tiny_model, src, out, threshold=0.6, progress=False)  # other settings: a retry
+    assert result.n_ok == 2
+    assert json.loads((out / "run.json").read_text())["settings"]["threshold"] == 0.6
+    with pytest.raises(ConfigError, match="threshold: 0.6 -> 0.3"):  # now something is done: locked
+        segment_folder(tiny_model, src, out, threshold=0.3, progress=False)
