@@ -230,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, res in results.items():
             s = res["sets"][set_name]
             maj = s["majority_baseline"]
-            ba = fmt(s["balanced_accuracy"]) if len(res["classes"]) == len(HAM_CODES) else "n/a (3 classes)"
+            covered = set(s["counts"]) <= set(res["classes"])  # the model knows every diagnosis of the set
+            ba = fmt(s["balanced_accuracy"]) if covered else f"n/a ({len(res['classes'])} classes)"
             macro = f"{s['macro_auc']:.3f}" if s["macro_auc"] is not None else "n/a"
             ece = f"{s['ece']:.3f}" if "ece" in s else "n/a"
             print(f"| {name} | {s['n']} ({s['n_lesions']}) | {ba} | {s['accuracy']:.3f} ({maj['class']}: "
