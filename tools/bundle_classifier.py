@@ -26,10 +26,14 @@ def main() -> int:
     ap.add_argument("--temperature", type=float, default=1.0,
                     help="temperature of the mean probabilities, fit on val (benchmarks/classifier_val.py)")
     ap.add_argument("--note", default="")
+    ap.add_argument("--listing", help="JSON file of the model's `skinseg models` entry: title, training_data, "
+                                      "licence, headline, card (stored as metadata['bundle'])")
     args = ap.parse_args()
     members = [C.load_classifier(p) for p in args.checkpoints]
     ens = C.ClassifierEnsemble(members, temperature=args.temperature)
     meta: dict = {"members": args.checkpoints, "note": args.note, "temperature": args.temperature}
+    if args.listing:
+        meta["bundle"] = json.loads(Path(args.listing).read_text())
     for item in args.scores_json:
         key, _, path = item.partition("=")
         meta[key] = json.loads(Path(path).read_text())

@@ -29,6 +29,8 @@ def main() -> int:
     ap.add_argument("--val-json", help="output of benchmarks/evaluate_segmenter.py --split val --json")
     ap.add_argument("--test-json", help="output of benchmarks/evaluate_segmenter.py --split test --json")
     ap.add_argument("--note", default="")
+    ap.add_argument("--listing", help="JSON file of the model's `skinseg models` entry: title, training_data, "
+                                      "licence, headline, card (stored as metadata['bundle'])")
     args = ap.parse_args()
     out_dir = BUNDLED_ROOT / args.name
     if len(args.checkpoint) == 1:
@@ -42,6 +44,8 @@ def main() -> int:
     for key, path in (("dev_val_scores", args.val_json), ("dev_test_scores", args.test_json)):
         if path:
             meta[key] = json.loads(Path(path).read_text())
+    if args.listing:
+        meta["bundle"] = json.loads(Path(args.listing).read_text())
     if args.note:
         meta["note"] = args.note
     if out_dir.exists():  # replace the old bundle whole, so a single model and an ensemble never mix
