@@ -23,7 +23,7 @@ PKG = Path(__file__).resolve().parents[1] / "skinseg"
 STAGES = {
     "__init__": 0, "_types": 0, "errors": 0, "_checks": 0, "_geometry": 0, "_files": 0, "_deps": 0, "_figures": 0,
     "_lazy": 0,
-    "io": 1, "_imagefile": 1,
+    "io": 1, "_imagefile": 1, "_listing": 1,
     "preprocess": 2, "postprocess": 2, "testing": 2, "augment": 2,
     "models": 3, "losses": 3, "data": 3,
     "inference": 4, "onnx_backend": 4,  # onnx_backend: deprecated alias of inference.onnx
