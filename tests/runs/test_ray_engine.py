@@ -130,10 +130,8 @@ def test_resume_a_partial_run_and_across_engines(ray_local, predictor, tmp_path:
     stale = out / ".img05_segmentation.png.0123456789ab.tmp"
     stale.write_bytes(b"half a png")  # left by a killed writer
     done = []
-    from skinseg.runs.ray_engine import segment_folder_ray
-
-    result = segment_folder_ray("default", src, out, progress=False, options=RayOptions(rows_per_batch=2),
-                                on_result=lambda r: done.append(r.key))
+    result = segment_folder("default", src, out, engine="ray", progress=False,
+                            ray_options=RayOptions(rows_per_batch=2, on_result=lambda r: done.append(r.key)))
     assert sorted(done) == ["img01.png", "img04.jpg", "img05.png", "img06.jpg"]
     assert (result.n_skipped, result.n_processed, result.n_ok) == (3, 4, 7)
     reference = tmp_path / "reference"
@@ -415,8 +413,6 @@ def test_s3_compatible_server(ray_local, folder, tmp_path: Path, capsys) -> None
 
 def test_a_killed_worker_loses_and_duplicates_nothing(ray_local, predictor, tmp_path: Path) -> None:
     """Kill one actor process mid-run: Ray restarts it and retries its batch; every image once, no temp files."""
-    from skinseg.runs.ray_engine import segment_folder_ray
-
     src = tmp_path / "in"
     _images(src, 16)
     _bad(src)
@@ -430,8 +426,8 @@ def test_a_killed_worker_loses_and_duplicates_nothing(ray_local, predictor, tmp_
             # what a writer killed mid-write leaves behind
             (out / ".img15_segmentation.png.00000000abcd.tmp").write_bytes(b"half a png")
 
-    result = segment_folder_ray("default", src, out, workers=2, progress=False,
-                                options=RayOptions(rows_per_batch=2), on_result=kill_first)
+    result = segment_folder("default", src, out, engine="ray", workers=2, progress=False,
+                            ray_options=RayOptions(rows_per_batch=2, on_result=kill_first))
     assert killed and result.n_processed == 19 and (result.n_ok, result.n_failed) == (16, 3)
     counts = collections.Counter(r["file"] for r in _rows(out))
     assert len(counts) == 19 and set(counts.values()) == {1}

@@ -418,7 +418,7 @@ def test_an_error_row_always_names_the_file(tiny_model, tmp_path: Path, monkeypa
     """Issue 16 (12): an I/O error raised without a file name gave a row that did not name the file."""
     import errno
 
-    import skinseg.runs.segment as seg
+    import skinseg.runs.storage as seg  # every engine writes through its store's atomic write
 
     src = tmp_path / "in"
     _good_images(src, n=2)
