@@ -120,8 +120,10 @@ class OnnxBackend:
                  device: str = "cpu") -> None:
         ort = _require("onnxruntime")
 
+        self._data: bytes | None = None  # kept when the model comes as bytes (model_bytes)
         if isinstance(source, bytes | bytearray):
             self.path, data, label = None, bytes(source), "the exported model"
+            self._data = data
         else:
             self.path = Path(source)
             label = f"'{self.path}'"
@@ -158,6 +160,10 @@ class OnnxBackend:
         self.metadata: dict[str, Any] = {}
         self._input = self._session.get_inputs()[0].name
         self.threads = threads
+
+    def model_bytes(self) -> bytes:
+        """The ``.onnx`` bytes it runs (its file's, or those it was given): what another process needs to run it."""
+        return self._data if self._data is not None else self.path.read_bytes()  # type: ignore[union-attr]
 
     def predict_logits(self, x: np.ndarray) -> np.ndarray:
         """(N, C, H, W) float32 normalised input -> float32 logits: (N, 1, H, W) of a segmenter, (N, K) of a

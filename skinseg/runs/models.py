@@ -45,12 +45,14 @@ def _checked(loader: Callable[[], Any], kind: type, adjust: Callable[[Any], Any]
     return adjust(model)
 
 
-def _onnx_bytes(backend: Any) -> bytes | None:
-    """The bytes of an ONNX backend's file (a deferred export is made now), or None for one held in memory."""
+def _onnx_bytes(backend: Any, in_memory: bool) -> bytes | None:
+    """The bytes an ONNX backend runs (a deferred export is made now, once, here); for a model held in memory
+    (not loaded from a file) only with ``in_memory``, else None."""
     if isinstance(backend, DeferredOnnxBackend):
-        backend.backend()  # export once here (into the cache folder, if the loader has one)
-    path = backend.path
-    return path.read_bytes() if path is not None and path.is_file() else None
+        backend = backend.backend()  # export once here (into the cache folder, if the loader has one)
+    if not isinstance(backend, OnnxBackend):
+        return None
+    return backend.model_bytes() if in_memory or backend.path is not None else None
 
 
 def _onnx_member(data: bytes, threads: int | None, device: str) -> OnnxBackend:
@@ -69,14 +71,9 @@ def _ship_predictor(threads: int | None, reloadable: bool) -> Callable[[Predicto
         backend = predictor.backend
         if backend.name != "onnx":
             return None if reloadable else functools.partial(_same, predictor)  # a torch model: pickled
-        data = _onnx_bytes(backend)
-        if data is None:
-            if reloadable:
-                return None  # each worker calls the loader
-            raise ConfigError(
-                "This ONNX model was not loaded from a file, so it cannot be sent to Ray workers. Pass the "
-                "checkpoint folder or bundled name instead (each worker loads it), or a loader function."
-            )
+        data = _onnx_bytes(backend, in_memory=not reloadable or isinstance(backend, DeferredOnnxBackend))
+        if data is None:  # a loader's model held in memory: each worker calls the loader
+            return None
         kwargs = {"tta": predictor.tta, "batch_size": predictor.batch_size, "preprocess": predictor.preprocess,
                   "threshold": predictor.threshold}
         return functools.partial(_onnx_predictor, data, backend.threads or threads, backend.device, kwargs)
@@ -124,11 +121,10 @@ def _ship_classifier(threads: int | None) -> Callable[[ClassifierPredictor], Cal
                   "source": classifier.source, "batch_size": classifier.batch_size}
         if any(m.name != "onnx" for m in classifier.members):
             return functools.partial(_same, classifier)  # torch members: pickled
-        members = [_onnx_bytes(m) for m in classifier.members]
-        if any(m is None for m in members):
-            return None  # an export held in memory: each worker loads the checkpoint
+        members = [_onnx_bytes(m, in_memory=True) for m in classifier.members]
         member_threads = classifier.members[0].threads or threads
-        return functools.partial(_onnx_classifier, members, member_threads, classifier.members[0].device, kwargs)
+        return functools.partial(_onnx_classifier, members, member_threads, classifier.members[0].device,
+                                 kwargs)  # type: ignore[arg-type]
 
     return ship
 

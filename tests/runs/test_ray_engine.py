@@ -480,3 +480,39 @@ def test_masks_match_the_local_engine_on_real_images(ray_local, predictor, lesio
     segment_folder("default", src, out, engine="ray", workers=2, progress=False)
     assert _snapshot(out) == _snapshot(ref)
     assert np.all([len(v) > 0 for v in _snapshot(out).values()])
+
+
+# --------------------------------------------------------------------------- classify
+
+
+@pytest.fixture(scope="module")
+def classifier_dir(tmp_path_factory) -> Path:
+    torch = pytest.importorskip("torch")
+    import skinseg.classify as C
+
+    torch.manual_seed(0)
+    ens = C.ClassifierEnsemble([C.create_classifier(pretrained=False, input_size=64),
+                                C.create_classifier(pretrained=False, input_size=64, crop_mode="full")])
+    return C.save_classifier(ens, tmp_path_factory.mktemp("clf") / "clf")
+
+
+def test_classify_on_ray_writes_the_local_engines_bytes(ray_local, folder, classifier_dir, tmp_path: Path,
+                                                        monkeypatch, capsys) -> None:
+    """classify --engine ray has no code of its own: the same job on the same skeleton, the same bytes."""
+    from skinseg.cli import main
+    from skinseg.runs import classify_folder
+
+    monkeypatch.setenv("SKINSEG_CACHE_DIR", str(tmp_path / "cache"))
+    src, _ = folder
+    local, ray_out = tmp_path / "local", tmp_path / "ray"
+    args = ["classify", str(src), "--classifier", str(classifier_dir), "--quiet"]
+    assert main([*args, "-o", str(local)]) == 3  # the 3 bad files
+    assert main([*args, "-o", str(ray_out), "--engine", "ray", "--workers", "2"]) == 3
+    assert _snapshot(ray_out) == _snapshot(local)
+    assert json.loads((ray_out / "run.json").read_text())["settings"] == json.loads(
+        (local / "run.json").read_text())["settings"]
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (summary["ok"], summary["failed"], summary["classified"]) == (6, 3, 6)
+    again = classify_folder(src, ray_out, classifier=str(classifier_dir), segmenter="default", engine="ray",
+                            progress=False)  # resumed: only the bad files are retried
+    assert (again.n_skipped, again.n_processed) == (6, 3)

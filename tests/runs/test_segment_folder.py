@@ -444,3 +444,23 @@ def test_segment_on_one_image_names_image_in_errors(tiny_model) -> None:
     with pytest.raises(InvalidImageError, match="`image`") as info:
         ss.segment(tiny_model, np.zeros((8, 8, 4), np.uint8))
     assert "images[0]" not in str(info.value)
+
+
+def test_each_input_is_read_from_disk_once(tiny_model, tmp_path: Path, monkeypatch) -> None:
+    """Issue 26: the default path read every input twice (the header for the pixel budget, then the decode)."""
+    import builtins
+
+    src = tmp_path / "in"
+    paths = {str(p) for p in _good_images(src, n=4)}
+    opened: list[str] = []
+    real_open = builtins.open
+
+    def counting_open(file, *args, **kwargs):
+        if str(file) in paths:
+            opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    result = segment_folder(tiny_model, src, tmp_path / "out", progress=False)
+    assert result.n_ok == 4
+    assert sorted(opened) == sorted(paths)  # once each
