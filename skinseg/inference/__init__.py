@@ -27,10 +27,10 @@ from .backends import (
     Backend,
     TorchBackend,
     as_backend,
-    load_backend,
     model_kind,
     onnxruntime_installed,
 )
+from .loaders import load_backend
 from .predictor import (
     FLIPS,
     MODEL_PREPROCESS,

@@ -287,7 +287,7 @@ class Predictor:
         With a checkpoint that ships its exports (or a cached one) torch is not imported.
         ``kwargs``: the Predictor's ``tta``, ``batch_size``, ``preprocess``, ``threshold``.
         """
-        from .backends import load_backend
+        from .loaders import load_backend
 
         return cls(load_backend(path_or_name, backend=backend, device=device, precision=precision, threads=threads,
                                 cache_dir=cache_dir), **kwargs)
