@@ -38,6 +38,7 @@ from .jobs import ModelSource, feature_cells, number_cell
 from .journal import FolderRunResult, ResultsFile
 from .models import as_json, classifier_source, predictor_source
 from .skeleton import run_folder
+from .storage import is_uri
 
 __all__ = ["classify_folder", "ClassifyJob", "ClassifyOptions", "classification_columns", "CSV_FILE", "MASK_DIR",
            "GRADCAM_DIR", "MELANOMA_COLUMN"]
@@ -68,10 +69,10 @@ def classification_columns(classes: Any, measure: bool) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class ClassifyOptions:
-    """A classify job's options: expert masks (``{input key: mask file}``, or None to predict them), their
-    suffix, Grad-CAM overlays, the ABCD measurements and the pixel size."""
+    """A classify job's options: expert masks (``{input key: (mask file as given, its absolute path)}``, or None
+    to predict them), their suffix, Grad-CAM overlays, the ABCD measurements and the pixel size."""
 
-    masks: dict[str, str] | None = None
+    masks: dict[str, tuple[str, str]] | None = None
     mask_suffix: str = "_segmentation"
     gradcam: bool = False
     measure: bool = True
@@ -93,12 +94,13 @@ class _ClassifyRunner:
         if self.predictor is not None:  # Predictor.segment's steps on the streamed probabilities
             mask = postprocess_mask(res.proba(), threshold=self.predictor.threshold)
             return mask, "predicted", {item.outputs["mask"]: encode_mask(mask)}
-        path = (self.options.masks or {}).get(item.key)
-        if path is None:
+        paths = (self.options.masks or {}).get(item.key)
+        if paths is None:
             name = PurePosixPath(item.key)
             raise SkinsegError(f"No mask for '{name.name}' in '{self.options.masks_dir}' (expected "
                                f"'{name.stem}{self.options.mask_suffix}.png').")
-        return read_mask(path, shape=res.image.shape[:2]), path, {}  # type: ignore[union-attr]
+        shown, path = paths  # read by its absolute path: a Ray worker may have another working directory
+        return read_mask(path, shape=res.image.shape[:2]), shown, {}  # type: ignore[union-attr]
 
     def render(self, item: InputFile, res: StreamResult) -> tuple[dict[str, str], dict[str, bytes]]:
         image = res.image
@@ -234,11 +236,14 @@ def classify_folder(
     threads, device = runner.worker_threads, runner.worker_device
     masks, exclude = None, None
     if masks_dir is not None:
+        if is_uri(in_dir) or is_uri(masks_dir):
+            raise ConfigError("`masks_dir` (--masks) pairs masks with the images of a local folder; copy the "
+                              "images and masks to local folders, or let the segmenter predict the masks.")
         src = Path(in_dir)
         if not src.is_dir():
             raise FileNotFoundError(f"Input folder '{src}' does not exist. Check the path.")
         pairs, _, _ = pair_images_and_masks(src, masks_dir, mask_suffix=mask_suffix)
-        masks = {image.relative_to(src).as_posix(): str(mask) for image, mask in pairs}
+        masks = {image.relative_to(src).as_posix(): (str(mask), str(mask.resolve())) for image, mask in pairs}
         exclude = mask_suffix if Path(masks_dir).resolve() == src.resolve() else None
     options = ClassifyOptions(masks, mask_suffix, bool(save_gradcam), bool(measure), pixel_size_mm,
                               str(Path(masks_dir).resolve()) if masks_dir is not None else None)
