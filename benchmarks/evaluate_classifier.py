@@ -1,11 +1,18 @@
 """Score a lesion classifier on a split of lesion-classes, with expert or predicted masks.
 
     python benchmarks/evaluate_classifier.py --model default --split test --masks predicted --report out/cls_report
+    python benchmarks/evaluate_classifier.py --split val --masks predicted --pipeline classify
 
 Prints balanced accuracy (mean per-class recall), melanoma-vs-rest ROC AUC, per-class
 precision / recall / specificity / F1 and melanoma sensitivity at fixed specificity,
 with bootstrap 95 % intervals, and writes metrics.json, confusion_matrix.png and
 roc_curves.png with ``--report``. Predicted masks come from the bundled segmenter.
+
+``--pipeline torch`` (default): the torch segmenter (fp32) and classifier, as the model
+card's numbers were made (and as ``skinseg classify`` ran before issue 26).
+``--pipeline classify``: what ``skinseg classify`` runs now: the masks of ``skinseg segment``
+(the segmenter's default backend: ONNX Runtime int8 on the CPU) and the classifier's ONNX
+export (``ClassifierPredictor.load``; exported once, into ``--cache-dir`` if given).
 """
 
 from __future__ import annotations
@@ -27,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--masks", choices=["expert", "predicted"], default="expert")
     ap.add_argument("--tta", action="store_true")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--pipeline", choices=["torch", "classify"], default="torch",
+                    help="torch models (default), or skinseg classify's (ONNX Runtime: int8 segmenter, fp32 classifier)")
+    ap.add_argument("--cache-dir", default=None, help="with --pipeline classify: folder for the classifier's export")
     ap.add_argument("--report", default=None, help="folder for metrics.json and the PNG plots")
     args = ap.parse_args(argv)
     args.data = args.data or str(data_dir("lesion-classes"))
@@ -40,16 +50,23 @@ def main(argv: list[str] | None = None) -> int:
     import skinseg.classify as C
     from skinseg.metrics import balanced_accuracy, bootstrap_ci, classification_metrics, roc_auc
 
-    model = C.load_classifier(args.model)
+    if args.pipeline == "classify":
+        model = C.ClassifierPredictor.load(args.model, cache_dir=args.cache_dir, threads=args.threads, tta=args.tta)
+        seg = ss.Predictor.load("default", threads=args.threads) if args.masks == "predicted" else None
+    else:
+        model = C.load_classifier(args.model)
+        seg = ss.load_segmenter("default") if args.masks == "predicted" else None
     names = list(model.class_names)
     items = manifest_items(args.data, args.split, label_column="label")
-    seg = ss.load_segmenter("default") if args.masks == "predicted" else None
     probs, y, empty = [], [], 0
-    for it in tqdm(items, desc=f"{args.split} ({args.masks} masks)", unit="img"):
+    for it in tqdm(items, desc=f"{args.split} ({args.masks} masks, {args.pipeline})", unit="img"):
         image = ss.read_image(it.image)
         mask = ss.segment(seg, image) if seg is not None else ss.read_mask(it.mask, shape=image.shape[:2])
         empty += int(not mask.any())
-        probs.append(C.predict_proba(model, image, mask, tta=args.tta))
+        if args.pipeline == "classify":
+            probs.append(model.predict_proba(image, mask))
+        else:
+            probs.append(C.predict_proba(model, image, mask, tta=args.tta))
         y.append(names.index(it.label))
     p, yy = np.array(probs), np.array(y)
     m = classification_metrics(yy, p, names, positive="melanoma")

@@ -8,7 +8,7 @@ first N dev images (default all 400), and times each phase from the start of the
 1. ``import skinseg``, then ``import ray`` and ``ray.data``;
 2. ``ray.init`` of a local instance, with the settings skinseg uses for its own instance
    (``address="local"``, no dashboard, ``RAY_USAGE_STATS_ENABLED=0`` for the whole run);
-3. :func:`skinseg.runs.ray_engine.segment_folder_ray` (the model loaded here and sent to 2
+3. :func:`skinseg.runs.segment_folder` with ``engine="ray"`` (the model loaded here and sent to 2
    workers of 0.5 CPU each): the first and the last image's result as the driver receives it;
 4. the CPU seconds of every process of this run (the driver, Ray's daemons, Ray Data's actors,
    the workers), read from ``/proc`` before the instance stops;
@@ -74,8 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
         imports_s = time.perf_counter() - t_ray
         from skinseg.inference import Predictor
-        from skinseg.runs import RayOptions
-        from skinseg.runs.ray_engine import segment_folder_ray
+        from skinseg.runs import RayOptions, segment_folder
 
         predictor = Predictor.load("default", threads=1)  # what the CLI loads and sends to CPU workers
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # as skinseg does for its own instance
@@ -88,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             mark("first image")
             marks["last image"] = time.perf_counter() - T0
 
-        result = segment_folder_ray(predictor, src, work / "out", workers=args.workers, progress=False,
-                                    options=RayOptions(), on_result=on_result)
+        result = segment_folder(predictor, src, work / "out", workers=args.workers, progress=False, engine="ray",
+                                ray_options=RayOptions(on_result=on_result))
         mark("run returned")
         table = _tree_cpu(os.getpid())
         t_down = time.perf_counter()

@@ -67,7 +67,7 @@ _LAZY: dict[str, str] = {
 _SUBMODULES = {
     "io", "preprocess", "models", "losses", "data", "training", "inference", "runs",
     "postprocess", "metrics", "features", "report", "testing", "errors", "cli", "crops", "classify",
-    "folder", "onnx_backend",  # deprecated aliases of runs / inference (they warn on import)
+    "onnx_backend",  # deprecated alias of inference (it warns on import)
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

@@ -11,7 +11,6 @@ names the file and says how to fix it.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -33,9 +32,9 @@ from ._imagefile import (
     _to_mask,
     _to_rgb,
 )
-from ._runfile import holds_run
-from ._types import IMAGE_EXTENSIONS, BinaryMask, RGBImage
-from .errors import ArgumentTypeError, ConfigError, PathNotFolderError, PathNotFoundError
+from ._listing import ENTRY_KINDS, ImageScan, _check_folder, scan_entries, scan_images
+from ._types import BinaryMask, RGBImage
+from .errors import ArgumentTypeError, ConfigError
 
 __all__ = [
     "read_image",
@@ -52,7 +51,10 @@ __all__ = [
     "image_size",
     "list_images",
     "scan_images",
+    "scan_entries",
+    "ENTRY_KINDS",
     "ImageScan",
+    "read_file",
     "pair_images_and_masks",
 ]
 
@@ -291,12 +293,28 @@ def read_mask(path: PathLike, *, shape: tuple[int, int] | None = None) -> Binary
     return read_mask_file(path, shape=shape).mask
 
 
-def image_size(path: PathLike) -> tuple[int, int]:
-    """Return the (H, W) of an image file from its header, after EXIF orientation.
+def read_file(path: PathLike) -> bytes:
+    """The bytes of an image file, read once, with :func:`read_image`'s errors for a missing file, a folder and
+    an empty file.
+
+    For readers that look at a file before decoding it (its size from the header, see
+    :func:`image_size`) and decode the same bytes afterwards (:func:`read_image_bytes` with
+    ``name=path``): the file is read from disk once, and the pixels and errors are
+    :func:`read_image`'s.
+
+    Raises
+    ------
+    FileNotFoundError, IsADirectoryError, EmptyFileError
+    """
+    return _read_bytes(path)
+
+
+def image_size(source: PathLike | bytes, *, name: str | None = None) -> tuple[int, int]:
+    """Return the (H, W) of an image file (a path, or its bytes) from its header, after EXIF orientation.
 
     Nothing is decoded and the truncation and size checks of :func:`read_image`
     are not made. Raises the same file errors as :func:`read_image` for empty,
-    unknown or damaged headers.
+    unknown or damaged headers; for bytes, ``name`` stands for the path in the messages.
 
     Examples
     --------
@@ -304,10 +322,14 @@ def image_size(path: PathLike) -> tuple[int, int]:
     >>> import numpy as np
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.png"
     >>> write_image(path, np.zeros((20, 30, 3), np.uint8))
-    >>> image_size(path)
-    (20, 30)
+    >>> image_size(path), image_size(path.read_bytes())
+    ((20, 30), (20, 30))
     """
-    header = _parse_header(_read_bytes(path), path)
+    if isinstance(source, bytes | bytearray | memoryview):
+        label = name if name is not None else "<bytes>"
+        header = _parse_header(_check_not_empty(bytes(source), label), label)
+    else:
+        header = _parse_header(_read_bytes(source), source)
     if header.orientation >= 5:
         return header.width, header.height
     return header.height, header.width
@@ -419,93 +441,6 @@ def write_image(path: PathLike, image: np.ndarray, *, overwrite: bool = False) -
 
 
 # ----------------------------------------------------------------------------- folders
-
-
-def _check_folder(folder: PathLike, name: str) -> Path:
-    d = Path(_fspath(folder, name))
-    if not d.exists():
-        raise PathNotFoundError(f"`{name}` folder '{d}' does not exist. Check the path.")
-    if not d.is_dir():
-        raise PathNotFolderError(f"`{name}` '{d}' is a file, not a folder. Pass the folder that holds it.")
-    return d
-
-
-@dataclass(frozen=True)
-class ImageScan:
-    """What :func:`scan_images` found: the image files, and every other entry by why it was left out.
-
-    ``skipped`` maps a reason to the paths: ``"mask_suffix"`` (stem ends with the mask
-    suffix, taken for a mask), ``"subfolder"`` (a folder, not searched without
-    ``recursive``), ``"not_an_image_name"`` (another file ending), ``"hidden"`` (name
-    starts with a dot), ``"dangling_link"``, ``"directory_named_like_an_image"`` and
-    ``"special_file"`` (FIFO, socket, device) and, with ``skip_runs``, ``"skinseg_run"`` (a folder
-    holding an earlier skinseg run's run.json: its files are outputs). Empty reasons are left out.
-    """
-
-    images: list[Path]
-    skipped: dict[str, list[Path]]
-
-    def skipped_counts(self) -> dict[str, int]:
-        """``{reason: number of entries}`` for every reason with at least one entry."""
-        return {k: len(v) for k, v in self.skipped.items() if v}
-
-
-def scan_images(folder: PathLike, *, recursive: bool = False, exclude_suffix: str | None = None,
-                skip_runs: bool = False) -> ImageScan:
-    """List the image files of a folder (sorted) and account for every other entry (see :class:`ImageScan`).
-
-    An image is a non-hidden regular file (or a link to one) whose name ends in one of
-    ``skinseg._types.IMAGE_EXTENSIONS`` (any case) and whose stem does not end with
-    ``exclude_suffix``. With ``recursive`` non-hidden sub-folders are searched too. With ``skip_runs``
-    a folder (``folder`` itself too) holding a skinseg run.json is not searched (its files are outputs).
-    """
-    import stat as stat_mod
-
-    root = _check_folder(folder, "folder")
-    if exclude_suffix == "":
-        raise ConfigError(
-            "`exclude_suffix` must be a non-empty string or None; got ''. Pass None to keep all files."
-        )
-    found: list[Path] = []
-    skipped: dict[str, list[Path]] = {}
-
-    def skip(reason: str, path: Path) -> None:
-        skipped.setdefault(reason, []).append(path)
-
-    for dirpath, dirnames, filenames in os.walk(root):
-        base = Path(dirpath)
-        if skip_runs and holds_run(base):
-            skip("skinseg_run", base)
-            dirnames[:] = []
-            continue
-        for d in list(dirnames):
-            path = base / d
-            if d.startswith("."):
-                skip("hidden", path)
-            elif path.suffix.lower() in IMAGE_EXTENSIONS:
-                skip("directory_named_like_an_image", path)
-            elif not recursive:
-                skip("subfolder", path)
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")] if recursive else []
-        for name in filenames:
-            path = base / name
-            if name.startswith("."):
-                skip("hidden", path)
-                continue
-            try:
-                mode = os.stat(path).st_mode
-            except OSError:
-                skip("dangling_link", path)
-                continue
-            if not stat_mod.S_ISREG(mode):
-                skip("special_file", path)
-            elif path.suffix.lower() not in IMAGE_EXTENSIONS:
-                skip("not_an_image_name", path)
-            elif exclude_suffix and path.stem.endswith(exclude_suffix):
-                skip("mask_suffix", path)
-            else:
-                found.append(path)
-    return ImageScan(sorted(found), {k: sorted(v) for k, v in sorted(skipped.items())})
 
 
 def list_images(

@@ -92,6 +92,17 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "tiny")
 
 
+@pytest.fixture(scope="session")
+def tiny_classifier_checkpoint(tmp_path_factory) -> Path:
+    """A random EfficientNet-Lite0 classifier (64 px input, the ISIC 2017 classes) saved as a checkpoint."""
+    torch = pytest.importorskip("torch")
+    import skinseg.classify as C
+
+    torch.manual_seed(0)
+    model = C.create_classifier(pretrained=False, input_size=64)
+    return C.save_classifier(model, tmp_path_factory.mktemp("clf") / "tiny")
+
+
 def write_seg_folder(root: Path, n: int = 6, labels: tuple[str, ...] = ()) -> Path:
     """A tiny dev set at ``root``: images/, masks/ (an ellipse lesion) and manifest.csv (the last two images
     are 'val', the others 'train'); with ``labels`` also a label column (cycling through them)."""

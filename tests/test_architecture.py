@@ -3,7 +3,9 @@
 - Dependencies point one way through the pipeline stages (no import of a later stage).
 - No module imports a private (``_name``) attribute of another module that is itself public.
 - The numpy-only stages never import torch; ``postprocess`` imports neither torch nor inference;
-  the ONNX inference path (inference core + segment runner) runs without torch.
+  the ONNX inference paths (the inference cores, the segment and classify runners, the CLI) run without torch.
+- Folder runs have one skeleton: no import cycle inside ``skinseg.runs``, and no function there takes more
+  than 8 parameters except the public entry points (``segment_folder``, ``classify_folder``).
 - Every name that ``skinseg.__all__`` offered before the restructuring still imports.
 - No module is longer than 650 lines.
 """
@@ -23,14 +25,14 @@ PKG = Path(__file__).resolve().parents[1] / "skinseg"
 STAGES = {
     "__init__": 0, "_types": 0, "errors": 0, "_checks": 0, "_geometry": 0, "_files": 0, "_deps": 0, "_figures": 0,
     "_lazy": 0, "_text": 0, "_runfile": 0,
-    "io": 1, "_imagefile": 1,
+    "io": 1, "_imagefile": 1, "_listing": 1,
     "preprocess": 2, "postprocess": 2, "quality": 2, "testing": 2, "augment": 2,
     "models": 3, "losses": 3, "data": 3,
     "inference": 4, "onnx_backend": 4,  # onnx_backend: deprecated alias of inference.onnx
     "training": 5,
     "metrics": 6, "crops": 6, "features": 6,
     "report": 7, "report_html": 7, "classify": 7,
-    "runs": 8, "folder": 8,  # folder: deprecated alias of runs
+    "runs": 8,
     "cli": 9, "__main__": 9,
 }
 NUMPY_ONLY = ["skinseg", "skinseg.io", "skinseg.preprocess", "skinseg.postprocess", "skinseg.metrics",
@@ -139,6 +141,7 @@ def test_postprocess_imports_neither_torch_nor_inference():
 
 def test_onnx_inference_path_does_not_import_torch():
     code = ("import sys\nimport skinseg.inference, skinseg.runs.segment, skinseg.models.checkpoint, skinseg.cli\n"
+            "import skinseg.classify, skinseg.runs.classify, skinseg.runs.ray_engine, skinseg.runs.skeleton\n"
             "from skinseg.models import SegmenterConfig, checkpoint_fingerprint\n"
             "checkpoint_fingerprint('default')\nprint('torch' in sys.modules)")
     assert _run(code) == "False"
@@ -155,3 +158,53 @@ def test_every_public_name_from_before_still_imports(name):
 def test_no_module_is_over_650_lines():
     long = {str(p.relative_to(PKG)): n for p in PKG.rglob("*.py") if (n := len(p.read_text().splitlines())) > 650}
     assert not long, f"split these modules by responsibility: {long}"
+
+
+def _runs_imports() -> dict[str, set[str]]:
+    """skinseg.runs module -> the skinseg.runs modules it imports (at the top or inside functions)."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted((PKG / "runs").glob("*.py")):
+        rel = path.relative_to(PKG)
+        graph[path.stem] = {module[1] for module, _ in _imports(path, rel)
+                            if len(module) > 1 and module[0] == "runs" and module[1] != path.stem}
+    return graph
+
+
+def test_no_import_cycle_inside_runs():
+    graph = _runs_imports()
+    assert "journal" in graph["segment"]  # the check sees the imports between runs modules
+
+    def cycle_from(node: str, path: list[str]) -> list[str] | None:
+        for nxt in sorted(graph.get(node, ())):
+            if nxt in path:
+                return path[path.index(nxt):] + [nxt]
+            found = cycle_from(nxt, path + [nxt])
+            if found:
+                return found
+        return None
+
+    cycles = [c for node in graph if (c := cycle_from(node, [node]))]
+    assert not cycles, f"import cycles inside skinseg.runs: {cycles[0]}"
+
+
+RUNS_ENTRY_POINTS = {"segment_folder", "classify_folder"}
+RUNS_RECORDS = {"FolderRunResult"}  # the public summary a run returns: a record, not an options list
+
+
+def test_no_function_in_runs_takes_more_than_8_parameters():
+    """One skeleton: the repeated 22-parameter signature and the 12- and 16-parameter helpers are gone."""
+    long = {}
+    for path in sorted((PKG / "runs").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name not in RUNS_ENTRY_POINTS:
+                a = node.args
+                n = len(a.posonlyargs) + len(a.args) + len(a.kwonlyargs) + bool(a.vararg) + bool(a.kwarg)
+                n -= bool(a.args and a.args[0].arg in ("self", "cls"))
+                if n > 8:
+                    long[f"{path.name}:{node.name}"] = n
+            if isinstance(node, ast.ClassDef) and any(
+                    isinstance(d, ast.Name | ast.Call) and "dataclass" in ast.unparse(d) for d in node.decorator_list):
+                fields = [b for b in node.body if isinstance(b, ast.AnnAssign)]
+                if len(fields) > 8 and node.name not in RUNS_RECORDS:
+                    long[f"{path.name}:{node.name} (dataclass)"] = len(fields)
+    assert not long, f"split these signatures (a job, an engine, an options object): {long}"

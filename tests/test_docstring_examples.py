@@ -10,7 +10,7 @@ import pytest
 
 import skinseg
 
-DEPRECATED_SHIMS = {"skinseg.folder", "skinseg.onnx_backend"}  # importing them warns (FutureWarning)
+DEPRECATED_SHIMS = {"skinseg.onnx_backend"}  # importing them warns (FutureWarning)
 MODULES = sorted(m.name for m in pkgutil.walk_packages(skinseg.__path__, "skinseg.")
                  if m.name not in DEPRECATED_SHIMS and not m.name.endswith("__main__"))
 

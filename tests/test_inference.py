@@ -122,9 +122,56 @@ def test_bad_inputs(model):
 def test_predictor_of_keeps_a_predictor_and_wraps_a_model(model):
     ready = ss.Predictor(model, tta=True, batch_size=8)
     assert ss.Predictor.of(ready) is ready
+    assert ss.Predictor.of(ready, tta=True, batch_size=8) is ready  # nothing to change
     other = ss.Predictor.of(ready, threshold=0.3)
     assert (other.backend, other.tta, other.batch_size, other.threshold) == (ready.backend, True, 8, 0.3)
-    with pytest.raises(ConfigError, match="to the Predictor"):
-        ss.Predictor.of(ready, tta=False)
+    no_tta = ss.Predictor.of(ready, tta=False)  # what a function's tta= asks for replaces the Predictor's own
+    assert (no_tta.backend, no_tta.tta, no_tta.batch_size) == (ready.backend, False, 8)
     wrapped = ss.Predictor.of(model, tta=False, batch_size=2)
     assert isinstance(wrapped, ss.Predictor) and (wrapped.tta, wrapped.batch_size) == (False, 2)
+    with pytest.raises(ConfigError, match="checkpoint path or name"):
+        ss.Predictor.of(model, backend="onnx")
+    with pytest.raises(ConfigError, match="ready Predictor"):
+        ss.Predictor.of(ready, precision="fp32")
+
+
+def test_predictor_of_a_name_loads_it_with_the_loaders_defaults():
+    """One way to make a Predictor: a bundled name gets the same backend as Predictor.load and load_backend."""
+    from skinseg.inference import DEFAULT_BACKEND, DEFAULT_PRECISION, load_backend
+
+    by_name = ss.Predictor.of("default", tta=False)
+    loaded = ss.Predictor.load("default", tta=False)
+    backend = load_backend("default")
+    assert (DEFAULT_BACKEND, DEFAULT_PRECISION) == ("auto", "auto")
+    assert by_name.settings() == loaded.settings()
+    assert (backend.name, backend.precision) == (loaded.backend.name, loaded.backend.precision) == ("onnx", "int8")
+
+
+def test_the_former_preprocess_spellings_warn_and_still_work(model):
+    image = np.random.default_rng(5).integers(0, 256, size=(40, 50, 3), dtype=np.uint8)
+    expected = ss.predict_proba(model, image, preprocess="model")
+    with pytest.warns(FutureWarning, match="preprocess='model'"):
+        np.testing.assert_array_equal(ss.predict_proba(model, image, preprocess=True), expected)
+    with pytest.warns(FutureWarning, match="preprocess=None"):
+        np.testing.assert_array_equal(ss.predict_proba(model, image, preprocess=False), expected)
+
+
+def test_a_predictor_refuses_a_classifier():
+    import skinseg.classify as C
+
+    with pytest.raises(ConfigError, match="A Predictor runs a segmenter; got a classifier"):
+        ss.Predictor(C.create_classifier(pretrained=False, input_size=64))
+
+
+def test_every_backend_declares_what_its_users_read(model):
+    """concurrency, threads and path are part of the Backend protocol (the stream and the Ray driver read them)."""
+    from skinseg.inference import Backend, OnnxBackend, TorchBackend
+    from skinseg.models.checkpoint import resolve_checkpoint
+
+    onnx = OnnxBackend(resolve_checkpoint("default") / "model-int8.onnx")
+    for backend in (TorchBackend(model), onnx, OnnxBackend(onnx.path.read_bytes(), threads=1)):
+        assert isinstance(backend, Backend)
+        assert isinstance(backend.concurrency, int) and backend.concurrency >= 1
+        assert backend.threads is None or backend.threads >= 1
+    assert (TorchBackend(model).path, onnx.path.name) == (None, "model-int8.onnx")
+    assert "concurrency" in Backend.__annotations__ and "path" in Backend.__annotations__

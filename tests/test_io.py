@@ -604,7 +604,7 @@ def test_failed_write_keeps_original_and_leaves_no_temp(
         seen.extend(os.listdir(tmp_path))
         raise OSError("disk full")
 
-    monkeypatch.setattr(sio.os, failing, boom)
+    monkeypatch.setattr(os, failing, boom)  # the module every writer uses (skinseg._files)
     with pytest.raises(OSError, match="disk full"):
         write_image(path, rgb, overwrite=True)
     assert any(n.startswith(".out.png.") and n.endswith(".tmp") for n in seen)  # temp file was used
@@ -774,3 +774,24 @@ def test_a_damaged_png_is_reported_without_libpng_noise(tmp_path: Path, rgb: np.
     with pytest.raises(CorruptImageError, match="bad.png.*damaged"):
         sio.read_image(path)
     assert "libpng" not in capfd.readouterr().err
+
+
+def test_scan_entries_is_the_one_set_of_listing_rules(tmp_path: Path) -> None:
+    """Local folders and object-store listings share scan_entries: the same images, the same reasons."""
+    entries = [("b.png", "file"), ("a.JPG", "file"), ("a_segmentation.png", "file"), (".hidden.png", "file"),
+               ("notes.txt", "file"), ("fifo", "special"), ("gone.png", "dangling"), ("dir.png", "dir"),
+               ("sub/c.png", "file"), ("sub/.x/d.png", "file"), (".git/objects/e.png", "file")]
+    flat, skipped = sio.scan_entries(entries, exclude_suffix="_segmentation")
+    assert flat == ["a.JPG", "b.png"]
+    assert skipped == {"dangling_link": ["gone.png"], "directory_named_like_an_image": ["dir.png"],
+                       "hidden": [".git", ".hidden.png"], "mask_suffix": ["a_segmentation.png"],
+                       "not_an_image_name": ["notes.txt"], "special_file": ["fifo"], "subfolder": ["sub"]}
+    deep, skipped = sio.scan_entries(entries, recursive=True, exclude_suffix="_segmentation")
+    assert deep == ["a.JPG", "b.png", "sub/c.png"]
+    assert skipped["hidden"] == [".git", ".hidden.png", "sub/.x"]  # a folder counted once, listed or not
+    for name in ("b.png", "a.JPG", "a_segmentation.png", "sub/c.png", "sub/.x/d.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        put(tmp_path / name, b"x")
+    scan = sio.scan_images(tmp_path, recursive=True, exclude_suffix="_segmentation")
+    assert [p.relative_to(tmp_path).as_posix() for p in scan.images] == ["a.JPG", "b.png", "sub/c.png"]
+    assert scan.skipped_counts() == {"hidden": 1, "mask_suffix": 1}

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from .._checks import as_bool_mask, check_rgb_image
 from ..errors import MaskShapeError, UnknownNameError
-from ..models.classifiers import Classifier, ClassifierEnsemble
-from ..models.config import ClassifierConfig
 from .predict import crops_to_tensor, predict_proba, prepare_crop
+
+if TYPE_CHECKING:
+    from ..models.classifiers import Classifier, ClassifierEnsemble
+    from ..models.config import ClassifierConfig
 
 __all__ = ["gradcam", "gradcam_overlay"]
 
@@ -28,7 +29,10 @@ def gradcam(
     Uses the last convolutional feature map of each member; the maps of an
     ensemble's members are averaged. Returns an (H, W) float32 map in [0, 1] on
     the input image's grid (the crop box is mapped back; outside it the map is 0).
+    Needs torch (gradients): ``ClassifierPredictor.torch_model()`` gives the model of an ONNX run.
     """
+    import torch
+
     from ..crops import crop_box
 
     check_rgb_image(image)

@@ -1,26 +1,34 @@
-"""Classifier inference on (image, mask) pairs: lesion crops, class probabilities, optional flip TTA.
+"""Classifier inference on (image, mask) pairs with a torch classifier: class probabilities, optional flip TTA.
 
 Symmetric with the segmenter's API: :func:`predict_proba` takes one image (and its
 mask) and returns (K,) probabilities, :func:`predict_proba_batch` takes lists and
-returns (N, K), :func:`predict_label` returns the class name and :func:`predict` a
-``{label: probability}`` dict. Each member of an ensemble cuts its own crop (its crop
-mode and input size) and the members' softmax probabilities are averaged.
+returns (N, K), :func:`predict_label` returns the class code and :func:`predict` a
+``{code: probability}`` dict. They run through the classifier's inference core,
+:class:`~skinseg.classify.ClassifierPredictor` (each member of an ensemble cuts its own
+crop, the members' softmax probabilities are averaged, then the ensemble's temperature),
+with the model's torch backend; ``ClassifierPredictor.load`` runs the ONNX export instead.
+
+Importing this module does not import torch (the functions do, through the model).
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from .._checks import as_bool_mask, check_rgb_image
-from ..crops import crop_lesion
-from ..errors import ConfigError, MaskShapeError
-from ..models.classifiers import Classifier, ClassifierEnsemble
-from ..models.config import ClassifierConfig
+from .._checks import check_rgb_image
+from ..errors import ConfigError
+from ..inference import TorchBackend
+from .predictor import ClassifierPredictor, member_proba, prepare_crop
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..models.classifiers import Classifier, ClassifierEnsemble
+    from ..models.config import ClassifierConfig
 
 __all__ = [
     "prepare_crop",
@@ -33,76 +41,38 @@ __all__ = [
 ]
 
 
-def prepare_crop(
-    image: np.ndarray, mask: np.ndarray | None, config: ClassifierConfig
-) -> tuple[np.ndarray, bool]:
-    """The uint8 crop a classifier with ``config`` sees, and whether the mask was empty.
-
-    An empty or missing mask (nothing segmented) falls back to the whole image as
-    the lesion box, so a prediction is still made; the flag reports it. With
-    ``config.color_norm`` the whole image is colour-normalised first.
-    """
-    check_rgb_image(image)
-    if config.color_norm:
-        from ..preprocess.color import normalize_color
-
-        image = normalize_color(image, method=config.color_norm)
-    empty = mask is None
-    if mask is not None:
-        m = as_bool_mask(mask)
-        if m.shape != image.shape[:2]:
-            raise MaskShapeError(
-                f"The mask is {m.shape[0]}x{m.shape[1]} (HxW) but the image is "
-                f"{image.shape[0]}x{image.shape[1]}; they must match."
-            )
-        empty = not m.any()
-    if config.crop_mode == "full":
-        return crop_lesion(image, mode="full", size=config.input_size), empty
-    if empty:
-        m = np.ones(image.shape[:2], bool)
-        return crop_lesion(image, m, mode=config.crop_mode, size=config.input_size, margin=0.0), True
-    return crop_lesion(image, m, mode=config.crop_mode, size=config.input_size, margin=config.margin), False
-
-
 def crops_to_tensor(crops: np.ndarray, config: ClassifierConfig) -> torch.Tensor:
     """(N, S, S, C) uint8 crops -> normalised (N, C, S, S) float32 tensor (the mask channel maps to [-1, 1])."""
+    import torch
+
     x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div_(255.0)
     mean = torch.tensor(list(config.mean) + [0.5] * (x.shape[1] - 3)).view(1, -1, 1, 1)
     std = torch.tensor(list(config.std) + [0.5] * (x.shape[1] - 3)).view(1, -1, 1, 1)
     return (x - mean) / std
 
 
-@torch.no_grad()
-def _member_proba(model: Classifier, crops: np.ndarray, tta: bool, batch_size: int) -> np.ndarray:
-    model.eval()
-    out = []
-    for i in range(0, len(crops), batch_size):
-        x = crops_to_tensor(crops[i : i + batch_size], model.config)
-        x = x.to(next(model.parameters()).device)
-        views = [x, x.flip(-1), x.flip(-2), x.flip(-1).flip(-2)] if tta else [x]
-        p = torch.stack([torch.softmax(model(v), dim=1) for v in views]).mean(0)
-        out.append(p.cpu().numpy())
-    return np.concatenate(out).astype(np.float32)
+def _check_classifier(model: Any, single: bool = False) -> None:
+    from ..models.classifiers import Classifier, ClassifierEnsemble
+
+    kinds = Classifier if single else Classifier | ClassifierEnsemble
+    if not isinstance(model, kinds):
+        if single:
+            raise ConfigError(
+                "predict_proba_crops takes one Classifier (ensemble members cut different crops); "
+                "use predict_proba_batch(model, images, masks) for an ensemble."
+            )
+        raise ConfigError(
+            f"`model` must be a skinseg Classifier or ClassifierEnsemble (load_classifier / create_classifier); "
+            f"got {type(model).__name__}."
+        )
 
 
 def predict_proba_crops(
     model: Classifier, crops: np.ndarray, *, tta: bool = False, batch_size: int = 32
 ) -> np.ndarray:
     """Probabilities (N, K) for crops already cut by :func:`prepare_crop` for this (single) model's config."""
-    if not isinstance(model, Classifier):
-        raise ConfigError(
-            "predict_proba_crops takes one Classifier (ensemble members cut different crops); "
-            "use predict_proba_batch(model, images, masks) for an ensemble."
-        )
-    return _member_proba(model, np.asarray(crops), tta, batch_size)
-
-
-def _check_classifier(model: Any) -> None:
-    if not isinstance(model, Classifier | ClassifierEnsemble):
-        raise ConfigError(
-            f"`model` must be a skinseg Classifier or ClassifierEnsemble (load_classifier / create_classifier); "
-            f"got {type(model).__name__}."
-        )
+    _check_classifier(model, single=True)
+    return member_proba(TorchBackend(model), np.asarray(crops), tta=tta, batch_size=batch_size)
 
 
 def predict_proba_batch(
@@ -127,26 +97,9 @@ def predict_proba_batch(
         Crops per forward pass.
     """
     _check_classifier(model)
-    if isinstance(images, np.ndarray):
-        raise ConfigError("`images` must be a list of (H, W, 3) arrays; for one image use predict_proba().")
-    imgs = list(images)
-    msks: list[Any] = [None] * len(imgs) if masks is None else list(masks)
-    if len(msks) != len(imgs):
-        raise ConfigError(f"{len(imgs)} images but {len(msks)} masks were given; pass one mask (or None) per image.")
-    k = len(model.class_names)
-    if not imgs:
-        return np.zeros((0, k), np.float32)
-    probs = []
-    for member in model.members:
-        crops = np.stack([prepare_crop(im, m, member.config)[0] for im, m in zip(imgs, msks, strict=True)])
-        probs.append(_member_proba(member, crops, tta, batch_size))
-    p = np.mean(probs, axis=0)
-    temperature = float(getattr(model, "temperature", 1.0))
-    if temperature != 1.0:
-        from ..metrics.calibration import apply_temperature
-
-        p = apply_temperature(p, temperature).astype(np.float32)
-    return p
+    predictor = ClassifierPredictor.of(model, tta=tta)
+    predictor.batch_size = batch_size
+    return predictor.predict_proba_batch(images, masks)
 
 
 def predict_proba(
@@ -173,7 +126,7 @@ def predict_proba(
 def predict_label(
     model: Classifier | ClassifierEnsemble, image: np.ndarray, mask: np.ndarray | None = None, *, tta: bool = False
 ) -> str:
-    """The most probable class name of one image and its lesion mask."""
+    """The most probable class code of one image and its lesion mask."""
     return str(model.class_names[int(np.argmax(predict_proba(model, image, mask, tta=tta)))])
 
 
@@ -184,6 +137,6 @@ def predict(
     *,
     tta: bool = False,
 ) -> dict[str, float]:
-    """``{label: probability}`` for one image and its lesion mask (probabilities sum to 1)."""
+    """``{code: probability}`` of every class for one image and its lesion mask (probabilities sum to 1)."""
     p = predict_proba(model, image, mask, tta=tta)
     return {name: float(v) for name, v in zip(model.class_names, p, strict=True)}

@@ -160,3 +160,76 @@ def report_run(result: Any, verb: str, extra: dict[str, Any] | None = None) -> N
                "processed": result.n_processed, "skipped": result.n_skipped, "gone": len(result.gone),
                "not_taken": result.not_taken, "results": str(result.results_csv), **(extra or {})}
     print(json.dumps(payload))
+
+
+def add_engine_arguments(p: Any) -> None:
+    """``--workers``, ``--engine`` and the Ray engine's options (shared by segment and classify)."""
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="local engine: reader threads and writer threads, each (default 2); ray engine: the number of "
+        "actors (default one per CPU of the cluster, or per --worker-gpus GPUs)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local (default): this process; ray: a Ray cluster or a local Ray instance (Ray Data)",
+    )
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="auto|HOST:PORT",
+        help="with --engine ray: join this Ray cluster (default: $RAY_ADDRESS, as `ray job submit` sets it, "
+        "else start a local Ray instance)",
+    )
+    p.add_argument(
+        "--worker-cpus",
+        type=float,
+        default=None,
+        metavar="C",
+        help="with --engine ray: CPUs reserved per worker (default 0.5: fractional, so Ray Data's own tasks "
+        "still get a core); a worker's ONNX Runtime threads are max(1, int(C)) unless --threads is given",
+    )
+    p.add_argument(
+        "--worker-gpus",
+        type=float,
+        default=None,
+        metavar="G",
+        help="with --engine ray: GPUs per worker (default 0; use 1 with --device cuda)",
+    )
+
+
+def ray_engine_options(args: Any) -> Any:
+    """The ``RayOptions`` of ``--engine ray`` (Ray's convention: ``$RAY_ADDRESS`` names the cluster when no
+    ``--ray-address`` is given); with the local engine, an error for any Ray option given, and None."""
+    from ..runs._ray_compat import RAY_INSTALL, ray_installed
+
+    if args.engine != "ray":
+        ray_flags = [f for f, v in (("--ray-address", args.ray_address), ("--worker-cpus", args.worker_cpus),
+                                    ("--worker-gpus", args.worker_gpus)) if v is not None]
+        if ray_flags:
+            raise SkinsegError(f"{', '.join(ray_flags)} {'is' if len(ray_flags) == 1 else 'are'} for --engine ray; "
+                               "add --engine ray, or leave them out.")
+        return None
+    if not ray_installed():
+        raise SkinsegError(f"--engine ray needs Ray: {RAY_INSTALL}")
+    cpus = 0.5 if args.worker_cpus is None else args.worker_cpus
+    gpus = 0.0 if args.worker_gpus is None else args.worker_gpus
+    if cpus <= 0 or gpus < 0:
+        raise SkinsegError("--worker-cpus must be > 0 and --worker-gpus >= 0.")
+    from ..runs import RayOptions
+
+    return RayOptions(address=args.ray_address or os.environ.get("RAY_ADDRESS") or None, worker_cpus=cpus,
+                      worker_gpus=gpus)
+
+
+def engine_device(args: Any, options: Any) -> str:
+    """The device of ``--device`` (auto: a GPU where torch sees one; with Ray: the workers' GPUs)."""
+    if options is None:
+        return resolve_device(args.device)
+    device = args.device if args.device != "auto" else ("cuda" if options.worker_gpus > 0 else "cpu")
+    if device == "cuda" and options.worker_gpus <= 0:
+        raise SkinsegError("--device cuda with --engine ray needs GPUs for the workers: add --worker-gpus 1.")
+    return device

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import os
+import functools
 import sys
 from typing import Any
 
 from ..errors import SkinsegError
-from ._common import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, cache_dir, report_run, resolve_device
+from ._common import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    add_engine_arguments,
+    cache_dir,
+    engine_device,
+    ray_engine_options,
+    report_run,
+)
 
 EPILOG = """\
 outputs (in OUT_DIR):
@@ -128,41 +137,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=4,
                    help="model inputs per forward pass; with TTA an image's 4 flips count 4 (default 4: fastest on "
                    "the CPU with the least memory; raise it on a GPU)")
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="local engine: reader threads and writer threads, each (default 2); ray engine: the number of "
-        "actors (default one per CPU of the cluster, or per --worker-gpus GPUs)",
-    )
-    p.add_argument(
-        "--engine",
-        choices=["local", "ray"],
-        default="local",
-        help="local (default): this process; ray: a Ray cluster or a local Ray instance (Ray Data)",
-    )
-    p.add_argument(
-        "--ray-address",
-        default=None,
-        metavar="auto|HOST:PORT",
-        help="with --engine ray: join this Ray cluster (default: $RAY_ADDRESS, as `ray job submit` sets it, "
-        "else start a local Ray instance)",
-    )
-    p.add_argument(
-        "--worker-cpus",
-        type=float,
-        default=None,
-        metavar="C",
-        help="with --engine ray: CPUs reserved per worker (default 0.5: fractional, so Ray Data's own tasks "
-        "still get a core); a worker's ONNX Runtime threads are max(1, int(C)) unless --threads is given",
-    )
-    p.add_argument(
-        "--worker-gpus",
-        type=float,
-        default=None,
-        metavar="G",
-        help="with --engine ray: GPUs per worker (default 0; use 1 with --device cuda)",
-    )
+    add_engine_arguments(p)
     p.add_argument(
         "--threads", type=int, default=None, help="torch/ONNX Runtime CPU threads (default: torch's)"
     )
@@ -235,7 +210,7 @@ def _preprocess_arg(args: argparse.Namespace, model_preprocess: dict) -> object:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..inference import Predictor, load_backend
+    from ..inference import Predictor
     from ..runs import check_output_dir
 
     if args.batch_size < 1 or (args.workers is not None and args.workers < 1) or (
@@ -243,30 +218,31 @@ def run(args: argparse.Namespace) -> int:
         raise SkinsegError("--batch-size, --workers and --threads must be integers >= 1.")
     if args.pixel_size_mm is not None and not args.measure:
         raise SkinsegError("--pixel-size-mm is used only by the measurements; add --measure, or leave it out.")
-    if args.engine == "ray":
-        return _run_ray(args)
-    ray_flags = [f for f, v in (("--ray-address", args.ray_address), ("--worker-cpus", args.worker_cpus),
-                                ("--worker-gpus", args.worker_gpus)) if v is not None]
-    if ray_flags:
-        raise SkinsegError(f"{', '.join(ray_flags)} {'is' if len(ray_flags) == 1 else 'are'} for --engine ray; "
-                           "add --engine ray, or leave them out.")
-    check_output_dir(args.in_dir, args.out_dir)  # before any model is loaded or exported
-    device = "cpu" if args.backend == "onnx" and args.device == "auto" else resolve_device(args.device)
     if args.precision == "int8" and args.backend == "torch":
         raise SkinsegError("--precision int8 runs on ONNX Runtime; use --backend onnx (or auto) with it.")
-    if args.backend == "torch" or (args.backend == "auto" and device != "cpu"):
-        if args.threads:
-            import torch
+    options = ray_engine_options(args)
+    if options is None:
+        check_output_dir(args.in_dir, args.out_dir)  # before any model is loaded or exported
+    device = "cpu" if args.backend == "onnx" and args.device == "auto" and options is None else engine_device(
+        args, options)
+    if args.threads and (args.backend == "torch" or (args.backend == "auto" and device != "cpu")):
+        import torch
 
-            torch.set_num_threads(args.threads)
-    backend = load_backend(args.model, backend=args.backend, device=device, precision=args.precision,
-                           threads=args.threads, cache_dir=cache_dir())
-    predictor = Predictor(backend, tta=args.tta, batch_size=args.batch_size,
-                          preprocess=_preprocess_arg(args, backend.config.preprocess))
-    return _run_folder(args, predictor, workers=2 if args.workers is None else args.workers)
+        torch.set_num_threads(args.threads)
+    from ..models.checkpoint import read_segmenter_config
+
+    preprocess = _preprocess_arg(args, read_segmenter_config(args.model).preprocess)
+    threads = args.threads or (options.worker_threads if options is not None else None)
+    # the local engine and CPU workers: the model is loaded here (and sent to Ray workers, who need no model
+    # file); GPU workers: each loads it (this machine may have no GPU), with no cache folder of ours
+    model = functools.partial(Predictor.load, args.model, backend=args.backend, device=device,
+                              precision=args.precision, threads=threads,
+                              cache_dir=cache_dir() if device == "cpu" else None, tta=args.tta,
+                              batch_size=args.batch_size, preprocess=preprocess)
+    return _run_folder(args, model, options)
 
 
-def _run_folder(args: argparse.Namespace, model: Any, **engine: Any) -> int:
+def _run_folder(args: argparse.Namespace, model: Any, options: Any) -> int:
     """:func:`skinseg.runs.segment_folder` with the output options of the CLI (either engine); the exit code."""
     from ..io import DEFAULT_MAX_PIXELS
     from ..runs import segment_folder
@@ -289,43 +265,12 @@ def _run_folder(args: argparse.Namespace, model: Any, **engine: Any) -> int:
             wait=args.wait,
             include_runs=args.include_runs,
             verify_inputs=args.verify_inputs,
-            **engine,
+            workers=args.workers,
+            engine=args.engine,
+            ray_options=options,
         )
     except KeyboardInterrupt:
         print("\ninterrupted: finished images are saved; rerun the same command to resume.", file=sys.stderr)
         return EXIT_INTERRUPTED
     report_run(result, "segmented")
     return EXIT_SOME_FAILED if result.n_failed else EXIT_OK
-
-
-def _run_ray(args: argparse.Namespace) -> int:
-    """``--engine ray``: the model is loaded here and sent to the workers (CPU), or loaded by each (GPU)."""
-    import functools
-
-    from ..inference import Predictor
-    from ..models.checkpoint import read_segmenter_config
-    from ..runs import RayOptions
-    from ..runs._ray_compat import RAY_INSTALL, ray_installed
-
-    if not ray_installed():
-        raise SkinsegError(f"--engine ray needs Ray: {RAY_INSTALL}")
-    cpus = 0.5 if args.worker_cpus is None else args.worker_cpus
-    gpus = 0.0 if args.worker_gpus is None else args.worker_gpus
-    if cpus <= 0 or gpus < 0:
-        raise SkinsegError("--worker-cpus must be > 0 and --worker-gpus >= 0.")
-    device = args.device if args.device != "auto" else ("cuda" if gpus > 0 else "cpu")
-    if device == "cuda" and gpus <= 0:
-        raise SkinsegError("--device cuda with --engine ray needs GPUs for the workers: add --worker-gpus 1.")
-    if args.precision == "int8" and args.backend == "torch":
-        raise SkinsegError("--precision int8 runs on ONNX Runtime; use --backend onnx (or auto) with it.")
-    # Ray's convention: RAY_ADDRESS (set by `ray job submit`) names the cluster when no --ray-address is given
-    address = args.ray_address or os.environ.get("RAY_ADDRESS") or None
-    options = RayOptions(address=address, worker_cpus=cpus, worker_gpus=gpus)
-    preprocess = _preprocess_arg(args, read_segmenter_config(args.model).preprocess)
-    # CPU workers: the engine calls this here and sends the model to the workers (they need no model
-    # file); GPU workers: each calls it (this machine may have no GPU), with no cache folder of ours
-    model = functools.partial(Predictor.load, args.model, backend=args.backend, device=device,
-                              precision=args.precision, threads=args.threads or options.worker_threads,
-                              cache_dir=cache_dir() if device == "cpu" else None, tta=args.tta,
-                              batch_size=args.batch_size, preprocess=preprocess)
-    return _run_folder(args, model, workers=args.workers, engine="ray", ray_options=options)

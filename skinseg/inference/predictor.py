@@ -23,6 +23,7 @@ the simple front door: they build a Predictor for the call.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +35,7 @@ from .._geometry import fit_size, pad_to_multiple, resize_image
 from .._types import IMAGE_MULTIPLE, BinaryMask, ProbMap, RGBImage
 from ..errors import ConfigError
 from ..postprocess import postprocess_mask
-from .backends import Backend, as_backend
+from .backends import DEFAULT_BACKEND, DEFAULT_PRECISION, Backend, as_backend, model_kind
 
 __all__ = [
     "Predictor",
@@ -48,6 +49,7 @@ __all__ = [
     "resolve_preprocess",
     "group_by_shape",
     "FLIPS",
+    "MODEL_PREPROCESS",
 ]
 
 FLIPS: tuple[tuple[int, ...], ...] = ((), (2,), (1,), (1, 2))
@@ -87,18 +89,30 @@ def resolve_tta(model: Any, tta: bool | None) -> bool:
     return bool(tta)
 
 
+MODEL_PREPROCESS = "model"
+"""The one spelling of "the preprocessing stored in the model's config" (``preprocess=`` everywhere)."""
+
+
 def resolve_preprocess(preprocess: Any, config: Any) -> Any:
     """The :class:`~skinseg.preprocess.Preprocess` to run before the model, or None.
 
-    ``preprocess``: ``"model"`` or True (the steps stored in the model's config), None or
-    False (none), a :class:`~skinseg.preprocess.PreprocessConfig`, its dict, or a
-    :class:`~skinseg.preprocess.Preprocess`. Steps that do nothing give None.
+    ``preprocess``: ``"model"`` (:data:`MODEL_PREPROCESS`: the steps stored in the model's
+    config), None (none), a :class:`~skinseg.preprocess.PreprocessConfig`, its dict, or a
+    :class:`~skinseg.preprocess.Preprocess`. Steps that do nothing give None. True and False
+    (the former spellings of "model" and None) still work and warn (FutureWarning).
     """
     from ..preprocess import Preprocess, PreprocessConfig
 
-    if preprocess is None or preprocess is False:
+    if isinstance(preprocess, bool):
+        import warnings
+
+        spelling = "'model'" if preprocess else "None"
+        warnings.warn(f"preprocess={preprocess} is deprecated and will be removed in skinseg 0.3; pass "
+                      f"preprocess={spelling}.", FutureWarning, stacklevel=3)
+        preprocess = MODEL_PREPROCESS if preprocess else None
+    if preprocess is None:
         return None
-    if preprocess is True or (isinstance(preprocess, str) and preprocess == "model"):
+    if isinstance(preprocess, str) and preprocess == MODEL_PREPROCESS:
         cfg = PreprocessConfig.from_dict(config.preprocess) if config.preprocess else PreprocessConfig()
     elif isinstance(preprocess, Preprocess):
         cfg = preprocess.config
@@ -113,10 +127,11 @@ def resolve_preprocess(preprocess: Any, config: Any) -> Any:
     return None if cfg == PreprocessConfig() else Preprocess(cfg)
 
 
-def prepare_input(image: RGBImage, config: Any, *, preprocess: Any = True) -> tuple[np.ndarray, tuple[int, int]]:
+def prepare_input(image: RGBImage, config: Any, *, preprocess: Any = MODEL_PREPROCESS,
+                  ) -> tuple[np.ndarray, tuple[int, int]]:
     """Scale, normalise and pad one image: returns ((3, H', W') float32, (h, w) before padding).
 
-    ``preprocess`` as in :func:`resolve_preprocess` (True: the model's stored steps).
+    ``preprocess`` as in :func:`resolve_preprocess` ("model": the model's stored steps).
     """
     pre = resolve_preprocess(preprocess, config)
     if pre is not None:
@@ -167,10 +182,11 @@ class Predictor:
     model : Segmenter, SegmenterEnsemble or Backend
         A torch segmenter (:func:`skinseg.load_segmenter`), or a backend such as
         :class:`~skinseg.inference.onnx.OnnxBackend`. Use :meth:`Predictor.load` to
-        build one from a checkpoint path or bundled name.
+        build one from a checkpoint path or bundled name (with the loaders' default
+        backend and precision), and :meth:`Predictor.of` to accept any of these.
     backend : {"torch", "onnx"}, optional
         For a torch ``model``: ``"onnx"`` exports it (in memory) and runs ONNX Runtime.
-        Default: the model as it is.
+        Default: the model as it is (a model object is never converted unasked).
     tta : bool, optional
         Flip test-time augmentation; None: the model's stored default (``config.tta``).
     batch_size : int, default 4
@@ -210,6 +226,9 @@ class Predictor:
         if backend not in (None, "torch", "onnx"):
             raise ConfigError(f"`backend` must be 'torch' or 'onnx'; got {backend!r}.")
         runner = as_backend(model, device=device)
+        if model_kind(runner.config) != "segmenter":
+            raise ConfigError(f"A Predictor runs a segmenter; got a {model_kind(runner.config)} (classifiers run in "
+                              "skinseg.classify.ClassifierPredictor).")
         if backend is not None and backend != runner.name:
             if backend == "torch":
                 raise ConfigError("This model is an ONNX backend; load the torch checkpoint for backend='torch'.")
@@ -226,34 +245,49 @@ class Predictor:
         self.threshold = self.config.threshold if threshold is None else check_fraction(threshold, "threshold")
 
     @classmethod
-    def of(cls, model: Any, *, tta: bool | None = None, preprocess: Any = "model", batch_size: int = 4,
-           threshold: float | None = None) -> Predictor:
-        """``model`` as a Predictor, for runners that accept a model or a ready Predictor.
+    def of(cls, model: Any, *, tta: bool | None = None, preprocess: Any = MODEL_PREPROCESS,
+           batch_size: int | None = None, threshold: float | None = None, **load: Any) -> Predictor:
+        """``model`` as a Predictor: the one way every function and runner turns a model into one.
 
-        A Predictor is used as it is (a ``threshold`` replaces its own); its ``tta``,
-        ``preprocess`` and ``batch_size`` are its own, so passing them too is an error. Anything
-        else is wrapped: ``Predictor(model, tta=..., ...)``.
+        - a Predictor: used as it is; ``tta``, ``batch_size``, ``threshold`` and a
+          ``preprocess`` other than ``"model"`` replace its own (``"model"`` and None keep them);
+        - a checkpoint folder or bundled name: :meth:`load` (``load``: its ``backend``,
+          ``device``, ``precision``, ``threads`` and ``cache_dir``, with the loaders' defaults);
+        - a segmenter or backend: ``Predictor(model, ...)``.
         """
-        if not isinstance(model, Predictor):
-            return cls(model, tta=tta, batch_size=batch_size, preprocess=preprocess, threshold=threshold)
-        if tta is not None or preprocess != "model" or batch_size != 4:
-            raise ConfigError("Pass tta, preprocess and batch_size to the Predictor, not to segment_folder().")
-        if threshold is None:
-            return model
-        return cls(model.backend, tta=model.tta, batch_size=model.batch_size, preprocess=model.preprocess,
-                   threshold=threshold)
+        if isinstance(model, Predictor):
+            if load:
+                raise ConfigError(f"{', '.join(sorted(load))} cannot change a ready Predictor; load it again instead.")
+            same = (tta is None or resolve_tta(model.backend, tta) == model.tta) and (
+                isinstance(preprocess, str) and preprocess == MODEL_PREPROCESS) and (
+                batch_size is None or batch_size == model.batch_size) and threshold is None
+            if same:
+                return model
+            pre = model.preprocess if isinstance(preprocess, str) and preprocess == MODEL_PREPROCESS else preprocess
+            return cls(model.backend, tta=model.tta if tta is None else tta,
+                       batch_size=model.batch_size if batch_size is None else batch_size, preprocess=pre,
+                       threshold=model.threshold if threshold is None else threshold)
+        own = {"tta": tta, "preprocess": preprocess, "batch_size": 4 if batch_size is None else batch_size,
+               "threshold": threshold}
+        if isinstance(model, str | os.PathLike):
+            return cls.load(model, **load, **own)
+        if load:
+            raise ConfigError(f"{', '.join(sorted(load))} apply to a checkpoint path or name; got a "
+                              f"{type(model).__name__}.")
+        return cls(model, **own)
 
     @classmethod
-    def load(cls, path_or_name: Any = "default", *, backend: str = "auto", device: str = "cpu",
-             precision: str = "auto", threads: int | None = None, cache_dir: Any = None,
+    def load(cls, path_or_name: Any = "default", *, backend: str = DEFAULT_BACKEND, device: str = "cpu",
+             precision: str = DEFAULT_PRECISION, threads: int | None = None, cache_dir: Any = None,
              **kwargs: Any) -> Predictor:
         """A Predictor for a checkpoint directory or bundled name (see :func:`~skinseg.inference.load_backend`).
 
-        The defaults are the fast path: ONNX Runtime where it is installed, int8 where the
-        checkpoint ships an int8 export that passed its accuracy gate. With a checkpoint that
-        ships its exports (or a cached one) torch is not imported.
+        The defaults are the fast path, the same as every loader's: ONNX Runtime where it is
+        installed, int8 where the checkpoint ships an int8 export that passed its accuracy gate.
+        With a checkpoint that ships its exports (or a cached one) torch is not imported.
+        ``kwargs``: the Predictor's ``tta``, ``batch_size``, ``preprocess``, ``threshold``.
         """
-        from .backends import load_backend
+        from .loaders import load_backend
 
         return cls(load_backend(path_or_name, backend=backend, device=device, precision=precision, threads=threads,
                                 cache_dir=cache_dir), **kwargs)
@@ -352,17 +386,8 @@ class Predictor:
         return f"Predictor({self.backend!r}, tta={self.tta}, batch_size={self.batch_size})"
 
 
-def _predictor(model: Any, tta: bool | None, preprocess: Any, batch_size: int = 4) -> Predictor:
-    if isinstance(model, Predictor):
-        same_tta = tta is None or resolve_tta(model.backend, tta) == model.tta
-        if same_tta and preprocess is True:
-            return model
-        return Predictor(model.backend, tta=model.tta if tta is None else tta, batch_size=model.batch_size,
-                         preprocess=model.preprocess if preprocess is True else preprocess, threshold=model.threshold)
-    return Predictor(model, tta=tta, preprocess=preprocess, batch_size=batch_size)
-
-
-def predict_proba(model: Any, image: RGBImage, *, tta: bool | None = None, preprocess: Any = True) -> ProbMap:
+def predict_proba(model: Any, image: RGBImage, *, tta: bool | None = None,
+                  preprocess: Any = MODEL_PREPROCESS) -> ProbMap:
     """Lesion probability for every pixel of ``image``.
 
     Parameters
@@ -370,35 +395,36 @@ def predict_proba(model: Any, image: RGBImage, *, tta: bool | None = None, prepr
     model : Segmenter, Backend or Predictor
         From :func:`skinseg.load_segmenter` or :func:`skinseg.create_segmenter` (it runs
         on whatever device it is on, e.g. after ``model.to("cuda")``), an inference
-        backend, or a :class:`Predictor`.
+        backend, or a :class:`Predictor` (see :meth:`Predictor.of`).
     image : (H, W, 3) uint8 RGB
     tta : bool or None
         Average over the identity and horizontal, vertical and both flips (each
         flip's inverse is exact). None (default): the model's ``config.tta``.
-    preprocess : bool, "model", None or a config
-        True (default): apply the preprocessing stored in the model's config (hair
-        removal, denoising); False: the image is already preprocessed. See
-        :func:`resolve_preprocess` for the other values.
+    preprocess : "model", None or a config
+        "model" (default): apply the preprocessing stored in the model's config (hair
+        removal, denoising; a Predictor's own); None: the image is already preprocessed.
+        See :func:`resolve_preprocess` for the other values.
 
     Returns
     -------
     (H, W) float32 in [0, 1], the same size as ``image``.
     """
-    return _predictor(model, tta, preprocess).predict_proba(image)
+    return Predictor.of(model, tta=tta, preprocess=preprocess).predict_proba(image)
 
 
-def predict_proba_batch(model: Any, images: Sequence[RGBImage], *, batch_size: int = 4, tta: bool | None = None,
-                        preprocess: Any = True) -> list[ProbMap]:
+def predict_proba_batch(model: Any, images: Sequence[RGBImage], *, batch_size: int | None = None,
+                        tta: bool | None = None, preprocess: Any = MODEL_PREPROCESS) -> list[ProbMap]:
     """:func:`predict_proba` for a list of images of any sizes.
 
     Images whose padded model input has the same shape are batched together, so
-    every result equals the single-image result.
+    every result equals the single-image result. ``batch_size``: model inputs per call
+    (default 4, or a Predictor's own).
     """
-    return _predictor(model, tta, preprocess, batch_size=batch_size).predict_proba_batch(images)
+    return Predictor.of(model, tta=tta, preprocess=preprocess, batch_size=batch_size).predict_proba_batch(images)
 
 
 def segment(model: Any, image: np.ndarray, *, threshold: float | None = None, tta: bool | None = None,
-            largest_component: bool = True, fill_holes: bool = True, preprocess: Any = True) -> BinaryMask:
+            largest_component: bool = True, fill_holes: bool = True, preprocess: Any = MODEL_PREPROCESS) -> BinaryMask:
     """Lesion mask of ``image``: :func:`predict_proba` then threshold and clean-up.
 
     ``threshold`` defaults to the model's stored decision threshold and ``tta``
@@ -406,7 +432,7 @@ def segment(model: Any, image: np.ndarray, *, threshold: float | None = None, tt
     ``largest_component`` only the largest connected region is kept; with
     ``fill_holes`` enclosed holes are filled (:func:`skinseg.postprocess.postprocess_mask`).
     """
-    predictor = _predictor(model, tta, preprocess)
+    predictor = Predictor.of(model, tta=tta, preprocess=preprocess)
     thr = predictor.threshold if threshold is None else threshold
     return postprocess_mask(predictor.predict_proba(image), threshold=thr, largest_component=largest_component,
                             fill_holes=fill_holes)

@@ -119,7 +119,7 @@ class StreamResult:
 
 
 def predict_stream(
-    predictor: Predictor,
+    predictor: Predictor | None,
     items: Iterable[Any],
     *,
     load: Callable[[Any], np.ndarray] | None = None,
@@ -135,7 +135,10 @@ def predict_stream(
 
     Parameters
     ----------
-    predictor : Predictor
+    predictor : Predictor or None
+        None: only load the items (reader threads, the pixel budget, ``errors``), for
+        consumers that need the images but no probabilities (e.g. classifying with
+        expert masks); the results come in input order, ``keep_images`` is implied.
     items : iterable
         Images, or anything ``load`` turns into an (H, W, 3) uint8 RGB image (e.g. paths).
     load : callable, optional
@@ -168,12 +171,13 @@ def predict_stream(
     """
     workers = check_positive_int(workers, "workers")
     if infer_workers is None:
-        infer_workers = int(getattr(predictor.backend, "concurrency", 1))
+        infer_workers = predictor.backend.concurrency if predictor is not None else 1
     infer_workers = check_positive_int(infer_workers, "infer_workers")
     cap = DEFAULT_INFLIGHT_PIXELS if max_inflight_pixels is None else max_inflight_pixels
     budget = _PixelBudget(check_positive_int(cap, "max_inflight_pixels"))
-    batch_size = predictor.batch_size
-    pre = predictor.preprocess
+    batch_size = predictor.batch_size if predictor is not None else 1
+    pre = predictor.preprocess if predictor is not None else None
+    keep_images = keep_images or predictor is None
 
     def load_one(ticket: int, item: Any) -> StreamResult:
         t0 = time.perf_counter()
@@ -188,7 +192,8 @@ def predict_stream(
             image = check_rgb_image(load(item) if load is not None else item, "image")
             res.size = image.shape[:2]
             seen = pre(image) if pre is not None else image
-            res.prepared = predictor.prepare_preprocessed(seen, size=res.size)
+            if predictor is not None:
+                res.prepared = predictor.prepare_preprocessed(seen, size=res.size)
             if keep_images:
                 res.image, res.preprocessed = image, seen
         except errors as exc:
@@ -247,7 +252,7 @@ def predict_stream(
                             yield from dispatch(buckets.pop(shape))
                         continue
             res = window.popleft().result()
-            if res.error is not None:
+            if res.error is not None or predictor is None:
                 yield finish(res)
                 continue
             shape = res.prepared.shape  # type: ignore[union-attr]

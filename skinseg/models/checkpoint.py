@@ -36,6 +36,8 @@ __all__ = [
     "load_classifier",
     "read_checkpoint_config",
     "read_segmenter_config",
+    "read_model_config",
+    "read_ensemble",
     "resolve_checkpoint",
     "bundled_model_dir",
     "bundled_folder",
@@ -224,6 +226,35 @@ def read_segmenter_config(path_or_name: str | os.PathLike) -> Any:
         return SegmenterConfig.from_dict(_single_payload(d, "segmenter")["config"])
     except (TypeError, ConfigError) as exc:
         raise CheckpointError(f"Invalid config in '{d / CONFIG_FILE}': {exc}") from exc
+
+
+def read_model_config(path_or_name: str | os.PathLike, kind: str = "segmenter") -> Any:
+    """The config of a checkpoint without torch: :func:`read_segmenter_config`, or a single classifier's
+    :class:`~skinseg.models.ClassifierConfig` (an ensemble's members have one each)."""
+    if kind == "segmenter":
+        return read_segmenter_config(path_or_name)
+    from .config import ClassifierConfig
+
+    d = resolve_checkpoint(path_or_name, "classifier")
+    if (d / ENSEMBLE_FILE).is_file():
+        raise CheckpointError(f"'{d}' is a classifier ensemble: each member (member0, member1, ...) has its own "
+                              "config.json. Read a member's, or load the ensemble with skinseg.load_classifier().")
+    try:
+        return ClassifierConfig.from_dict(_single_payload(d, "classifier")["config"])
+    except (TypeError, ConfigError) as exc:
+        raise CheckpointError(f"Invalid config in '{d / CONFIG_FILE}': {exc}") from exc
+
+
+def read_ensemble(path_or_name: str | os.PathLike, kind: str = "classifier") -> tuple[Path, list[Path], dict[str, Any]]:
+    """(checkpoint folder, member folders, ensemble.json payload) of a checkpoint, without torch.
+
+    A single model is an ensemble of itself (its folder as the one member, an empty payload).
+    """
+    d = resolve_checkpoint(path_or_name, kind)
+    if not (d / ENSEMBLE_FILE).is_file():
+        return d, [d], {}
+    payload, names = _ensemble_members(d)
+    return d, [d / n for n in names], payload
 
 
 # ----------------------------------------------------------------------------- saving

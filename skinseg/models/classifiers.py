@@ -46,6 +46,11 @@ class Classifier(nn.Module):
     def class_names(self) -> tuple[str, ...]:
         return self.config.class_names
 
+    @property
+    def classes(self) -> tuple[Any, ...]:
+        """The :class:`~skinseg.models.config.ClassInfo` of each output (code, full name, malignant)."""
+        return self.config.classes
+
 
 class ClassifierEnsemble(nn.Module):
     """Several classifiers whose softmax probabilities are averaged.
@@ -64,6 +69,8 @@ class ClassifierEnsemble(nn.Module):
         names = {m.config.class_names for m in members}
         if len(names) != 1:
             raise ConfigError(f"Ensemble members disagree on class_names: {sorted(names)}.")
+        if len({m.config.classes for m in members}) != 1:
+            raise ConfigError("Ensemble members disagree on class_info (full names, malignancy, the melanoma class).")
         number = isinstance(temperature, int | float) and not isinstance(temperature, bool)
         if not number or not 0 < temperature < 1e3:
             raise ConfigError(f"`temperature` must be a number > 0 (1: no rescaling); got {temperature!r}.")
@@ -78,6 +85,11 @@ class ClassifierEnsemble(nn.Module):
     @property
     def class_names(self) -> tuple[str, ...]:
         return self._members[0].config.class_names
+
+    @property
+    def classes(self) -> tuple[Any, ...]:
+        """The members' :class:`~skinseg.models.config.ClassInfo` of each output."""
+        return self._members[0].config.classes
 
 
 def _timm_name(backbone: str) -> str:
@@ -144,6 +156,7 @@ def create_classifier(
     drop_rate: float = 0.2,
     head_init: str = "small",
     color_norm: str | None = None,
+    class_info: Any = None,
 ) -> Classifier:
     """Build a lesion classifier on a timm backbone.
 
@@ -172,6 +185,9 @@ def create_classifier(
     color_norm : {"shades_of_gray"} or None
         Colour constancy (:func:`skinseg.preprocess.normalize_color`, p = 6) applied to
         the whole image before the crop is cut, in training and inference alike.
+    class_info : sequence of dict, optional
+        Full name, malignancy and the melanoma flag of each class, stored with the model
+        (see :class:`ClassifierConfig`); default: :data:`~skinseg.models.config.KNOWN_CLASSES`.
     """
     if head_init not in ("small", "timm"):
         raise ConfigError(f"`head_init` must be 'small' or 'timm'; got {head_init!r}.")
@@ -192,6 +208,7 @@ def create_classifier(
         margin=margin,
         drop_rate=drop_rate,
         color_norm=color_norm,
+        class_info=class_info,
     )
     network = build_classifier_network(config)
     if pretrained:

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._checks import did_you_mean
 from .._types import CROP_MODES
 from ..errors import ConfigError
 from .registry import check_segmenter_name
 
-__all__ = ["SegmenterConfig", "ClassifierConfig", "IMAGENET_MEAN", "IMAGENET_STD", "CLASS_NAMES"]
+__all__ = ["SegmenterConfig", "ClassifierConfig", "ClassInfo", "KNOWN_CLASSES", "IMAGENET_MEAN", "IMAGENET_STD",
+           "CLASS_NAMES"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 """ImageNet RGB mean (of values scaled to [0, 1]): the input normalisation of every bundled model."""
@@ -26,6 +27,60 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 CLASS_NAMES = ("melanoma", "nevus", "seborrheic_keratosis")
 """The ISIC 2017 Part 3 diagnoses, in the order of the bundled classifier's outputs."""
+
+
+class ClassInfo(NamedTuple):
+    """What a classifier's output class is: part of the model's metadata (:attr:`ClassifierConfig.classes`).
+
+    ``code`` is the class name the model outputs (``p_<code>`` columns, ``predicted_label``);
+    ``name`` its full name; ``malignant`` whether the diagnosis is malignant (None: not known);
+    ``melanoma`` marks the melanoma class, whose probability every run also reports as
+    ``p_melanoma`` whatever its code (``mel`` in the HAM10000 vocabulary).
+    """
+
+    code: str
+    name: str
+    malignant: bool | None
+    melanoma: bool = False
+
+
+KNOWN_CLASSES: dict[str, ClassInfo] = {
+    info.code: info
+    for info in (
+        # ISIC 2017 Part 3 (the bundled three-class classifier)
+        ClassInfo("melanoma", "melanoma", True, True),
+        ClassInfo("nevus", "melanocytic nevus", False),
+        ClassInfo("seborrheic_keratosis", "seborrheic keratosis", False),
+        # HAM10000 / ISIC 2018 Task 3
+        ClassInfo("akiec", "actinic keratosis / intraepithelial carcinoma (Bowen's disease)", True),
+        ClassInfo("bcc", "basal cell carcinoma", True),
+        ClassInfo("bkl", "benign keratosis-like lesion", False),
+        ClassInfo("df", "dermatofibroma", False),
+        ClassInfo("mel", "melanoma", True, True),
+        ClassInfo("nv", "melanocytic nevus", False),
+        ClassInfo("vasc", "vascular lesion", False),
+    )
+}
+"""The class metadata a classifier config without ``class_info`` gets, by code (the ISIC 2017 and HAM10000
+vocabularies); any other code is its own name, with malignancy unknown."""
+
+
+def _class_info(entries: Any, class_names: tuple[str, ...]) -> tuple[ClassInfo, ...]:
+    """``class_info`` checked against ``class_names``: one entry per class, in their order."""
+    try:
+        infos = tuple(ClassInfo(**e) if isinstance(e, dict) else ClassInfo(*e) for e in entries)
+    except TypeError as exc:
+        raise ConfigError(f"`class_info` entries must be {{'code', 'name', 'malignant'[, 'melanoma']}}; {exc}.") from None
+    if tuple(i.code for i in infos) != class_names:
+        raise ConfigError(f"`class_info` must describe the classes {list(class_names)} in that order; got codes "
+                          f"{[i.code for i in infos]}.")
+    for i in infos:
+        if not isinstance(i.name, str) or i.malignant not in (True, False, None) or i.melanoma not in (True, False):
+            raise ConfigError(f"`class_info` entry {i.code!r}: name must be a string, malignant True/False/None and "
+                              f"melanoma True/False; got {tuple(i)!r}.")
+    if sum(i.melanoma for i in infos) > 1:
+        raise ConfigError("`class_info` may mark at most one class as the melanoma class.")
+    return infos
 
 
 @dataclass(frozen=True)
@@ -120,7 +175,13 @@ class SegmenterConfig:
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    """Everything needed to rebuild a classifier and prepare its input (stored in config.json)."""
+    """Everything needed to rebuild a classifier and prepare its input (stored in config.json).
+
+    ``class_info`` (optional) describes each output class, in the order of ``class_names``:
+    ``{"code", "name", "malignant"[, "melanoma"]}`` (see :class:`ClassInfo`); without it the
+    classes get :data:`KNOWN_CLASSES`' entries. Runners read the classes from here
+    (:attr:`classes`, :attr:`melanoma_class`), never from a list of their own.
+    """
 
     backbone: str = "efficientnet_lite0"
     class_names: tuple[str, ...] = CLASS_NAMES
@@ -131,6 +192,7 @@ class ClassifierConfig:
     std: tuple[float, float, float] = IMAGENET_STD
     drop_rate: float = 0.2
     color_norm: str | None = None  # colour constancy of the whole image before cropping ("shades_of_gray")
+    class_info: tuple[ClassInfo, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.color_norm is not None:
@@ -153,18 +215,38 @@ class ClassifierConfig:
             raise ConfigError(f"`input_size` must be a multiple of 32, >= 32; got {self.input_size!r}.")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ConfigError("`mean` and `std` must hold 3 values each (RGB), std > 0.")
+        if self.class_info is not None:
+            object.__setattr__(self, "class_info", _class_info(self.class_info, self.class_names))
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
     @property
+    def classes(self) -> tuple[ClassInfo, ...]:
+        """One :class:`ClassInfo` per output class: ``class_info``, else :data:`KNOWN_CLASSES`' entries."""
+        if self.class_info is not None:
+            return self.class_info
+        return tuple(KNOWN_CLASSES.get(code, ClassInfo(code, code, None)) for code in self.class_names)
+
+    @property
+    def melanoma_class(self) -> str | None:
+        """The code of the melanoma class (``p_melanoma`` reports its probability), or None."""
+        return next((c.code for c in self.classes if c.melanoma), None)
+
+    @property
     def in_chans(self) -> int:
         return 4 if self.crop_mode == "mask_channel" else 3
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+        """JSON-serialisable dict; ``class_info`` only when given (so configs without it, and their
+        fingerprints, stay as they were)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        info = d.pop("class_info")
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+        if info is not None:
+            out["class_info"] = [i._asdict() for i in info]
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ClassifierConfig:

@@ -1,64 +1,181 @@
 """Classify a folder of dermoscopy images: segment (or read masks), crop, classify, measure (``skinseg classify``).
 
-Shares the run journal, the resume rules and the output-folder rules of
-:mod:`skinseg.runs.segment` (see :mod:`skinseg.runs.journal`): one journal line per image
-as it finishes, ``classification.csv`` rewritten in input order at the end, the settings
-in ``run.json`` (a rerun with other settings is refused), a lock on the output folder.
-A bad file gets an ``error`` row and the run goes on. Inputs are never written to.
+:class:`ClassifyJob` is the job that :func:`skinseg.runs.run_folder` runs on an engine,
+exactly as the segment job: the same listing, journal, resume rules, output-folder rules,
+error rows and number format, on the local engine or on Ray (``engine="ray"``). The masks
+come from the same :class:`~skinseg.inference.Predictor` path as ``skinseg segment`` (the
+same masks, byte for byte, with the same model and settings); the classifier runs through
+:class:`~skinseg.classify.ClassifierPredictor` (ONNX Runtime by default). Its classes,
+their codes and the melanoma class come from the model's metadata.
 
 Outputs in ``out_dir``::
 
     classification.csv            one row per image (see classification_columns)
     masks/<stem>_mask.png         the predicted lesion masks (without ``masks_dir``)
-    gradcam/<stem>_gradcam.png    Grad-CAM overlays (``save_gradcam``)
+    gradcam/<stem>_gradcam.png    Grad-CAM overlays (``save_gradcam``; torch)
     run.json, journal.jsonl, timings.csv
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import time
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
-from .._files import atomic_write
-from ..classify import gradcam, gradcam_overlay, predict_proba
 from ..errors import ConfigError, SkinsegError
-from ..features import FEATURE_NAMES, check_pixel_size, lesion_features
-from ..inference import Predictor
-from ..io import encode_image, encode_mask, pair_images_and_masks, read_image, read_mask
-from ..models.checkpoint import model_fingerprint
-from .inputs import Job, list_inputs, no_images_error
-from .journal import FolderRunResult, ResultsFile, RunJournal
-from .outdir import OutputLock, check_output_dir, prepare_output_folder
+from ..features import FEATURE_NAMES, check_pixel_size
+from ..inference import StreamResult
+from ..io import encode_image, encode_mask, pair_images_and_masks, read_mask
+from ..models.config import KNOWN_CLASSES, ClassInfo
+from ..postprocess import postprocess_mask
+from .engines import make_engine
+from .inputs import InputFile, InputOptions
+from .jobs import ModelSource, feature_cells, number_cell
+from .journal import FolderRunResult, ResultsFile
+from .models import as_json, classifier_source, predictor_source
+from .skeleton import run_folder
+from .storage import LocalStore, is_uri
 
-__all__ = ["classify_folder", "classification_columns", "CSV_FILE", "MASK_DIR", "GRADCAM_DIR"]
+__all__ = ["classify_folder", "ClassifyJob", "ClassifyOptions", "classification_columns", "CSV_FILE", "MASK_DIR",
+           "GRADCAM_DIR", "MELANOMA_COLUMN"]
 
 CSV_FILE, MASK_DIR, GRADCAM_DIR = "classification.csv", "masks", "gradcam"
-_ERRORS = (SkinsegError, OSError, ValueError)
+MELANOMA_COLUMN = "p_melanoma"
+"""Every classification.csv has it: the melanoma class's probability, whatever the class's code (``p_mel``
+in the HAM10000 vocabulary), so scripts written for the three-class model keep working."""
 
 
-def classification_columns(class_names: list[str] | tuple[str, ...], measure: bool) -> tuple[str, ...]:
+def classification_columns(classes: Any, measure: bool) -> tuple[str, ...]:
     """``classification.csv`` columns: file, status, error_type, error, mask_source, mask_empty,
-    ``p_<class>`` per class, predicted_label, confidence, then (``measure``) the ABCD measurements."""
-    cols = ("file", "status", "error_type", "error", "mask_source", "mask_empty",
-            *[f"p_{n}" for n in class_names], "predicted_label", "confidence")
+    ``p_<code>`` per class (the model's order), ``p_melanoma`` when no class has that code (the
+    melanoma class's probability), predicted_label (a code), confidence, then (``measure``) the ABCD
+    measurements.
+
+    ``classes``: the model's :class:`~skinseg.models.config.ClassInfo` s, or plain class codes
+    (described by :data:`~skinseg.models.config.KNOWN_CLASSES`).
+    """
+    infos = [c if isinstance(c, ClassInfo) else KNOWN_CLASSES.get(c, ClassInfo(c, c, None)) for c in classes]
+    codes = [c.code for c in infos]
+    named = MELANOMA_COLUMN in {f"p_{c}" for c in codes}
+    alias = (MELANOMA_COLUMN,) if any(c.melanoma for c in infos) and not named else ()
+    cols = ("file", "status", "error_type", "error", "mask_source", "mask_empty", *[f"p_{c}" for c in codes],
+            *alias, "predicted_label", "confidence")
     return cols + FEATURE_NAMES if measure else cols
 
 
-def _features(image: np.ndarray, mask: np.ndarray, pixel_size_mm: float | None) -> dict[str, Any]:
-    if not mask.any():
-        return {k: "" for k in FEATURE_NAMES}
-    return lesion_features(image, mask, pixel_size_mm=pixel_size_mm)
+@dataclass(frozen=True)
+class ClassifyOptions:
+    """A classify job's options: expert masks (``{input key: (mask file as given, its absolute path)}``, or None
+    to predict them), their suffix, Grad-CAM overlays, the ABCD measurements and the pixel size."""
+
+    masks: dict[str, tuple[str, str]] | None = None
+    mask_suffix: str = "_segmentation"
+    gradcam: bool = False
+    measure: bool = True
+    pixel_size_mm: float | None = None
+    masks_dir: str | None = None
+
+
+class _ClassifyRunner:
+    """A classify job started in one process: the segmenter (streamed) and the classifier."""
+
+    def __init__(self, segmenter: Any, classifier: Any, options: ClassifyOptions) -> None:
+        self.predictor, self.classifier, self.options = segmenter, classifier, options
+        self.keep_images = True
+        self.codes = list(classifier.class_names)
+        self.melanoma = self.codes.index(classifier.config.melanoma_class) if classifier.config.melanoma_class else None
+        self.torch_model = classifier.torch_model() if options.gradcam else None
+
+    def _mask(self, item: InputFile, res: StreamResult) -> tuple[np.ndarray, str, dict[str, bytes]]:
+        if self.predictor is not None:  # Predictor.segment's steps on the streamed probabilities
+            mask = postprocess_mask(res.proba(), threshold=self.predictor.threshold)
+            return mask, "predicted", {item.outputs["mask"]: encode_mask(mask)}
+        paths = (self.options.masks or {}).get(item.key)
+        if paths is None:
+            name = PurePosixPath(item.key)
+            raise SkinsegError(f"No mask for '{name.name}' in '{self.options.masks_dir}' (expected "
+                               f"'{name.stem}{self.options.mask_suffix}.png').")
+        shown, path = paths  # read by its absolute path: a Ray worker may have another working directory
+        return read_mask(path, shape=res.image.shape[:2]), shown, {}  # type: ignore[union-attr]
+
+    def render(self, item: InputFile, res: StreamResult) -> tuple[dict[str, str], dict[str, bytes]]:
+        image = res.image
+        mask, source, files = self._mask(item, res)
+        p = self.classifier.predict_proba(image, mask)
+        best = int(np.argmax(p))
+        row = {"file": item.key, "status": "ok", "error_type": "", "error": "", "mask_source": source,
+               "mask_empty": number_cell(int(not mask.any()))}
+        row.update({f"p_{c}": number_cell(v) for c, v in zip(self.codes, p, strict=True)})
+        if self.melanoma is not None:
+            row.setdefault(MELANOMA_COLUMN, number_cell(p[self.melanoma]))
+        row.update(predicted_label=self.codes[best], confidence=number_cell(p[best]))
+        if self.options.measure:
+            row.update(feature_cells(image, mask, self.options.pixel_size_mm))  # type: ignore[arg-type]
+        if self.torch_model is not None:
+            from ..classify.gradcam import gradcam, gradcam_overlay
+
+            cam = gradcam(self.torch_model, image, mask, target=best)  # type: ignore[arg-type]
+            files[item.outputs["gradcam"]] = encode_image(gradcam_overlay(image, cam))  # type: ignore[arg-type]
+        return row, files
+
+
+@dataclass(frozen=True)
+class ClassifyJob:
+    """``skinseg classify`` as a job of :func:`skinseg.runs.run_folder`: per image a mask (predicted by the
+    segmenter, or an expert one), the class probabilities, measurements and a Grad-CAM overlay."""
+
+    segmenter: ModelSource | None
+    classifier: ModelSource
+    options: ClassifyOptions
+    inputs: InputOptions
+    classes: tuple[ClassInfo, ...] | None = None  # known without loading the classifier (else loaded here)
+    kind = "classify"
+
+    @property
+    def results(self) -> ResultsFile:
+        classes = self.classes if self.classes is not None else self.classifier.get().classes
+        return ResultsFile(CSV_FILE, classification_columns(classes, self.options.measure), lineterminator="\r\n")
+
+    def outputs(self, rel: str) -> dict[str, str]:
+        stem, files = PurePosixPath(rel).stem, {}
+        if self.segmenter is not None:
+            files["mask"] = f"{MASK_DIR}/{stem}_mask.png"
+        if self.options.gradcam:
+            files["gradcam"] = f"{GRADCAM_DIR}/{stem}_gradcam.png"
+        return files
+
+    def model_settings(self) -> dict[str, Any]:
+        clf = self.classifier.get().settings()
+        seg = self.segmenter.get() if self.segmenter is not None else None
+        return as_json({"classifier": clf["model"], "classifier_backend": clf["backend"],
+                        "classifier_precision": clf["precision"], "classifier_tta": clf["tta"],
+                        "segmenter": seg.settings() if seg is not None else None,
+                        "threshold": seg.threshold if seg is not None else None})
+
+    def settings(self, in_location: str, model: dict[str, Any]) -> dict[str, Any]:
+        o = self.options
+        return {"in_dir": in_location, **model, "masks_dir": o.masks_dir,
+                "mask_suffix": o.mask_suffix if o.masks is not None else None, "gradcam": o.gradcam,
+                "measure": o.measure, "pixel_size_mm": o.pixel_size_mm, "convert": self.inputs.convert}
+
+    def start(self) -> _ClassifyRunner:
+        segmenter = self.segmenter.get() if self.segmenter is not None else None
+        return _ClassifyRunner(segmenter, self.classifier.get(), self.options)
+
+    def portable(self) -> ClassifyJob:
+        segmenter = self.segmenter.portable() if self.segmenter is not None else None
+        return dataclasses.replace(self, segmenter=segmenter, classifier=self.classifier.portable())
 
 
 def classify_folder(
     in_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
-    classifier: Any,
+    classifier: Any = "default",
     segmenter: Any | None = None,
     masks_dir: str | os.PathLike | None = None,
     mask_suffix: str = "_segmentation",
@@ -70,122 +187,86 @@ def classify_folder(
     convert: bool = False,
     overwrite: bool = False,
     wait: bool = False,
+    workers: int | None = None,
+    engine: str = "local",
+    ray_options: Any = None,
     include_runs: bool = False,
     verify_inputs: bool = False,
 ) -> FolderRunResult:
     """Classify every image of ``in_dir`` into ``out_dir``, resuming an earlier run there.
 
-    With ``masks_dir`` the lesion masks are read from there (paired by stem +
-    ``mask_suffix``); otherwise ``segmenter`` (a segmenter, backend or
-    :class:`~skinseg.inference.Predictor`) predicts them and they are saved to
-    ``out_dir/masks``. ``tta`` is the classifier's flip TTA (the segmenter uses its own
-    default). Returns the run summary; the rows are in ``classification.csv``. ``include_runs``,
-    ``verify_inputs`` and ``overwrite`` as in :func:`skinseg.runs.segment_folder`.
+    Parameters
+    ----------
+    classifier : checkpoint folder or bundled name, ClassifierPredictor, torch classifier, or a function
+        Default ``"default"``: the bundled classifier through ONNX Runtime (exported on first
+        use, in memory; ``skinseg classify`` keeps the export in its cache folder). A torch
+        classifier runs with torch. A function returning a ClassifierPredictor is called where
+        the model is needed (see :func:`skinseg.runs.models.classifier_source`).
+    segmenter : checkpoint folder or bundled name, Segmenter, Backend, Predictor, or a function, optional
+        Predicts the masks, as :func:`skinseg.runs.segment_folder` does with the same model
+        (``"default"``: the bundled int8 ONNX model, the masks of ``skinseg segment``); they
+        are saved to ``out_dir/masks``.
+    masks_dir : path, optional
+        Read the masks from here instead (paired by stem + ``mask_suffix``; a local folder).
+    save_gradcam, measure, pixel_size_mm
+        Grad-CAM overlays of the predicted class (needs torch); the ABCD measurements and
+        millimetres per pixel for them.
+    tta : bool
+        The classifier's flip TTA (the segmenter uses its own default).
+    progress, convert, overwrite, wait, include_runs, verify_inputs
+        As for :func:`~skinseg.runs.segment_folder` (``overwrite`` never replaces files that no
+        skinseg run wrote; folders holding an earlier skinseg run are skipped unless
+        ``include_runs``; ``verify_inputs`` resumes by a hash of each input's content).
+    workers, engine, ray_options
+        As for :func:`~skinseg.runs.segment_folder`: ``engine="ray"`` runs the same job on Ray
+        Data, with the same outputs.
+
+    Returns
+    -------
+    FolderRunResult
+        The rows are in ``classification.csv`` (:func:`classification_columns`).
 
     Raises
     ------
     ConfigError
         Neither ``masks_dir`` nor ``segmenter``; no images; two images with the same stem
-        (they would share a mask file); a run with other settings in ``out_dir``; the
-        folder is in use by another run.
+        (they would share a mask file); a run with other settings in ``out_dir`` (unless it
+        finished no image); the folder is in use by another run; ``verify_inputs`` with a URI input.
+    OutputExistsError (a FileExistsError)
+        A file at an output path that no skinseg run wrote (with or without ``overwrite``).
+    PathNotFoundError, PathNotFolderError (FileNotFoundError, NotADirectoryError)
+        ``in_dir`` is missing or not a folder.
     """
     if masks_dir is None and segmenter is None:
         raise ConfigError("Pass either masks_dir (expert masks) or a segmenter to predict masks.")
+    runner = make_engine(engine, workers, ray_options)
     pixel_size_mm = check_pixel_size(pixel_size_mm)
-    src, out = check_output_dir(in_dir, out_dir)
-    same_folder = masks_dir is not None and Path(masks_dir).resolve() == src.resolve()
-    jobs, not_taken = list_inputs(src, recursive=False, exclude_suffix=mask_suffix if same_folder else None,
-                                  outputs=_outputs(masks_dir is None, save_gradcam),
-                                  include_runs=include_runs)
-    if not jobs:
-        raise no_images_error(src, False, not_taken, mask_suffix)
-    mask_of: dict[str, Path] = {}
+    threads, device = runner.worker_threads, runner.worker_device
+    masks, exclude = None, None
     if masks_dir is not None:
+        if is_uri(in_dir) or is_uri(masks_dir):
+            raise ConfigError("`masks_dir` (--masks) pairs masks with the images of a local folder; copy the "
+                              "images and masks to local folders, or let the segmenter predict the masks.")
+        src = Path(in_dir)
+        LocalStore(src).check_folder("Input folder")
         pairs, _, _ = pair_images_and_masks(src, masks_dir, mask_suffix=mask_suffix)
-        mask_of = {str(p.resolve()): m for p, m in pairs}
-    predictor = None
-    if masks_dir is None:
-        predictor = segmenter if isinstance(segmenter, Predictor) else Predictor(segmenter)
-    names = list(classifier.class_names)
-    settings = {
-        "in_dir": str(src.resolve()),
-        "classifier": model_fingerprint(classifier),
-        "classifier_tta": bool(tta),
-        "masks_dir": str(Path(masks_dir).resolve()) if masks_dir is not None else None,
-        "mask_suffix": mask_suffix if masks_dir is not None else None,
-        "segmenter": predictor.settings() if predictor is not None else None,
-        "threshold": predictor.threshold if predictor is not None else None,
-        "gradcam": bool(save_gradcam),
-        "measure": bool(measure),
-        "pixel_size_mm": pixel_size_mm,
-        "convert": bool(convert),
-    }
-    results = ResultsFile(CSV_FILE, classification_columns(names, measure), lineterminator="\r\n")
-    out.mkdir(parents=True, exist_ok=True)
-    with OutputLock(out, wait=wait):
-        journal = RunJournal(out, kind="classify", settings=settings, results=results,
-                             verify_inputs=verify_inputs)
-        prepare_output_folder(journal, out, [j.outputs.values() for j in jobs], overwrite=overwrite)
-        todo, gone = journal.pending(jobs)
-        keys = [j.key for j in jobs]
-        with journal.running(keys, len(todo), desc="classify", progress=progress):
-            for job in todo:
-                t0 = time.perf_counter()
-                row, files = _classify_one(job, classifier, predictor, mask_of, masks_dir, mask_suffix, names,
-                                           tta=tta, measure=measure, pixel_size_mm=pixel_size_mm,
-                                           save_gradcam=save_gradcam, convert=convert)
-                written = []
-                for rel, data in files.items():
-                    atomic_write(out / rel, data)
-                    written.append(rel)
-                dt = time.perf_counter() - t0
-                journal.append(job.key, row, journal.stat(job.path), written, (0.0, dt, 0.0, dt))
-        return journal.summarise(keys, len(todo), gone, not_taken)
+        masks = {image.relative_to(src).as_posix(): (str(mask), str(mask.resolve())) for image, mask in pairs}
+        exclude = mask_suffix if Path(masks_dir).resolve() == src.resolve() else None
+    options = ClassifyOptions(masks, mask_suffix, bool(save_gradcam), bool(measure), pixel_size_mm,
+                              str(Path(masks_dir).resolve()) if masks_dir is not None else None)
+    job = ClassifyJob(predictor_source(segmenter, threads=threads, device=device) if masks_dir is None else None,
+                      classifier_source(classifier, tta=tta, threads=threads, device=device), options,
+                      InputOptions(False, exclude, bool(convert), include_runs=bool(include_runs),
+                                   verify_inputs=bool(verify_inputs)), _classes_of(classifier))
+    return run_folder(job, runner, in_dir, out_dir, overwrite=overwrite, wait=wait, progress=progress)
 
 
-def _outputs(predicted_masks: bool, save_gradcam: bool) -> Any:
-    def outputs(rel: Path) -> dict[str, str]:
-        files = {}
-        if predicted_masks:
-            files["mask"] = f"{MASK_DIR}/{rel.stem}_mask.png"
-        if save_gradcam:
-            files["gradcam"] = f"{GRADCAM_DIR}/{rel.stem}_gradcam.png"
-        return files
+def _classes_of(classifier: Any) -> tuple[ClassInfo, ...] | None:
+    """The classes of a classifier without loading it where that is cheap (a checkpoint's config)."""
+    if isinstance(classifier, str | os.PathLike):
+        from ..models.checkpoint import read_ensemble, read_model_config
 
-    return outputs
-
-
-def _classify_one(job: Job, classifier: Any, predictor: Predictor | None, mask_of: dict[str, Path],
-                  masks_dir: Any, mask_suffix: str, names: list[str], *, tta: bool,
-                  measure: bool, pixel_size_mm: float | None, save_gradcam: bool,
-                  convert: bool) -> tuple[dict[str, Any], dict[str, bytes]]:
-    path = Path(job.path)
-    row: dict[str, Any] = {"file": job.key, "status": "ok", "error_type": "", "error": ""}
-    files: dict[str, bytes] = {}
-    try:
-        image = read_image(path, convert=convert)
-        if predictor is None:
-            mpath = mask_of.get(str(path.resolve()))
-            if mpath is None:
-                raise SkinsegError(
-                    f"No mask for '{path.name}' in '{masks_dir}' (expected '{path.stem}{mask_suffix}.png')."
-                )
-            mask = read_mask(mpath, shape=image.shape[:2])
-            row["mask_source"] = str(mpath)
-        else:
-            mask = predictor.segment(image)
-            files[job.outputs["mask"]] = encode_mask(mask)
-            row["mask_source"] = "predicted"
-        row["mask_empty"] = int(not mask.any())
-        p = predict_proba(classifier, image, mask, tta=tta)
-        row.update({f"p_{n}": round(float(v), 6) for n, v in zip(names, p, strict=True)})
-        row["predicted_label"] = names[int(np.argmax(p))]
-        row["confidence"] = round(float(np.max(p)), 6)
-        if measure:
-            row.update(_features(image, mask, pixel_size_mm))
-        if save_gradcam:
-            cam = gradcam(classifier, image, mask, target=int(np.argmax(p)))
-            files[job.outputs["gradcam"]] = encode_image(gradcam_overlay(image, cam))
-    except (SkinsegError, OSError, ValueError) as exc:
-        return {"file": job.key, "status": "error", "error_type": type(exc).__name__, "error": str(exc)}, {}
-    return row, files
+        _, members, _ = read_ensemble(classifier, "classifier")
+        return read_model_config(members[0], "classifier").classes
+    classes = getattr(classifier, "classes", None)
+    return tuple(classes) if classes is not None else None

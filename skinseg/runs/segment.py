@@ -1,11 +1,14 @@
 """Segment every image of a folder: streamed, resumable, one CSV row per image (``skinseg segment``).
 
-Pipeline (memory stays flat in the number of images)::
+:class:`SegmentJob` is the job (what is computed and written per image) that
+:func:`skinseg.runs.run_folder` runs on an engine (local threads or Ray Data); the
+:func:`segment_folder` entry point builds both. Pipeline of the local engine (memory stays
+flat in the number of images)::
 
-    Predictor.predict_stream   reader threads: read_image -> preprocessing -> prepare
+    Predictor.predict_stream   reader threads: one read per file -> decode -> preprocessing -> prepare
                                this thread: batches of equal padded shape -> backend (+ flip TTA)
-    writer threads             probabilities at the image size -> threshold + clean-up
-                               -> mask PNG -> overlay PNG -> journal line (last)
+    writer threads             SegmentJob: probabilities at the image size -> threshold + clean-up
+                               -> mask PNG -> overlay PNG; then the journal line (last)
 
 Outputs in ``out_dir`` (``<rel>`` is the image's sub-folder inside ``in_dir``)::
 
@@ -22,32 +25,32 @@ and ends with the same bytes as an uninterrupted one (see :mod:`skinseg.runs.jou
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import threading
-import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Any
 
 import cv2
 import numpy as np
 
 from .._checks import as_bool_mask, check_positive_int, check_rgb_image
-from .._files import atomic_write
 from .._types import BinaryMask, RGBImage
-from ..errors import ConfigError, SkinsegError
-from ..features import FEATURE_NAMES, check_pixel_size, lesion_features
+from ..errors import ConfigError
+from ..features import FEATURE_NAMES, check_pixel_size
 from ..inference import Predictor, StreamResult
-from ..io import DEFAULT_MAX_PIXELS, encode_image, encode_mask, image_size, read_image
+from ..io import DEFAULT_MAX_PIXELS, encode_image, encode_mask
 from ..postprocess import postprocess_mask
-from .inputs import Job, list_inputs, no_images_error
-from .journal import FolderRunResult, ResultsFile, RunJournal
-from .outdir import OutputLock, check_output_dir, prepare_output_folder
+from .engines import make_engine
+from .inputs import InputFile, InputOptions
+from .jobs import FILE_ERRORS, ModelSource, error_row, feature_cells
+from .journal import FolderRunResult, ResultsFile
+from .models import as_json, predictor_source
+from .skeleton import run_folder
 
 __all__ = [
     "segment_folder",
+    "SegmentJob",
     "FolderRunResult",
     "OutputSpec",
     "draw_contour_overlay",
@@ -58,8 +61,6 @@ __all__ = [
     "OVERLAY_DIR",
     "FILE_ERRORS",
     "result_columns",
-    "write_outputs",
-    "segment_settings",
     "check_mask_suffix",
     "check_output_options",
 ]
@@ -74,8 +75,6 @@ RESULT_COLUMNS: tuple[str, ...] = (
 ``status`` is ``ok`` or ``error``, with the exception class and message for errors."""
 
 RESULTS_FILE, OVERLAY_DIR, OVERLAY_SUFFIX = "results.csv", "overlays", "_overlay"
-FILE_ERRORS: tuple[type[BaseException], ...] = (SkinsegError, OSError, MemoryError, cv2.error, ValueError)
-"""Errors that belong to one file: recorded in its row, and the run carries on."""
 
 
 def result_columns(measure: bool = False) -> tuple[str, ...]:
@@ -119,34 +118,20 @@ def draw_contour_overlay(
     return out
 
 
-def error_row(key: str, exc: BaseException, size: tuple[int, int] | None, columns: tuple[str, ...]) -> dict[str, str]:
-    """The ``error`` row of an input: exception class and a one-line message that names the file."""
-    message = " ".join(str(exc).split()) or type(exc).__name__  # one line
-    if Path(key).name not in message:  # e.g. an OSError raised without a file name
-        message = f"{key}: {message}"
-    row = dict.fromkeys(columns, "")
-    row.update(file=key, status="error", error_type=type(exc).__name__, error=message)
-    if size is not None:
-        row.update(height=str(size[0]), width=str(size[1]))
-    return row
-
-
-def _feature_cell(value: float) -> str:
-    if isinstance(value, int | np.integer):
-        return str(int(value))
-    return "" if not np.isfinite(value) else f"{value:.6g}"
-
-
 @dataclass(frozen=True)
 class OutputSpec:
-    """How a probability map becomes a mask, an overlay and a result row (shared by every engine)."""
+    """How a probability map becomes a mask, an overlay and a result row (a segment job's output options).
 
-    threshold: float
+    ``threshold`` None: the Predictor's (filled in where the job runs).
+    """
+
+    threshold: float | None = None
     largest_component: bool = True
     fill_holes: bool = True
     overlay: bool = True
     measure: bool = False
     pixel_size_mm: float | None = None
+    mask_suffix: str = "_segmentation"
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -165,65 +150,30 @@ class OutputSpec:
             row.update(bbox_x=str(xs[0]), bbox_y=str(ys[0]), bbox_w=str(xs[-1] - xs[0] + 1),
                        bbox_h=str(ys[-1] - ys[0] + 1), mean_prob=f"{float(prob[mask].mean(dtype=np.float64)):.4f}")
             if self.measure and measured is not None:
-                features = lesion_features(measured, mask, pixel_size_mm=self.pixel_size_mm)
-                row.update({name: _feature_cell(value) for name, value in features.items()})
+                row.update(feature_cells(measured, mask, self.pixel_size_mm))
         return row
 
-    def render(self, job: Job, prob: np.ndarray, image: np.ndarray | None,
+    def render(self, item: InputFile, prob: np.ndarray, image: np.ndarray | None,
                measured: np.ndarray | None) -> tuple[dict[str, str], dict[str, bytes]]:
         """(result row, {relative path: file bytes}) of one image's probability map, in write order."""
         mask = postprocess_mask(prob, threshold=self.threshold, largest_component=self.largest_component,
                                 fill_holes=self.fill_holes)
-        row = self.row(job.key, prob, mask, measured)
-        files = {job.mask: encode_mask(mask)}
+        row = self.row(item.key, prob, mask, measured)
+        files = {item.outputs["mask"]: encode_mask(mask)}
         if self.overlay:
-            files[job.overlay] = encode_image(draw_contour_overlay(image, mask))  # type: ignore[arg-type]
+            files[item.outputs["overlay"]] = encode_image(draw_contour_overlay(image, mask))  # type: ignore[arg-type]
         return row, files
 
 
-def write_outputs(spec: OutputSpec, res: StreamResult, write: Callable[[str, bytes], None]) -> tuple[
-        dict[str, str], list[str]]:
-    """Render one streamed result (its ``item`` is a :class:`Job`) and write its files: (row, files written).
+def segment_outputs(mask_suffix: str) -> Any:
+    """``rel -> {"mask": <rel dir>/<stem><mask_suffix>.png, "overlay": overlays/<rel dir>/<stem>_overlay.png}``."""
 
-    ``write(relative path, bytes)`` must write atomically. A failed input, or a file error while
-    rendering or writing (one of :data:`FILE_ERRORS`), gives the ``error`` row and no files.
-    Shared by every engine, so they write the same bytes and rows.
-    """
-    job: Job = res.item
-    if res.error is not None:
-        return error_row(job.key, res.error, res.size, spec.columns), []
-    outputs: list[str] = []
-    try:
-        row, files = spec.render(job, res.proba(), res.image, res.preprocessed if spec.measure else None)
-        for rel, data in files.items():
-            write(rel, data)
-            outputs.append(rel)
-    except FILE_ERRORS as exc:
-        return error_row(job.key, exc, res.size, spec.columns), []
-    return row, outputs
+    def outputs(rel: str) -> dict[str, str]:
+        path = PurePosixPath(rel)
+        return {"mask": (path.parent / f"{path.stem}{mask_suffix}.png").as_posix(),
+                "overlay": (PurePosixPath(OVERLAY_DIR) / path.parent / f"{path.stem}{OVERLAY_SUFFIX}.png").as_posix()}
 
-
-def segment_settings(in_location: str, predictor_settings: dict[str, Any], spec: OutputSpec, *, mask_suffix: str,
-                     recursive: bool, convert: bool, max_pixels: int) -> dict[str, Any]:
-    """What determines a segment run's outputs (run.json's settings; a resume must match them).
-
-    The engine is not among them: every engine writes the same bytes, so a run started with one
-    can be resumed with the other.
-    """
-    return {
-        "in_dir": in_location,
-        **predictor_settings,
-        "threshold": spec.threshold,
-        "mask_suffix": mask_suffix,
-        "overlay": spec.overlay,
-        "recursive": bool(recursive),
-        "convert": bool(convert),
-        "max_pixels": max_pixels,
-        "largest_component": spec.largest_component,
-        "fill_holes": spec.fill_holes,
-        "measure": spec.measure,
-        "pixel_size_mm": spec.pixel_size_mm,
-    }
+    return outputs
 
 
 def check_mask_suffix(mask_suffix: Any) -> str:
@@ -237,7 +187,7 @@ def check_mask_suffix(mask_suffix: Any) -> str:
 
 def check_output_options(max_pixels: Any, mask_suffix: Any, pixel_size_mm: Any, measure: bool,
                          ) -> tuple[int, str, float | None]:
-    """Checked ``(max_pixels, mask_suffix, pixel_size_mm)`` of a segment run (both engines), in order."""
+    """Checked ``(max_pixels, mask_suffix, pixel_size_mm)`` of a segment run, in order."""
     max_pixels = check_positive_int(max_pixels, "max_pixels")
     mask_suffix = check_mask_suffix(mask_suffix)
     pixel_size_mm = check_pixel_size(pixel_size_mm)
@@ -248,63 +198,57 @@ def check_output_options(max_pixels: Any, mask_suffix: Any, pixel_size_mm: Any, 
     return max_pixels, mask_suffix, pixel_size_mm
 
 
-def segment_outputs(mask_suffix: str) -> Any:
-    """``rel -> {"mask": <rel dir>/<stem><mask_suffix>.png, "overlay": overlays/<rel dir>/<stem>_overlay.png}``."""
+class _SegmentRunner:
+    """A segment job started in one process: its Predictor and the output spec with its threshold."""
 
-    def outputs(rel: Path) -> dict[str, str]:
-        return {"mask": (rel.parent / f"{rel.stem}{mask_suffix}.png").as_posix(),
-                "overlay": (Path(OVERLAY_DIR) / rel.parent / f"{rel.stem}{OVERLAY_SUFFIX}.png").as_posix()}
+    def __init__(self, predictor: Any, spec: OutputSpec) -> None:
+        self.predictor = predictor
+        self.spec = dataclasses.replace(spec, threshold=predictor.threshold) if spec.threshold is None else spec
+        self.keep_images = spec.overlay or spec.measure
 
-    return outputs
+    def render(self, item: InputFile, res: StreamResult) -> tuple[dict[str, str], dict[str, bytes]]:
+        return self.spec.render(item, res.proba(), res.image, res.preprocessed if self.spec.measure else None)
 
 
-class _LocalRun:
-    """The local engine: one predict_stream, writer threads, the journal."""
+@dataclass(frozen=True)
+class SegmentJob:
+    """``skinseg segment`` as a job of :func:`skinseg.runs.run_folder`: per image a mask, an overlay and a row.
 
-    def __init__(self, predictor: Predictor, journal: RunJournal, spec: OutputSpec, *, out: Path, workers: int,
-                 convert: bool, max_pixels: int) -> None:
-        self.predictor, self.journal, self.spec, self.out = predictor, journal, spec, out
-        self.workers, self.convert, self.max_pixels = workers, convert, max_pixels
-        self.fatal: list[BaseException] = []
+    ``predictor`` (see :func:`skinseg.runs.models.predictor_source`) is streamed over the
+    inputs; ``spec`` turns each probability map into the files and the ``results.csv`` row.
+    """
 
-    def _pixels(self, job: Job) -> int:
-        h, w = image_size(job.path)
-        return h * w if h * w <= self.max_pixels else 0
+    predictor: ModelSource
+    spec: OutputSpec
+    inputs: InputOptions
+    kind = "segment"
 
-    def _load(self, job: Job) -> np.ndarray:
-        return read_image(job.path, convert=self.convert, max_pixels=self.max_pixels)
+    @property
+    def results(self) -> ResultsFile:
+        return ResultsFile(RESULTS_FILE, self.spec.columns)
 
-    def _finish(self, res: StreamResult) -> None:
-        """Writer thread: render and write one image's files, then its journal line."""
-        t0 = time.perf_counter()
-        job: Job = res.item
-        try:
-            row, outputs = write_outputs(self.spec, res, lambda rel, data: atomic_write(self.out / rel, data))
-            res.drop_arrays()
-            res.release()
-            write_s = time.perf_counter() - t0
-            self.journal.append(job.key, row, self.journal.stat(job.path), outputs,
-                                (res.read_s, res.infer_s, write_s, res.read_s + res.infer_s + write_s))
-        except BaseException as exc:  # a bug or a failing journal: stop the run
-            res.release()
-            self.fatal.append(exc)
+    def outputs(self, rel: str) -> dict[str, str]:
+        files = segment_outputs(self.spec.mask_suffix)(rel)
+        return files if self.spec.overlay else {"mask": files["mask"]}
 
-    def run(self, todo: list[Job]) -> None:
-        slots = threading.Semaphore(self.predictor.batch_size + 2 * self.workers)
-        keep = self.spec.overlay or self.spec.measure
-        stream = self.predictor.predict_stream(todo, load=self._load, pixels=self._pixels, errors=FILE_ERRORS,
-                                               workers=self.workers, keep_images=keep, hold_pixels=True)
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="skinseg-write") as writer:
-            try:
-                for res in stream:
-                    if self.fatal:
-                        raise self.fatal[0]
-                    slots.acquire()
-                    writer.submit(self._finish, res).add_done_callback(lambda _f: slots.release())
-            finally:
-                stream.close()
-        if self.fatal:
-            raise self.fatal[0]
+    def model_settings(self) -> dict[str, Any]:
+        predictor = self.predictor.get()
+        return as_json({**predictor.settings(), "threshold": predictor.threshold})
+
+    def settings(self, in_location: str, model: dict[str, Any]) -> dict[str, Any]:
+        """run.json's settings. The engine is not among them: every engine writes the same bytes, so a run
+        started with one can be resumed with the other."""
+        spec, inputs = self.spec, self.inputs
+        return {"in_dir": in_location, **model, "mask_suffix": spec.mask_suffix, "overlay": spec.overlay,
+                "recursive": bool(inputs.recursive), "convert": bool(inputs.convert), "max_pixels": inputs.max_pixels,
+                "largest_component": spec.largest_component, "fill_holes": spec.fill_holes, "measure": spec.measure,
+                "pixel_size_mm": spec.pixel_size_mm}
+
+    def start(self) -> _SegmentRunner:
+        return _SegmentRunner(self.predictor.get(), self.spec)
+
+    def portable(self) -> SegmentJob:
+        return dataclasses.replace(self, predictor=self.predictor.portable())
 
 
 def segment_folder(
@@ -338,12 +282,14 @@ def segment_folder(
 
     Parameters
     ----------
-    model : Segmenter, Backend or Predictor
+    model : checkpoint folder or bundled name, Segmenter, Backend, Predictor, or a function
         A :class:`~skinseg.inference.Predictor` carries its own TTA, batch size and
         preprocessing (then ``tta``, ``preprocess`` and ``batch_size`` must be left at
-        their defaults); a segmenter or backend gets a Predictor built from those. With
-        ``engine="ray"`` also a checkpoint folder or bundled name (each worker loads it), or a
-        function returning a Predictor (see :func:`skinseg.runs.ray_worker.predictor_loader`).
+        their defaults); a name or folder is loaded with the loaders' defaults (ONNX Runtime,
+        int8 where shipped), a segmenter or backend gets a Predictor built from those
+        (:meth:`Predictor.of <skinseg.inference.Predictor.of>`); a zero-argument function
+        returning a Predictor is called where the model is needed (see
+        :func:`skinseg.runs.models.predictor_source`).
     in_dir, out_dir : path
         Input folder (never written to) and output folder (created; must not be
         ``in_dir`` or inside it). Files in ``in_dir`` whose stem ends with
@@ -379,6 +325,7 @@ def segment_folder(
     verify_inputs : bool
         Resume by content: record a hash of every input and redo an input whose content
         changed even when its size and modification time did not (see :mod:`skinseg.runs.journal`).
+        Local input folders only (refused for URIs).
     mask_suffix : str
         Mask files are ``<stem><mask_suffix>.png`` (ISIC: ``_segmentation``).
     convert, max_pixels
@@ -402,7 +349,7 @@ def segment_folder(
         and run files, see :mod:`skinseg.runs.ray_engine`.
     ray_options : RayOptions, optional
         With ``engine="ray"``: the cluster address, CPUs and GPUs per worker, a pyarrow
-        filesystem (:class:`skinseg.runs.RayOptions`).
+        filesystem, a callback per result (:class:`skinseg.runs.RayOptions`).
 
     Returns
     -------
@@ -415,9 +362,10 @@ def segment_folder(
         run with other settings, ``measure`` and ``pixel_size_mm`` included (pass
         ``overwrite=True`` or use another folder); ``out_dir`` is in use by another run
         (:class:`~skinseg.runs.outdir.OutputLockedError`).
-    FileExistsError
-        ``out_dir`` holds output files but no run journal and ``overwrite`` is False.
-    FileNotFoundError, NotADirectoryError
+    OutputExistsError (a FileExistsError)
+        ``out_dir`` holds a file at an output path that no skinseg run wrote (with or
+        without ``overwrite``).
+    PathNotFoundError, PathNotFolderError (FileNotFoundError, NotADirectoryError)
         ``in_dir`` is missing or not a folder.
     RayMissingError (a ConfigError)
         ``engine="ray"`` without Ray installed.
@@ -432,47 +380,15 @@ def segment_folder(
     ``2 * batch_size + workers`` images) and by a budget of ~48 megapixels in flight;
     a larger image is processed alone.
     """
-    if engine not in ("local", "ray"):
-        raise ConfigError(f"`engine` must be 'local' or 'ray'; got {engine!r}.")
-    if engine == "ray":
-        from .ray_engine import segment_folder_ray
-
-        return segment_folder_ray(
-            model, in_dir, out_dir, threshold=threshold, tta=tta, preprocess=preprocess, batch_size=batch_size,
-            workers=workers, overlay=overlay, overwrite=overwrite, recursive=recursive, mask_suffix=mask_suffix,
-            convert=convert, max_pixels=max_pixels, largest_component=largest_component, fill_holes=fill_holes,
-            measure=measure, pixel_size_mm=pixel_size_mm, progress=progress, wait=wait, options=ray_options,
-            include_runs=include_runs, verify_inputs=verify_inputs)
-    if ray_options is not None:
-        raise ConfigError("`ray_options` is used only with engine='ray'; pass engine='ray' or leave it out.")
-    from .storage import is_uri
-
-    for name, value in (("in_dir", in_dir), ("out_dir", out_dir)):
-        if is_uri(value):
-            raise ConfigError(f"`{name}` is a URI; URIs are read and written by the Ray engine: pass engine='ray' "
-                              "(--engine ray), or a local folder.")
-    predictor = Predictor.of(model, tta=tta, batch_size=batch_size, preprocess=preprocess, threshold=threshold)
-    workers = 2 if workers is None else check_positive_int(workers, "workers")
+    if isinstance(model, Predictor) and (tta is not None or preprocess != "model" or batch_size != 4):
+        raise ConfigError("Pass tta, preprocess and batch_size to the Predictor, not to segment_folder().")
+    runner = make_engine(engine, workers, ray_options)
     max_pixels, mask_suffix, pixel_size_mm = check_output_options(max_pixels, mask_suffix, pixel_size_mm, measure)
-    src, out = check_output_dir(in_dir, out_dir)
-    jobs, not_taken = list_inputs(src, recursive=recursive, exclude_suffix=mask_suffix,
-                                  outputs=segment_outputs(mask_suffix), include_runs=include_runs)
-    if not jobs:
-        raise no_images_error(src, recursive, not_taken, mask_suffix)
-    spec = OutputSpec(predictor.threshold, bool(largest_component), bool(fill_holes), bool(overlay), bool(measure),
-                      pixel_size_mm)
-    settings = segment_settings(str(src.resolve()), predictor.settings(), spec, mask_suffix=mask_suffix,
-                                recursive=recursive, convert=convert, max_pixels=max_pixels)
-    out.mkdir(parents=True, exist_ok=True)
-    with OutputLock(out, wait=wait):
-        journal = RunJournal(out, kind="segment", settings=settings,
-                             results=ResultsFile(RESULTS_FILE, spec.columns), verify_inputs=verify_inputs)
-        written = [(j.mask, j.overlay) if spec.overlay else (j.mask,) for j in jobs]
-        prepare_output_folder(journal, out, written, overwrite=overwrite)
-        todo, gone = journal.pending(jobs)
-        keys = [j.key for j in jobs]
-        with journal.running(keys, len(todo), desc="segment", progress=progress):
-            if todo:
-                _LocalRun(predictor, journal, spec, out=out, workers=workers, convert=bool(convert),
-                          max_pixels=max_pixels).run(todo)
-        return journal.summarise(keys, len(todo), gone, not_taken)
+    source = predictor_source(model, tta=tta, preprocess=preprocess, batch_size=batch_size, threshold=threshold,
+                              threads=runner.worker_threads, device=runner.worker_device)
+    spec = OutputSpec(None, bool(largest_component), bool(fill_holes), bool(overlay), bool(measure), pixel_size_mm,
+                      mask_suffix)
+    inputs = InputOptions(bool(recursive), mask_suffix, bool(convert), max_pixels,
+                          include_runs=bool(include_runs), verify_inputs=bool(verify_inputs))
+    job = SegmentJob(source, spec, inputs)
+    return run_folder(job, runner, in_dir, out_dir, overwrite=overwrite, wait=wait, progress=progress)

@@ -35,15 +35,13 @@ import posixpath
 import re
 import shutil
 from collections.abc import Iterable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .._files import atomic_write, temp_path, temp_target_name
-from .._runfile import is_run_file
-from .._types import IMAGE_EXTENSIONS
 from ..errors import ConfigError, PathNotFolderError, PathNotFoundError
-from ..io import DEFAULT_MAX_PIXELS, read_image, read_image_bytes
+from ..io import DEFAULT_MAX_PIXELS, read_file, read_image_bytes, scan_entries, scan_images
 from .journal import JOURNAL_FILE, RUN_FILE, TIMINGS_FILE, input_stat
 from .outdir import check_foreign_outputs
 
@@ -87,10 +85,6 @@ def _pyarrow_fs() -> Any:
     return pafs
 
 
-def _sort_key(rel: str) -> tuple[str, ...]:
-    return tuple(rel.split("/"))  # as sorted(Path) in skinseg.io.scan_images: part by part
-
-
 class LocalStore:
     """A local folder (plain files, as the local engine reads and writes them; no pyarrow).
 
@@ -122,8 +116,20 @@ class LocalStore:
             raise PathNotFolderError(f"{what} '{self.root}' is a file, not a folder. Pass the folder that "
                                      "holds it.")
 
+    def scan_images(self, *, recursive: bool = False, exclude_suffix: str | None = None,
+                    skip_runs: bool = False) -> tuple[list[tuple[str, list[int] | None]], dict[str, int]]:
+        """:func:`skinseg.io.scan_images` of the folder: ``([(relative path, None), ...], {reason: count})``
+        (a local file is stat'ed when the journal asks, see :meth:`stat`)."""
+        scan = scan_images(self.root, recursive=recursive, exclude_suffix=exclude_suffix, skip_runs=skip_runs)
+        return [(p.relative_to(self.root).as_posix(), None) for p in scan.images], scan.skipped_counts()
+
+    def read_bytes(self, rel: str) -> bytes:
+        """The bytes of ``rel``, read once (:func:`skinseg.io.read_file`: its errors name the file)."""
+        return read_file(self._path(rel))
+
     def read_image(self, rel: str, *, convert: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
-        return read_image(self._path(rel), convert=convert, max_pixels=max_pixels)
+        """:func:`skinseg.io.read_image` of ``rel``."""
+        return read_image_bytes(self.read_bytes(rel), name=self._path(rel), convert=convert, max_pixels=max_pixels)
 
     def stat(self, rel: str) -> list[int]:
         return input_stat(self._path(rel))
@@ -219,63 +225,29 @@ class ArrowStore:
         root = self.root.rstrip("/") + "/" if self.root != "/" else "/"
         return path[len(root):] if path.startswith(root) else path.lstrip("/")
 
-    def _run_folders(self, infos: list[Any]) -> set[str]:
-        """The folders (relative, "" for the root) among ``infos`` that hold a skinseg run.json."""
-        files = (self._rel(i.path) for i in infos if i.type == _pyarrow_fs().FileType.File)
-        return {posixpath.dirname(rel) for rel in files
-                if posixpath.basename(rel) == RUN_FILE and is_run_file(self.read_bytes(rel))}
-
     def scan_images(self, *, recursive: bool = False, exclude_suffix: str | None = None,
                     skip_runs: bool = False) -> tuple[list[tuple[str, list[int]]], dict[str, int]]:
-        """The images under the root by the rules of :func:`skinseg.io.scan_images`, sorted.
+        """The images under the root by the rules of :func:`skinseg.io.scan_images` (:func:`skinseg.io.scan_entries`
+        over one listing), sorted; with ``skip_runs`` folders holding an earlier skinseg run are not searched.
 
         Returns ``([(relative path, [size, mtime_ns]), ...], {reason: count of entries not taken})``.
         """
         pafs = _pyarrow_fs()
         self.check_folder("Input folder")
-        found: list[tuple[str, list[int]]] = []
-        skipped: dict[str, int] = {}
-        hidden_dirs: set[str] = set()
-
-        def skip(reason: str) -> None:
-            skipped[reason] = skipped.get(reason, 0) + 1
-
-        infos = self._infos(recursive)
-        runs = self._run_folders(infos) if skip_runs else set()
-        if runs:
-            skipped["skinseg_run"] = len(runs)
-        for info in infos:
+        entries: list[tuple[str, str]] = []
+        stats: dict[str, list[int]] = {}
+        for info in self._infos(recursive):
             rel = self._rel(info.path)
-            parts = rel.split("/")
-            if runs and any("/".join(parts[:k]) in runs for k in range(len(parts))):
-                continue  # inside a folder holding an earlier run: its outputs are not inputs
-            if not rel or any(p.startswith(".") for p in parts[:-1]):  # inside a hidden folder: not searched
-                top = next(i for i, p in enumerate(parts) if p.startswith("."))
-                hidden_dirs.add("/".join(parts[: top + 1]))
+            if not rel:
                 continue
-            name, suffix = parts[-1], PurePosixPath(parts[-1]).suffix.lower()
-            if info.type == pafs.FileType.Directory:
-                if name.startswith("."):
-                    hidden_dirs.add(rel)
-                elif suffix in IMAGE_EXTENSIONS:
-                    skip("directory_named_like_an_image")
-                elif not recursive:
-                    skip("subfolder")
-            elif name.startswith("."):
-                skip("hidden")
-            elif info.type != pafs.FileType.File:
-                skip("special_file")
-            elif suffix not in IMAGE_EXTENSIONS:
-                skip("not_an_image_name")
-            elif exclude_suffix and PurePosixPath(name).stem.endswith(exclude_suffix):
-                skip("mask_suffix")
-            else:
-                found.append((rel, [int(info.size or 0), int(info.mtime_ns if info.mtime_ns is not None else -1)]))
-        if hidden_dirs:
-            skip_n = len(hidden_dirs)
-            skipped["hidden"] = skipped.get("hidden", 0) + skip_n
-        found.sort(key=lambda item: _sort_key(item[0]))
-        return found, dict(sorted(skipped.items()))
+            kind = ("dir" if info.type == pafs.FileType.Directory else "file" if info.type == pafs.FileType.File
+                    else "special")
+            entries.append((rel, kind))
+            if kind == "file":
+                stats[rel] = [int(info.size or 0), int(info.mtime_ns if info.mtime_ns is not None else -1)]
+        images, skipped = scan_entries(entries, recursive=recursive, exclude_suffix=exclude_suffix,
+                                       skip_runs=self.read_bytes if skip_runs else None)
+        return [(rel, stats[rel]) for rel in images], {k: len(v) for k, v in skipped.items()}
 
     def listing(self) -> dict[str, list[int]]:
         """Every file under the root (recursively): ``{relative path: [size, mtime_ns]}``."""

@@ -36,8 +36,11 @@ def test_an_unwritable_cache_falls_back_to_a_temporary_one_with_one_warning(tmp_
     assert cache_dir().is_dir() and capsys.readouterr().err.count("warning:") == 1
 
 
-def test_segment_with_an_unwritable_cache_runs_and_warns_once(tmp_path: Path, tiny_checkpoint: Path,
-                                                             monkeypatch, capsys) -> None:
+@pytest.mark.parametrize("command", ["segment", "classify"])
+def test_a_run_with_an_unwritable_cache_runs_and_warns_once(command, tmp_path: Path, tiny_checkpoint: Path,
+                                                            tiny_classifier_checkpoint: Path, monkeypatch,
+                                                            capsys) -> None:
+    """classify exports its classifier (and the fp32 segmenter) into the same cache: the same fallback."""
     pytest.importorskip("onnx")
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
@@ -45,23 +48,30 @@ def test_segment_with_an_unwritable_cache_runs_and_warns_once(tmp_path: Path, ti
     src = tmp_path / "in"
     for i in range(2):
         write_image(src / f"img{i}.png", synthetic_lesion((40, 56), rng=i)[0])
-    args = ["segment", str(src), "-o", str(tmp_path / "out"), "--model", str(tiny_checkpoint), "--backend",
-            "onnx", "--precision", "fp32", "--quiet"]
+    out = tmp_path / "out"
+    if command == "segment":
+        args = ["segment", str(src), "-o", str(out), "--model", str(tiny_checkpoint), "--backend", "onnx",
+                "--precision", "fp32", "--quiet"]
+    else:
+        args = ["classify", str(src), "-o", str(out), "--segmenter", str(tiny_checkpoint), "--classifier",
+                str(tiny_classifier_checkpoint), "--quiet"]
     assert main(args) == 0
     err = capsys.readouterr().err
     assert err.count("warning:") == 1 and "cannot be written" in err
-    assert (tmp_path / "out" / "img1_segmentation.png").is_file()
+    assert (out / ("img1_segmentation.png" if command == "segment" else "masks/img1_mask.png")).is_file()
 
 
-def test_the_library_export_runs_from_memory_when_the_cache_cannot_be_written(tmp_path: Path,
-                                                                              tiny_checkpoint: Path) -> None:
+@pytest.mark.parametrize("kind", ["segmenter", "classifier"])
+def test_the_library_export_runs_from_memory_when_the_cache_cannot_be_written(
+        kind, tmp_path: Path, tiny_checkpoint: Path, tiny_classifier_checkpoint: Path) -> None:
     pytest.importorskip("onnx")
     from skinseg.inference import load_onnx_for_checkpoint
 
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    backend = load_onnx_for_checkpoint(tiny_checkpoint, cache_dir=blocker / "cache")
+    ckpt = tiny_checkpoint if kind == "segmenter" else tiny_classifier_checkpoint
+    backend = load_onnx_for_checkpoint(ckpt, kind=kind, cache_dir=blocker / "cache")
     x = synthetic_lesion((64, 64), rng=0)[0].transpose(2, 0, 1)[None].astype("float32") / 255
     with pytest.warns(SkinsegWarning, match="runs from memory"):
         probs = backend.run(x)
-    assert probs.shape == (1, 64, 64)
+    assert probs.shape == ((1, 64, 64) if kind == "segmenter" else (1, 3))

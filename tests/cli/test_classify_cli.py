@@ -198,3 +198,31 @@ def test_classify_refuses_output_inside_input_and_missing_masks(folder, models, 
     assert main(["classify", str(src), "-o", str(out), "--classifier", str(clf), "--masks", str(masks)]) == 3
     row = {r["file"]: r for r in _rows(out)}["ISIC_2.jpg"]
     assert row["status"] == "error" and "No mask" in row["error"]
+
+
+@pytest.mark.slow
+def test_the_default_classify_path_imports_no_torch(tmp_path):
+    """With the classifier's export in the cache (made by the first run), skinseg classify runs without torch."""
+    import os
+    import subprocess
+    import sys
+
+    from skinseg.classify import ClassifierPredictor
+    from skinseg.inference import DeferredOnnxBackend
+
+    cache = tmp_path / "cache"
+    for member in ClassifierPredictor.load("default", cache_dir=cache).members:  # what the first run does
+        if isinstance(member, DeferredOnnxBackend):
+            member.backend()
+    src = tmp_path / "in"
+    src.mkdir()
+    write_image(src / "a.jpg", synthetic_lesion((60, 80), rng=5)[0])
+    code = ("import sys\nfrom skinseg.cli import main\n"
+            f"rc = main(['classify', {str(src)!r}, '-o', {str(tmp_path / 'out')!r}, '--quiet'])\n"
+            "print(rc, 'torch' in sys.modules)")
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(repo), "SKINSEG_CACHE_DIR": str(cache)})
+    assert out.stdout.strip().splitlines()[-1] == "0 False"
+    row = _rows(tmp_path / "out")[0]
+    assert row["status"] == "ok" and row["mask_source"] == "predicted"

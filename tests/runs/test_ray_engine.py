@@ -29,24 +29,6 @@ from skinseg.testing import synthetic_lesion
 
 REPO = Path(__file__).resolve().parents[2]
 _BOOKKEEPING = {"timings.csv", "journal.jsonl", "run.json", ".skinseg.lock"}
-_NO_RAY = "Ray is not installed: pip install 'skinseg-dermoscopy[ray]' (the test extra has it)"
-
-
-@pytest.fixture(scope="session")
-def ray_local():
-    """One local Ray instance for the session (2 CPUs, as on the CI machine).
-
-    ``address="local"`` starts a new instance even when a cluster started with ``ray start``
-    runs on this machine or ``RAY_ADDRESS`` is set: plain ``ray.init(num_cpus=2)`` would try to
-    join it and fail ("num_cpus ... must not be provided").
-    """
-    ray = pytest.importorskip("ray", reason=_NO_RAY)
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 @pytest.fixture(scope="module")
 def predictor():
     from skinseg.inference import Predictor
@@ -120,16 +102,6 @@ def test_same_masks_rows_and_settings_as_the_local_engine(ray_local, folder, tmp
     assert not list(out.rglob("*.tmp"))
 
 
-def test_names_that_are_not_utf8_travel_through_ray(ray_local, predictor, tmp_path: Path) -> None:
-    src = tmp_path / "in"
-    for i, name in enumerate([os.fsdecode(b"\xff lesion.png"), "back\\slash.png", "plain.png"]):
-        write_image(src / name, synthetic_lesion((40, 56), rng=i)[0])
-    segment_folder(predictor, src, tmp_path / "local", progress=False)
-    result = segment_folder(predictor, src, tmp_path / "ray", engine="ray", progress=False, workers=1)
-    assert result.n_ok == 3
-    assert _snapshot(tmp_path / "ray") == _snapshot(tmp_path / "local")  # masks, overlays, results.csv
-
-
 def test_resume_a_partial_run_and_across_engines(ray_local, predictor, tmp_path: Path) -> None:
     src = tmp_path / "in"
     _images(src, 4)
@@ -140,10 +112,8 @@ def test_resume_a_partial_run_and_across_engines(ray_local, predictor, tmp_path:
     stale = out / ".img05_segmentation.png.0123456789ab.tmp"
     stale.write_bytes(b"half a png")  # left by a killed writer
     done = []
-    from skinseg.runs.ray_engine import segment_folder_ray
-
-    result = segment_folder_ray("default", src, out, progress=False, options=RayOptions(rows_per_batch=2),
-                                on_result=lambda r: done.append(r.key))
+    result = segment_folder("default", src, out, engine="ray", progress=False,
+                            ray_options=RayOptions(rows_per_batch=2, on_result=lambda r: done.append(r.key)))
     assert sorted(done) == ["img01.png", "img04.jpg", "img05.png", "img06.jpg"]
     assert (result.n_skipped, result.n_processed, result.n_ok) == (3, 4, 7)
     reference = tmp_path / "reference"
@@ -425,8 +395,6 @@ def test_s3_compatible_server(ray_local, folder, tmp_path: Path, capsys) -> None
 
 def test_a_killed_worker_loses_and_duplicates_nothing(ray_local, predictor, tmp_path: Path) -> None:
     """Kill one actor process mid-run: Ray restarts it and retries its batch; every image once, no temp files."""
-    from skinseg.runs.ray_engine import segment_folder_ray
-
     src = tmp_path / "in"
     _images(src, 16)
     _bad(src)
@@ -440,8 +408,8 @@ def test_a_killed_worker_loses_and_duplicates_nothing(ray_local, predictor, tmp_
             # what a writer killed mid-write leaves behind
             (out / ".img15_segmentation.png.00000000abcd.tmp").write_bytes(b"half a png")
 
-    result = segment_folder_ray("default", src, out, workers=2, progress=False,
-                                options=RayOptions(rows_per_batch=2), on_result=kill_first)
+    result = segment_folder("default", src, out, engine="ray", workers=2, progress=False,
+                            ray_options=RayOptions(rows_per_batch=2, on_result=kill_first))
     assert killed and result.n_processed == 19 and (result.n_ok, result.n_failed) == (16, 3)
     counts = collections.Counter(r["file"] for r in _rows(out))
     assert len(counts) == 19 and set(counts.values()) == {1}
@@ -494,3 +462,39 @@ def test_masks_match_the_local_engine_on_real_images(ray_local, predictor, lesio
     segment_folder("default", src, out, engine="ray", workers=2, progress=False)
     assert _snapshot(out) == _snapshot(ref)
     assert np.all([len(v) > 0 for v in _snapshot(out).values()])
+
+
+# --------------------------------------------------------------------------- classify
+
+
+@pytest.fixture(scope="module")
+def classifier_dir(tmp_path_factory) -> Path:
+    torch = pytest.importorskip("torch")
+    import skinseg.classify as C
+
+    torch.manual_seed(0)
+    ens = C.ClassifierEnsemble([C.create_classifier(pretrained=False, input_size=64),
+                                C.create_classifier(pretrained=False, input_size=64, crop_mode="full")])
+    return C.save_classifier(ens, tmp_path_factory.mktemp("clf") / "clf")
+
+
+def test_classify_on_ray_writes_the_local_engines_bytes(ray_local, folder, classifier_dir, tmp_path: Path,
+                                                        monkeypatch, capsys) -> None:
+    """classify --engine ray has no code of its own: the same job on the same skeleton, the same bytes."""
+    from skinseg.cli import main
+    from skinseg.runs import classify_folder
+
+    monkeypatch.setenv("SKINSEG_CACHE_DIR", str(tmp_path / "cache"))
+    src, _ = folder
+    local, ray_out = tmp_path / "local", tmp_path / "ray"
+    args = ["classify", str(src), "--classifier", str(classifier_dir), "--quiet"]
+    assert main([*args, "-o", str(local)]) == 3  # the 3 bad files
+    assert main([*args, "-o", str(ray_out), "--engine", "ray", "--workers", "2"]) == 3
+    assert _snapshot(ray_out) == _snapshot(local)
+    assert json.loads((ray_out / "run.json").read_text())["settings"] == json.loads(
+        (local / "run.json").read_text())["settings"]
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (summary["ok"], summary["failed"], summary["classified"]) == (6, 3, 6)
+    again = classify_folder(src, ray_out, classifier=str(classifier_dir), segmenter="default", engine="ray",
+                            progress=False)  # resumed: only the bad files are retried
+    assert (again.n_skipped, again.n_processed) == (6, 3)

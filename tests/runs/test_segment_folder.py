@@ -462,7 +462,7 @@ def test_an_error_row_always_names_the_file(tiny_model, tmp_path: Path, monkeypa
     """Issue 16 (12): an I/O error raised without a file name gave a row that did not name the file."""
     import errno
 
-    import skinseg.runs.segment as seg
+    import skinseg.runs.storage as seg  # every engine writes through its store's atomic write
 
     src = tmp_path / "in"
     _good_images(src, n=2)
@@ -525,3 +525,23 @@ def test_a_run_that_finished_no_image_does_not_lock_its_settings(tiny_model, tmp
     assert json.loads((out / "run.json").read_text())["settings"]["threshold"] == 0.6
     with pytest.raises(ConfigError, match="threshold: 0.6 -> 0.3"):  # now something is done: locked
         segment_folder(tiny_model, src, out, threshold=0.3, progress=False)
+
+
+def test_each_input_is_read_from_disk_once(tiny_model, tmp_path: Path, monkeypatch) -> None:
+    """Issue 26: the default path read every input twice (the header for the pixel budget, then the decode)."""
+    import builtins
+
+    src = tmp_path / "in"
+    paths = {str(p) for p in _good_images(src, n=4)}
+    opened: list[str] = []
+    real_open = builtins.open
+
+    def counting_open(file, *args, **kwargs):
+        if str(file) in paths:
+            opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    result = segment_folder(tiny_model, src, tmp_path / "out", progress=False)
+    assert result.n_ok == 4
+    assert sorted(opened) == sorted(paths)  # once each
