@@ -140,8 +140,11 @@ def start_training_run(args: Any, kind: str, settings: dict[str, Any], config_cl
               "settings.", file=sys.stderr)
 
 
-def report_run(result: Any, verb: str, extra: dict[str, Any] | None = None) -> None:
-    """Print a folder run's summary on stderr and its JSON on stdout (shared by segment and classify)."""
+def report_run(result: Any, verb: str, extra: dict[str, Any] | None = None, flagged: str | None = None) -> None:
+    """Print a folder run's summary on stderr and its JSON on stdout (shared by segment and classify).
+
+    ``flagged``: what the flagged rows mean (segment: masks to review); their count is printed and in the JSON.
+    """
     import json
 
     print(f"{result.n_ok} of {result.n_images} images {verb} ({result.n_skipped} complete from an earlier run), "
@@ -156,6 +159,10 @@ def report_run(result: Any, verb: str, extra: dict[str, Any] | None = None) -> N
     if result.not_taken:
         kinds = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in result.not_taken.items())
         print(f"  not taken as images: {kinds}", file=sys.stderr)
+    if flagged is not None and result.n_ok:
+        shown = ", ".join(result.flagged[:5]) + (" ..." if len(result.flagged) > 5 else "")
+        print(f"  {len(result.flagged)} of {result.n_ok} {flagged}{': ' + shown if shown else ''}", file=sys.stderr)
+        extra = {**(extra or {}), "needs_review": len(result.flagged)}
     payload = {"images": result.n_images, "ok": result.n_ok, "failed": result.n_failed,
                "processed": result.n_processed, "skipped": result.n_skipped, "gone": len(result.gone),
                "not_taken": result.not_taken, "results": str(result.results_csv), **(extra or {})}

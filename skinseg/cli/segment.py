@@ -22,10 +22,17 @@ from ._common import (
 EPILOG = """\
 outputs (in OUT_DIR):
   <stem><suffix>.png           mask, 8-bit {0, 255}, the input's original size
-  overlays/<stem>_overlay.png  green lesion contour on the image (not with --no-overlay)
+  overlays/<stem>_overlay.png  green lesion contour on the image (not with --no-overlay);
+                               orange-red contour and frame: the mask needs review
   results.csv                  one row per image: file, width, height, lesion_area_px,
-                               lesion_fraction, bbox_x/y/w/h, mean_prob, status (ok/error),
-                               error_type, error. Deterministic: rewritten in input order.
+                               lesion_fraction, bbox_x/y/w/h, mean_prob, quality,
+                               needs_review, status (ok/error), error_type, error.
+                               Deterministic: rewritten in input order.
+                               quality: the estimated IoU of the mask with an expert's mask
+                               (0-1; 0 for an empty mask); needs_review: 1 below the review
+                               threshold (--review-below; the bundled models flag about 15 %
+                               of validation images). Empty for a model without a fitted
+                               estimate (e.g. one from skinseg train).
                                With --measure also the ABCD measurements of the lesion:
                                asymmetry*, border_*, color_*, diameter_px, major_axis_px,
                                minor_axis_px, area_px, perimeter_px, diameter_mm, area_mm2
@@ -194,6 +201,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="MM",
         help="millimetres per pixel, for the diameter_mm and area_mm2 columns (with --measure)",
     )
+    p.add_argument(
+        "--review-below",
+        type=float,
+        default=None,
+        metavar="Q",
+        help="flag masks whose quality estimate is below Q (0-1) for review (default: the estimate's own "
+        "threshold, chosen on validation images to flag about 15 %%)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -265,6 +280,7 @@ def _run_folder(args: argparse.Namespace, model: Any, options: Any) -> int:
             wait=args.wait,
             include_runs=args.include_runs,
             verify_inputs=args.verify_inputs,
+            review_below=args.review_below,
             workers=args.workers,
             engine=args.engine,
             ray_options=options,
@@ -272,5 +288,6 @@ def _run_folder(args: argparse.Namespace, model: Any, options: Any) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: finished images are saved; rerun the same command to resume.", file=sys.stderr)
         return EXIT_INTERRUPTED
-    report_run(result, "segmented")
+    report_run(result, "segmented", flagged="mask(s) need review (quality estimate below the review threshold; "
+                                            "needs_review = 1 in results.csv, orange-red overlays)")
     return EXIT_SOME_FAILED if result.n_failed else EXIT_OK

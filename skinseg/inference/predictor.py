@@ -24,17 +24,21 @@ the simple front door: they build a Predictor for the call.
 from __future__ import annotations
 
 import os
+import hashlib
+import json
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from .._checks import check_fraction, check_positive_int, check_rgb_image
 from .._geometry import fit_size, pad_to_multiple, resize_image
 from .._types import IMAGE_MULTIPLE, BinaryMask, ProbMap, RGBImage
-from ..errors import ConfigError
+from ..errors import ConfigError, SkinsegWarning
 from ..postprocess import postprocess_mask
+from ..quality import QualityModel, quality_features
 from .backends import DEFAULT_BACKEND, DEFAULT_PRECISION, Backend, as_backend, model_kind
 
 __all__ = [
@@ -50,6 +54,7 @@ __all__ = [
     "group_by_shape",
     "FLIPS",
     "MODEL_PREPROCESS",
+    "Segmentation",
 ]
 
 FLIPS: tuple[tuple[int, ...], ...] = ((), (2,), (1,), (1, 2))
@@ -174,6 +179,38 @@ def group_by_shape(keys: Sequence[tuple[int, ...]], batch_size: int) -> list[lis
     return groups
 
 
+class Segmentation(NamedTuple):
+    """A mask with its quality estimate (:meth:`Predictor.segment` with ``return_quality=True``).
+
+    ``quality``: the estimated IoU an expert's mask would have with ``mask``, in [0, 1] (0 for
+    an empty mask), None when the model has no fitted estimate; ``needs_review``: ``quality``
+    is below the review threshold (None without an estimate).
+    """
+
+    mask: BinaryMask
+    quality: float | None
+    needs_review: bool | None
+
+
+def _resolve_quality(quality: Any, model: Any, backend: Backend) -> QualityModel | None:
+    """``quality``: "model" (the one the model or checkpoint carries), None, or a QualityModel; a model fitted
+    for other weights is dropped with a warning."""
+    if isinstance(quality, str) and quality == MODEL_PREPROCESS:
+        quality = getattr(model, "quality", None)
+        if quality is None:
+            quality = getattr(getattr(backend, "model", None), "quality", None)
+    if quality is None:
+        return None
+    if not isinstance(quality, QualityModel):
+        raise ConfigError(f"`quality` must be 'model', None or a skinseg.quality.QualityModel; got {quality!r}.")
+    fitted_for = quality.record.get("segmenter_fingerprint")
+    if fitted_for is not None and fitted_for != backend.fingerprint:
+        warnings.warn("The quality estimate was fitted for other segmenter weights; it is not used (refit it with "
+                      "benchmarks/quality_signals.py --fit-out).", SkinsegWarning, stacklevel=3)
+        return None
+    return quality
+
+
 class Predictor:
     """Lesion probabilities from images, with any backend: the public inference core.
 
@@ -201,6 +238,10 @@ class Predictor:
         Steps before the model, see :func:`resolve_preprocess`.
     threshold : float, optional
         Decision threshold of :meth:`segment`; None: the model's stored threshold.
+    quality : "model", None or QualityModel
+        The per-image quality estimate (:mod:`skinseg.quality`): "model" (default) takes the
+        one fitted for this model (a bundled model's ``quality.json``; used only with the
+        weights it was fitted for), None turns it off.
 
     Examples
     --------
@@ -222,6 +263,7 @@ class Predictor:
         device: str | None = None,
         preprocess: Any = "model",
         threshold: float | None = None,
+        quality: Any = "model",
     ) -> None:
         if backend not in (None, "torch", "onnx"):
             raise ConfigError(f"`backend` must be 'torch' or 'onnx'; got {backend!r}.")
@@ -243,6 +285,7 @@ class Predictor:
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.preprocess = resolve_preprocess(preprocess, self.config)
         self.threshold = self.config.threshold if threshold is None else check_fraction(threshold, "threshold")
+        self.quality: QualityModel | None = _resolve_quality(quality, model, runner)
 
     @classmethod
     def of(cls, model: Any, *, tta: bool | None = None, preprocess: Any = MODEL_PREPROCESS,
@@ -266,7 +309,7 @@ class Predictor:
             pre = model.preprocess if isinstance(preprocess, str) and preprocess == MODEL_PREPROCESS else preprocess
             return cls(model.backend, tta=model.tta if tta is None else tta,
                        batch_size=model.batch_size if batch_size is None else batch_size, preprocess=pre,
-                       threshold=model.threshold if threshold is None else threshold)
+                       threshold=model.threshold if threshold is None else threshold, quality=model.quality)
         own = {"tta": tta, "preprocess": preprocess, "batch_size": 4 if batch_size is None else batch_size,
                "threshold": threshold}
         if isinstance(model, str | os.PathLike):
@@ -287,10 +330,13 @@ class Predictor:
         With a checkpoint that ships its exports (or a cached one) torch is not imported.
         ``kwargs``: the Predictor's ``tta``, ``batch_size``, ``preprocess``, ``threshold``.
         """
+        from ..models.checkpoint import load_quality_model
         from .loaders import load_backend
 
-        return cls(load_backend(path_or_name, backend=backend, device=device, precision=precision, threads=threads,
-                                cache_dir=cache_dir), **kwargs)
+        runner = load_backend(path_or_name, backend=backend, device=device, precision=precision, threads=threads,
+                              cache_dir=cache_dir)
+        kwargs.setdefault("quality", load_quality_model(path_or_name))
+        return cls(runner, **kwargs)
 
     # ------------------------------------------------------------------ steps
 
@@ -360,11 +406,33 @@ class Predictor:
                 results[i] = self.to_image(prob, prepared[i])
         return results  # type: ignore[return-value]
 
-    def segment(self, image: RGBImage, *, largest_component: bool = True, fill_holes: bool = True) -> BinaryMask:
+    def segment(self, image: RGBImage, *, largest_component: bool = True, fill_holes: bool = True,
+                return_quality: bool = False) -> Any:
         """Lesion mask: :meth:`predict_proba`, :attr:`threshold`, then the clean-up of
-        :func:`skinseg.postprocess.postprocess_mask`."""
-        return postprocess_mask(self.predict_proba(image), threshold=self.threshold,
-                                largest_component=largest_component, fill_holes=fill_holes)
+        :func:`skinseg.postprocess.postprocess_mask`.
+
+        With ``return_quality`` a :class:`Segmentation` ``(mask, quality, needs_review)``: the
+        mask with its estimated IoU against an expert's mask (:meth:`estimate_quality`).
+        """
+        prob = self.predict_proba(image)
+        mask = postprocess_mask(prob, threshold=self.threshold, largest_component=largest_component,
+                                fill_holes=fill_holes)
+        if not return_quality:
+            return mask
+        quality = self.estimate_quality(prob, mask, image)
+        return Segmentation(mask, quality, None if quality is None else self.needs_review(quality))
+
+    def estimate_quality(self, prob: ProbMap, mask: BinaryMask, image: RGBImage | None = None) -> float | None:
+        """The estimated IoU of ``mask`` (made from ``prob``) with an expert's mask, in [0, 1]; None without a
+        fitted estimate (:attr:`quality`). ``image``: the original image (its border contrast is a signal)."""
+        if self.quality is None:
+            return None
+        return self.quality.estimate(quality_features(prob, mask, image, threshold=self.threshold))
+
+    def needs_review(self, quality: float, review_below: float | None = None) -> bool:
+        """Whether an estimate is below the review threshold (``review_below``, default the fitted one)."""
+        limit = self.quality.review_below if review_below is None and self.quality is not None else review_below
+        return limit is not None and quality < limit
 
     def predict_stream(self, items: Iterable[Any], **kwargs: Any) -> Iterator[Any]:
         """Predict many images as a pipeline; see :func:`skinseg.inference.stream.predict_stream`."""
@@ -373,14 +441,19 @@ class Predictor:
         return predict_stream(self, items, **kwargs)
 
     def settings(self) -> dict[str, Any]:
-        """What determines this predictor's output (for run journals): model, backend, TTA, preprocessing."""
-        return {
+        """What determines this predictor's output (for run journals): model, backend, TTA, preprocessing, and
+        the quality estimate when there is one."""
+        out = {
             "model": self.backend.fingerprint,
             "backend": self.backend.name,
             "precision": self.backend.precision,
             "tta": self.tta,
             "preprocess": self.preprocess.to_dict() if self.preprocess is not None else None,
         }
+        if self.quality is not None:
+            text = json.dumps(self.quality.to_dict(), sort_keys=True)
+            out["quality"] = hashlib.sha256(text.encode()).hexdigest()
+        return out
 
     def __repr__(self) -> str:
         return f"Predictor({self.backend!r}, tta={self.tta}, batch_size={self.batch_size})"

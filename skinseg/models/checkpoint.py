@@ -43,6 +43,8 @@ __all__ = [
     "bundled_folder",
     "list_bundled_models",
     "bundled_models",
+    "QUALITY_FILE",
+    "load_quality_model",
     "BUNDLE_KEY",
     "model_fingerprint",
     "checkpoint_fingerprint",
@@ -50,6 +52,8 @@ __all__ = [
     "load_state_dict_file",
 ]
 
+QUALITY_FILE = "quality.json"
+"""A segmenter checkpoint may hold its fitted quality estimate (:class:`skinseg.quality.QualityModel`) here."""
 WEIGHTS_FILE = "weights.safetensors"
 CONFIG_FILE = "config.json"
 ENSEMBLE_FILE = "ensemble.json"
@@ -398,8 +402,31 @@ def load_segmenter(path_or_name: str | os.PathLike = "default", *, device: str =
         except ConfigError as exc:
             raise CheckpointError(f"Invalid ensemble '{d}': {exc}") from exc
         ens.metadata = payload.get("metadata", {})
+        ens.quality = load_quality_model(d)
         return ens.to(device).eval()
-    return _load_single(d, "segmenter", SegmenterConfig, build_network, Segmenter, device)
+    model = _load_single(d, "segmenter", SegmenterConfig, build_network, Segmenter, device)
+    model.quality = load_quality_model(d)
+    return model
+
+
+def load_quality_model(path_or_name: str | os.PathLike = "default") -> Any:
+    """The quality estimate fitted for a segmenter checkpoint (its ``quality.json``), or None if it has none.
+
+    Returns a :class:`skinseg.quality.QualityModel`; its ``record["segmenter_fingerprint"]``
+    names the weights it was fitted for (a :class:`~skinseg.inference.Predictor` uses it only
+    with those). Reads JSON only: no torch, no code.
+    """
+    from ..quality import QualityModel
+
+    d = resolve_checkpoint(path_or_name, "segmenter")
+    path = d / QUALITY_FILE
+    if not path.is_file():
+        return None
+    try:
+        return QualityModel.from_dict(_read_json(path))
+    except (ConfigError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"Invalid quality estimate '{path}': {exc}. Refit it (benchmarks/quality_signals.py "
+                              "--fit-out) or delete the file.") from exc
 
 
 def load_classifier(path_or_name: str | os.PathLike = "default", *, device: str = "cpu") -> Any:

@@ -148,6 +148,8 @@ class FolderRunResult:
     failed: tuple[tuple[str, str, str], ...] = field(default_factory=tuple)
     gone: tuple[str, ...] = field(default_factory=tuple)
     not_taken: dict[str, int] = field(default_factory=dict)
+    flagged: tuple[str, ...] = field(default_factory=tuple)
+    """Files whose row is flagged (:attr:`ResultsFile.flag`; ``skinseg segment``: masks that need review)."""
 
 
 def progress_bar(progress: bool, total: int, initial: int, desc: str) -> Any:
@@ -162,11 +164,15 @@ def progress_bar(progress: bool, total: int, initial: int, desc: str) -> Any:
 
 @dataclass(frozen=True)
 class ResultsFile:
-    """The CSV a runner writes: its name, columns and line ending (cells missing from a row are empty)."""
+    """The CSV a runner writes: its name, columns and line ending (cells missing from a row are empty).
+
+    ``flag``: the column whose value ``"1"`` flags a row (counted in :attr:`FolderRunResult.flagged`).
+    """
 
     name: str
     columns: tuple[str, ...]
     lineterminator: str = "\n"
+    flag: str | None = None
 
     def render(self, rows: Iterable[dict[str, Any]]) -> str:
         return csv_line(self.columns, self.lineterminator) + "".join(
@@ -427,8 +433,12 @@ class RunJournal:
         finals = self.rows(keys)
         failed = tuple((str(r["file"]), str(r["error_type"]), str(r["error"])) for r in finals if r["status"] != "ok")
         skipped = len(keys) - n_processed
-        self.write_run_json({"images": len(keys), "processed": n_processed, "skipped_complete": skipped,
-                             "ok": len(finals) - len(failed), "failed": len(failed), "gone": len(gone),
-                             "not_taken": not_taken})
+        flag = self.results.flag
+        flagged = tuple(str(r["file"]) for r in finals if flag is not None and r.get(flag) == "1")
+        summary = {"images": len(keys), "processed": n_processed, "skipped_complete": skipped,
+                   "ok": len(finals) - len(failed), "failed": len(failed), "gone": len(gone), "not_taken": not_taken}
+        if flag is not None:
+            summary[flag] = len(flagged)
+        self.write_run_json(summary)
         return FolderRunResult(self.out, self.results_path, len(keys), n_processed, skipped, len(finals) - len(failed),
-                               len(failed), failed, tuple(gone), dict(not_taken))
+                               len(failed), failed, tuple(gone), dict(not_taken), flagged)

@@ -75,7 +75,7 @@ def _ship_predictor(threads: int | None, reloadable: bool) -> Callable[[Predicto
         if data is None:  # a loader's model held in memory: each worker calls the loader
             return None
         kwargs = {"tta": predictor.tta, "batch_size": predictor.batch_size, "preprocess": predictor.preprocess,
-                  "threshold": predictor.threshold}
+                  "threshold": predictor.threshold, "quality": predictor.quality}
         return functools.partial(_onnx_predictor, data, backend.threads or threads, backend.device, kwargs)
 
     return ship

@@ -34,7 +34,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .._checks import as_bool_mask, check_positive_int, check_rgb_image
+from .._checks import as_bool_mask, check_fraction, check_positive_int, check_rgb_image
 from .._types import BinaryMask, RGBImage
 from ..errors import ConfigError
 from ..features import FEATURE_NAMES, check_pixel_size
@@ -59,6 +59,7 @@ __all__ = [
     "RESULT_COLUMNS",
     "RESULTS_FILE",
     "OVERLAY_DIR",
+    "REVIEW_COLOR",
     "FILE_ERRORS",
     "result_columns",
     "check_mask_suffix",
@@ -67,14 +68,19 @@ __all__ = [
 
 RESULT_COLUMNS: tuple[str, ...] = (
     "file", "width", "height", "lesion_area_px", "lesion_fraction", "bbox_x", "bbox_y", "bbox_w", "bbox_h",
-    "mean_prob", "status", "error_type", "error",
+    "mean_prob", "quality", "needs_review", "status", "error_type", "error",
 )
 """``results.csv`` columns. ``file`` is the path relative to ``in_dir`` (``/`` separators);
 ``lesion_fraction`` = area / (width * height); the bbox (pixels, x right, y down) and
 ``mean_prob`` (mean lesion probability inside the mask) are empty for an empty mask;
-``status`` is ``ok`` or ``error``, with the exception class and message for errors."""
+``quality`` is the estimated IoU of the mask with an expert's mask (:mod:`skinseg.quality`; 0
+for an empty mask) and ``needs_review`` is 1 when it is below the review threshold, else 0
+(both empty for a model without a fitted estimate); ``status`` is ``ok`` or ``error``, with
+the exception class and message for errors."""
 
 RESULTS_FILE, OVERLAY_DIR, OVERLAY_SUFFIX = "results.csv", "overlays", "_overlay"
+REVIEW_COLOR: tuple[int, int, int] = (255, 64, 0)
+"""Overlay colour (RGB, orange-red) of the contour and frame of a mask that needs review."""
 
 
 def result_columns(measure: bool = False) -> tuple[str, ...]:
@@ -90,6 +96,7 @@ def draw_contour_overlay(
     *,
     color: tuple[int, int, int] = (0, 255, 0),
     thickness: int | None = None,
+    review: bool = False,
 ) -> RGBImage:
     """Draw the outer contour of ``mask`` on a copy of ``image``.
 
@@ -100,6 +107,9 @@ def draw_contour_overlay(
     color : RGB triple, default green
     thickness : int, optional
         Line width in pixels; default 2, or 3 when the short side is >= 1000 px.
+    review : bool
+        Mark the mask as one to check: contour and a frame around the image in
+        :data:`REVIEW_COLOR` (instead of ``color``).
 
     Returns
     -------
@@ -113,8 +123,12 @@ def draw_contour_overlay(
         thickness = 3 if min(m.shape) >= 1000 else 2
     thickness = check_positive_int(thickness, "thickness")
     out = image.copy()
+    color = REVIEW_COLOR if review else color
     contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     cv2.drawContours(out, contours, -1, tuple(int(c) for c in color), thickness)
+    if review:
+        h, w = m.shape
+        cv2.rectangle(out, (0, 0), (w - 1, h - 1), tuple(int(c) for c in color), 2 * thickness)
     return out
 
 
@@ -122,7 +136,8 @@ def draw_contour_overlay(
 class OutputSpec:
     """How a probability map becomes a mask, an overlay and a result row (a segment job's output options).
 
-    ``threshold`` None: the Predictor's (filled in where the job runs).
+    ``threshold`` None: the Predictor's (filled in where the job runs). ``review_below``: the quality
+    estimate under which a mask needs review; None: the estimate's fitted threshold.
     """
 
     threshold: float | None = None
@@ -132,18 +147,22 @@ class OutputSpec:
     measure: bool = False
     pixel_size_mm: float | None = None
     mask_suffix: str = "_segmentation"
+    review_below: float | None = None
 
     @property
     def columns(self) -> tuple[str, ...]:
         return result_columns(self.measure)
 
-    def row(self, key: str, prob: np.ndarray, mask: np.ndarray, measured: np.ndarray | None) -> dict[str, str]:
+    def row(self, key: str, prob: np.ndarray, mask: np.ndarray, measured: np.ndarray | None,
+            quality: float | None = None) -> dict[str, str]:
         """The ``ok`` row; with :attr:`measure` also the ABCD measurements (none for an empty mask)."""
         h, w = mask.shape
         area = int(np.count_nonzero(mask))
         row = dict.fromkeys(self.columns, "")
         row.update(file=key, width=str(w), height=str(h), lesion_area_px=str(area),
                    lesion_fraction=f"{area / (h * w):.6f}", status="ok")
+        if quality is not None:
+            row.update(quality=f"{quality:.4f}", needs_review="1" if self.needs_review(quality) else "0")
         if area:
             ys = np.flatnonzero(mask.any(axis=1))
             xs = np.flatnonzero(mask.any(axis=0))
@@ -153,15 +172,24 @@ class OutputSpec:
                 row.update(feature_cells(measured, mask, self.pixel_size_mm))
         return row
 
-    def render(self, item: InputFile, prob: np.ndarray, image: np.ndarray | None,
-               measured: np.ndarray | None) -> tuple[dict[str, str], dict[str, bytes]]:
-        """(result row, {relative path: file bytes}) of one image's probability map, in write order."""
+    def needs_review(self, quality: float) -> bool:
+        return self.review_below is not None and quality < self.review_below
+
+    def render(self, item: InputFile, prob: np.ndarray, image: np.ndarray | None, measured: np.ndarray | None,
+               quality_of: Any = None) -> tuple[dict[str, str], dict[str, bytes]]:
+        """(result row, {relative path: file bytes}) of one image's probability map, in write order.
+
+        ``quality_of(prob, mask, image)``: the quality estimate (e.g. ``Predictor.estimate_quality``), or None.
+        """
         mask = postprocess_mask(prob, threshold=self.threshold, largest_component=self.largest_component,
                                 fill_holes=self.fill_holes)
-        row = self.row(item.key, prob, mask, measured)
+        quality = quality_of(prob, mask, image) if quality_of is not None else None
+        row = self.row(item.key, prob, mask, measured, quality)
         files = {item.outputs["mask"]: encode_mask(mask)}
         if self.overlay:
-            files[item.outputs["overlay"]] = encode_image(draw_contour_overlay(image, mask))  # type: ignore[arg-type]
+            review = quality is not None and self.needs_review(quality)
+            files[item.outputs["overlay"]] = encode_image(
+                draw_contour_overlay(image, mask, review=review))  # type: ignore[arg-type]
         return row, files
 
 
@@ -203,11 +231,18 @@ class _SegmentRunner:
 
     def __init__(self, predictor: Any, spec: OutputSpec) -> None:
         self.predictor = predictor
-        self.spec = dataclasses.replace(spec, threshold=predictor.threshold) if spec.threshold is None else spec
-        self.keep_images = spec.overlay or spec.measure
+        quality = getattr(predictor, "quality", None)
+        if spec.threshold is None:
+            spec = dataclasses.replace(spec, threshold=predictor.threshold)
+        if spec.review_below is None and quality is not None:
+            spec = dataclasses.replace(spec, review_below=quality.review_below)
+        self.spec = spec
+        self.quality_of = predictor.estimate_quality if quality is not None else None
+        self.keep_images = spec.overlay or spec.measure or quality is not None  # the image is a quality signal
 
     def render(self, item: InputFile, res: StreamResult) -> tuple[dict[str, str], dict[str, bytes]]:
-        return self.spec.render(item, res.proba(), res.image, res.preprocessed if self.spec.measure else None)
+        return self.spec.render(item, res.proba(), res.image, res.preprocessed if self.spec.measure else None,
+                                self.quality_of)
 
 
 @dataclass(frozen=True)
@@ -225,7 +260,7 @@ class SegmentJob:
 
     @property
     def results(self) -> ResultsFile:
-        return ResultsFile(RESULTS_FILE, self.spec.columns)
+        return ResultsFile(RESULTS_FILE, self.spec.columns, flag="needs_review")
 
     def outputs(self, rel: str) -> dict[str, str]:
         files = segment_outputs(self.spec.mask_suffix)(rel)
@@ -233,7 +268,13 @@ class SegmentJob:
 
     def model_settings(self) -> dict[str, Any]:
         predictor = self.predictor.get()
-        return as_json({**predictor.settings(), "threshold": predictor.threshold})
+        quality = getattr(predictor, "quality", None)
+        if quality is None and self.spec.review_below is not None:
+            raise ConfigError("review_below (--review-below) needs a segmenter with a fitted quality estimate "
+                              "(the bundled ones have one); this model has none.")
+        extra = {} if quality is None else {"review_below": (quality.review_below if self.spec.review_below is None
+                                                             else self.spec.review_below)}
+        return as_json({**predictor.settings(), "threshold": predictor.threshold, **extra})
 
     def settings(self, in_location: str, model: dict[str, Any]) -> dict[str, Any]:
         """run.json's settings. The engine is not among them: every engine writes the same bytes, so a run
@@ -277,6 +318,7 @@ def segment_folder(
     ray_options: Any = None,
     include_runs: bool = False,
     verify_inputs: bool = False,
+    review_below: float | None = None,
 ) -> FolderRunResult:
     """Segment every image in ``in_dir`` into ``out_dir``, resuming an earlier run there.
 
@@ -350,6 +392,11 @@ def segment_folder(
     ray_options : RayOptions, optional
         With ``engine="ray"``: the cluster address, CPUs and GPUs per worker, a pyarrow
         filesystem, a callback per result (:class:`skinseg.runs.RayOptions`).
+    review_below : float in [0, 1], optional
+        A mask whose quality estimate (``quality`` column, :mod:`skinseg.quality`) is below it
+        gets ``needs_review`` = 1 and a marked overlay; default the estimate's own threshold,
+        chosen on validation images to flag about 15 % of them. Needs a model with a fitted
+        estimate (every bundled segmenter has one).
 
     Returns
     -------
@@ -386,8 +433,10 @@ def segment_folder(
     max_pixels, mask_suffix, pixel_size_mm = check_output_options(max_pixels, mask_suffix, pixel_size_mm, measure)
     source = predictor_source(model, tta=tta, preprocess=preprocess, batch_size=batch_size, threshold=threshold,
                               threads=runner.worker_threads, device=runner.worker_device)
+    if review_below is not None:
+        review_below = check_fraction(review_below, "review_below")
     spec = OutputSpec(None, bool(largest_component), bool(fill_holes), bool(overlay), bool(measure), pixel_size_mm,
-                      mask_suffix)
+                      mask_suffix, review_below)
     inputs = InputOptions(bool(recursive), mask_suffix, bool(convert), max_pixels,
                           include_runs=bool(include_runs), verify_inputs=bool(verify_inputs))
     job = SegmentJob(source, spec, inputs)
