@@ -27,7 +27,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["text_name", "name_from_text", "csv_cell", "csv_line", "FORMULA_PREFIXES"]
+__all__ = ["text_name", "name_from_text", "csv_cell", "csv_line", "name_from_cell", "FORMULA_PREFIXES"]
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -100,6 +100,19 @@ def csv_cell(value: Any) -> Any:
     if text.startswith(FORMULA_PREFIXES) and not _is_number(text):
         return "'" + text
     return text
+
+
+def name_from_cell(cell: str) -> str:
+    r"""The file name (``os.fsdecode`` form) that :func:`csv_cell` wrote as ``cell``: the neutralising quote
+    dropped, the escapes undone (a name that itself starts with a quote and a formula character reads without
+    its quote).
+
+    >>> name_from_cell(csv_cell("=x.jpg")), name_from_cell(csv_cell(os.fsdecode(b"\xff.jpg"))) == os.fsdecode(b"\xff.jpg")
+    ('=x.jpg', True)
+    """
+    if cell.startswith("'") and cell[1:2] and cell[1] in FORMULA_PREFIXES:
+        cell = cell[1:]
+    return os.fsdecode(name_from_text(cell))
 
 
 def csv_line(values: Sequence[Any], lineterminator: str = "\n") -> str:

@@ -10,7 +10,10 @@ network and no JavaScript framework (a few lines of inline script sort the table
 - a gallery of the worst images by Dice: the photograph (or a neutral background) with the
   truth and the predicted contour in two colour-blind-safe colours, each image labelled
   under-, over-segmented, mixed or close (rule: :data:`SEGMENTATION_LABEL_RULE`);
-- a sortable table of every image (Dice, IoU, sensitivity, precision, HD95, area ratio).
+- a sortable table of every image (Dice, IoU, sensitivity, precision, HD95, area ratio);
+- when the predictions come from ``skinseg segment`` with a quality estimate: the estimate
+  against the true IoU (scatter) and what reviewing the images with the lowest estimate would
+  have caught (:func:`skinseg.metrics.review_table`).
 
 Everything is written under a temporary name and renamed into place, so an interrupted run
 never leaves a half-written page.
@@ -329,16 +332,71 @@ _TABLE_COLUMNS = (
 )
 
 
+def _quality_svg(quality: np.ndarray, iou: np.ndarray, failure_iou: float) -> str:
+    """Scatter of the quality estimate (x) against the true IoU (y), the failure line dashed."""
+    size, left, bottom, top, right = 300, 44, 40, 12, 12
+    pw, ph = size - left - right, size - top - bottom
+    x = lambda v: left + pw * min(max(float(v), 0.0), 1.0)  # noqa: E731
+    y = lambda v: top + ph - ph * min(max(float(v), 0.0), 1.0)  # noqa: E731
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" role="img" '
+             f'aria-label="Quality estimate against the true IoU of {quality.size} images" font-size="11">',
+             f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>',
+             f'<line x1="{left}" x2="{left + pw}" y1="{y(failure_iou):.1f}" y2="{y(failure_iou):.1f}" '
+             f'stroke="#d73027" stroke-dasharray="5 3"/>',
+             f'<line x1="{x(0)}" x2="{x(1)}" y1="{y(0)}" y2="{y(1)}" stroke="#bbb"/>']
+    for q, t in zip(quality, iou, strict=True):
+        colour = "#d73027" if t < failure_iou else "#4575b4"
+        parts.append(f'<circle cx="{x(q):.1f}" cy="{y(t):.1f}" r="2.5" fill="{colour}" fill-opacity="0.6">'
+                     f"<title>estimate {q:.3f}, IoU {t:.3f}</title></circle>")
+    for k in range(6):
+        parts.append(f'<text x="{x(k / 5):.1f}" y="{top + ph + 15}" text-anchor="middle">{k / 5:.1f}</text>'
+                     f'<text x="{left - 6}" y="{y(k / 5) + 4:.1f}" text-anchor="end">{k / 5:.1f}</text>')
+    parts.append(f'<text x="{left + pw / 2}" y="{size - 6}" text-anchor="middle">quality estimate</text>'
+                 f'<text x="12" y="{top + ph / 2}" text-anchor="middle" transform="rotate(-90 12 {top + ph / 2})">'
+                 "true IoU</text></svg>")
+    return "".join(parts)
+
+
+def _quality_html(rows: list[dict[str, Any]], review: Mapping[str, Any]) -> str:
+    """The quality section: the scatter and the review table."""
+    scored = [r for r in rows if r.get("quality") is not None]
+    q = np.array([r["quality"] for r in scored], float)
+    t = np.array([r["iou"] for r in scored], float)
+    fails, fail_iou = review["n_failures"], review["failure_iou"]
+    share = lambda f: "–" if f is None else f"{100 * f:.0f} %"  # noqa: E731
+    lines = "".join(
+        f"<tr><td>lowest {round(100 * v['share'])} %</td><td>{v['reviewed']}</td><td>{v['failures_caught']} of "
+        f"{fails}</td><td>{share(v['fraction_caught'])}</td></tr>"
+        for v in review["review"])
+    auroc = "–" if review["auroc"] is None else _num(review["auroc"], 3)
+    rho = "–" if review["spearman"] is None else _num(review["spearman"], 3)
+    missing = review.get("n_without_estimate", 0)
+    return (
+        f'<div class="top"><div>{_quality_svg(q, t, fail_iou)}</div><div>'
+        '<table class="summary"><thead><tr><th>review the images with the</th><th>images</th>'
+        f"<th>failures caught (IoU &lt; {fail_iou:g})</th><th>share</th></tr></thead><tbody>{lines}</tbody></table>"
+        f'<p class="meta">Each dot is an image: the quality estimate of skinseg segment (results.csv) against the '
+        f"true IoU with the expert mask; red: failures (below the dashed line). AUROC of a low estimate for a "
+        f"failure {auroc}; Spearman correlation of the estimate with the IoU {rho}"
+        + (f"; {missing} images have no estimate" if missing else "") + ".</p></div></div>"
+    )
+
+
 def _table_html(rows: list[dict[str, Any]], anchors: Mapping[str, str]) -> str:
+    columns = _TABLE_COLUMNS + ((("quality", "quality estimate", "num"),)
+                                if any(r.get("quality") is not None for r in rows) else ())
     head = "".join(
         f'<th data-type="{kind}" class="{kind}"><button type="button">{_e(title)}</button></th>'
-        for _, title, kind in _TABLE_COLUMNS
+        for _, title, kind in columns
     )
     body = []
     for r in rows:
         cells = []
-        for key, _, kind in _TABLE_COLUMNS:
-            value = r[key]
+        for key, _, kind in columns:
+            value = r.get(key)
+            if value is None:  # an image without a quality estimate
+                cells.append('<td class="num" data-v="-1">–</td>')
+                continue
             if key == "id" and r["id"] in anchors:
                 shown = f'<a href="#{anchors[r["id"]]}">{_e(value)}</a>'
             elif kind == "num":
@@ -424,6 +482,8 @@ def _page(
 challenge scores; the CI resamples the images. “Pooled” sums the pixel counts of all images first
 (what many papers report; usually higher).<br>{_e(counts)}.</p></div>
 <div>{_histogram_svg(dice, float(dice.mean()))}<p class="meta">{_e(label_line)}</p></div></div>
+{"<h2>Which masks to check: the quality estimate</h2>" + _quality_html(rows, summary["quality_review"])
+ if summary.get("quality_review") else ""}
 <h2>The {len(gallery)} worst images by Dice</h2>
 {legend}<p class="rule">Labels: {_e(SEGMENTATION_LABEL_RULE)}</p>
 <div class="gallery">

@@ -368,10 +368,10 @@ def test_write_classification_report(tmp_path):
 
 def test_metrics_package_layout_and_no_heavy_imports():
     import skinseg.metrics as metrics
-    from skinseg.metrics import classification, folders, resample, segmentation
+    from skinseg.metrics import classification, folders, resample, review, segmentation
 
     assert set(metrics.__all__) == (set(segmentation.__all__) | set(folders.__all__) | set(classification.__all__)
-                                    | set(resample.__all__))
+                                    | set(resample.__all__) | set(review.__all__))
     assert metrics.dice_score is segmentation.dice_score and metrics.roc_auc is classification.roc_auc
     code = (
         "import sys, skinseg.metrics\n"

@@ -241,6 +241,13 @@ def run(args: argparse.Namespace) -> int:
             f"unmatched: {n_up} predictions without a truth, {n_ut} truths without a prediction"
             + (f"; {summary['n_resized']} predictions resized" if summary.get("n_resized") else "")
         )
+        review = summary.get("quality_review")
+        if review:  # the predictions came from skinseg segment with a quality estimate
+            caught = ", ".join(f"lowest {round(100 * v['share'])} %: {v['failures_caught']}" for v in review["review"])
+            auroc = "n/a" if review["auroc"] is None else f"{review['auroc']:.3f}"
+            rho = "n/a" if review["spearman"] is None else f"{review['spearman']:.3f}"
+            print(f"quality estimate: reviewing the images it ranks lowest catches, of {review['n_failures']} "
+                  f"failures (IoU < {review['failure_iou']:g}): {caught}; AUROC {auroc}, Spearman with IoU {rho}")
     if n_up or n_ut:
         shown = [*result.unmatched_predictions[:3], *result.unmatched_truths[:3]]
         print(

@@ -31,8 +31,9 @@ from .classification import (
     sensitivity_at_specificity,
     specificity_at_sensitivity,
 )
-from .folders import EvaluationResult, evaluate_folders
+from .folders import EvaluationResult, evaluate_folders, quality_estimates
 from .resample import bootstrap_indices, group_codes
+from .review import FAILURE_IOU, review_curve, review_table
 from .segmentation import (
     ISIC_BINARY_LEVEL,
     ISIC_JACCARD_THRESHOLD,
@@ -51,7 +52,7 @@ from .segmentation import (
     thresholded_jaccard,
 )
 
-# every public name of segmentation, then of classification, then of resample (tests check this stays complete)
+# every public name of segmentation, then of classification, then of resample and review (tests check this stays complete)
 __all__ = [
     "METRIC_NAMES",
     "POOLED_METRIC_NAMES",
@@ -70,6 +71,7 @@ __all__ = [
     "SegmentationMeter",
     "EvaluationResult",
     "evaluate_folders",
+    "quality_estimates",
     "confusion_matrix",
     "accuracy",
     "balanced_accuracy",
@@ -87,4 +89,7 @@ __all__ = [
     "operating_point_at_specificity",
     "bootstrap_indices",
     "group_codes",
+    "FAILURE_IOU",
+    "review_table",
+    "review_curve",
 ]

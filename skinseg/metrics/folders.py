@@ -17,11 +17,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .._runfile import holds_run
+from .._runfile import holds_run, read_run_file
+from .._text import name_from_cell
 from ..errors import ConfigError, MaskShapeError, MissingPredictionError
+from .review import review_table
 from .segmentation import ISIC_BINARY_LEVEL, segmentation_metrics, summarize
 
-__all__ = ["EvaluationResult", "evaluate_folders"]
+__all__ = ["EvaluationResult", "evaluate_folders", "quality_estimates"]
 
 _ISIC_ID = re.compile(r"(?<![A-Za-z0-9])ISIC_\d{7}(?!\d)")  # a whole id: not ISIC_0006671 in ISIC_00066719
 # the files and folders a skinseg run writes beside its masks: expected in a prediction folder, not reported
@@ -287,7 +289,41 @@ def evaluate_folders(
     )
     if images is not None:
         summary["n_without_image"] = sum(r["image_path"] is None for r in rows)
+    _add_quality(rows, summary, Path(pred_dir))
     return EvaluationResult(rows, summary, unmatched_preds, unmatched_truths)
+
+
+def quality_estimates(pred_dir: str | Path) -> dict[Path, float]:
+    """``{mask path: quality estimate}`` of a ``skinseg segment`` output folder (its results.csv and run.json);
+    empty for any other folder or a run without estimates."""
+    import csv
+
+    folder = Path(pred_dir)
+    run = read_run_file(folder / "run.json")
+    if not run or not (folder / "results.csv").is_file():
+        return {}
+    suffix = (run.get("settings") or {}).get("mask_suffix") or "_segmentation"
+    out: dict[Path, float] = {}
+    with open(folder / "results.csv", newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            if row.get("status") == "ok" and row.get("quality"):
+                rel = Path(name_from_cell(row["file"]))
+                out[(folder / rel.parent / f"{rel.stem}{suffix}.png").resolve()] = float(row["quality"])
+    return out
+
+
+def _add_quality(rows: list[dict[str, Any]], summary: dict[str, Any], pred_dir: Path) -> None:
+    """Each row's ``quality`` (the segment run's estimate for its mask, when PRED_DIR is one), and the
+    summary's ``quality_review`` (:func:`skinseg.metrics.review_table`) over the rows that have one."""
+    estimates = quality_estimates(pred_dir)
+    if not estimates:
+        return
+    for row in rows:
+        row["quality"] = estimates.get(Path(row["pred_path"]).resolve()) if row.get("pred_path") else None
+    scored = [r for r in rows if r["quality"] is not None]
+    if scored:
+        summary["quality_review"] = review_table([r["quality"] for r in scored], [r["iou"] for r in scored])
+        summary["quality_review"]["n_without_estimate"] = len(rows) - len(scored)
 
 
 def _not_taken_notes(not_taken: dict[str, list[str]]) -> list[str]:

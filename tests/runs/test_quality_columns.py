@@ -128,3 +128,27 @@ def test_the_ray_engine_writes_the_same_quality_columns(ckpt, folder, tmp_path, 
     assert ray.flagged == local.flagged
     for f in sorted((tmp_path / "local" / "overlays").iterdir()):
         assert (tmp_path / "ray" / "overlays" / f.name).read_bytes() == f.read_bytes()
+
+
+def test_evaluate_report_shows_the_estimate_against_the_true_iou(ckpt, tmp_path):
+    from skinseg.metrics import evaluate_folders, review_table
+    from skinseg.report_html import write_html_report
+
+    images, truths = tmp_path / "images", tmp_path / "truth"
+    images.mkdir()
+    truths.mkdir()
+    for i in range(6):
+        image, truth = synthetic_lesion((60 + 7 * i, 80), rng=i)
+        write_image(images / f"ISIC_{i:07d}.png", image)
+        ss.write_mask(truths / f"ISIC_{i:07d}_segmentation.png", truth)
+    segment_folder(Predictor.load(ckpt, backend="torch"), images, tmp_path / "pred", progress=False)
+    result = evaluate_folders(tmp_path / "pred", truths, progress=False)
+    written = _rows(tmp_path / "pred")
+    for row in result.rows:
+        assert f"{row['quality']:.4f}" == written[f"{row['id']}.png"]["quality"]
+    review = result.summary["quality_review"]
+    assert review == review_table([r["quality"] for r in result.rows], [r["iou"] for r in result.rows]) | {
+        "n_without_estimate": 0}
+    page = write_html_report(result, tmp_path / "report").read_text(encoding="utf-8")
+    assert "Which masks to check" in page and page.count("<circle") == len(result.rows)
+    assert "lowest 20 %" in page
