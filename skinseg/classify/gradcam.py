@@ -8,6 +8,7 @@ import numpy as np
 
 from .._checks import as_bool_mask, check_rgb_image
 from ..errors import MaskShapeError, UnknownNameError
+from ..models.config import decide
 from .predict import crops_to_tensor, predict_proba, prepare_crop
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ def gradcam(
     h, w = image.shape[:2]
     names = list(model.class_names)
     if target is None:
-        target_idx = int(np.argmax(predict_proba(model, image, mask)))
+        target_idx = int(decide(predict_proba(model, image, mask), getattr(model, "decision_weights", None)))
     elif isinstance(target, str):
         if target not in names:
             raise UnknownNameError(f"Unknown class {target!r}; classes: {', '.join(names)}.")

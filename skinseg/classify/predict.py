@@ -126,8 +126,12 @@ def predict_proba(
 def predict_label(
     model: Classifier | ClassifierEnsemble, image: np.ndarray, mask: np.ndarray | None = None, *, tta: bool = False
 ) -> str:
-    """The most probable class code of one image and its lesion mask."""
-    return str(model.class_names[int(np.argmax(predict_proba(model, image, mask, tta=tta)))])
+    """The predicted class code of one image and its lesion mask: the most probable one, or with an ensemble's
+    ``decision_weights`` the class of ``argmax(p * w)`` (:func:`skinseg.models.config.decide`)."""
+    from ..models.config import decide
+
+    p = predict_proba(model, image, mask, tta=tta)
+    return str(model.class_names[int(decide(p, getattr(model, "decision_weights", None)))])
 
 
 def predict(

@@ -31,6 +31,7 @@ from .._checks import as_bool_mask, check_positive_int, check_rgb_image
 from ..crops import crop_lesion
 from ..errors import ConfigError, MaskShapeError
 from ..inference import DEFAULT_BACKEND, DEFAULT_PRECISION, Backend, as_backend, load_backend, model_kind
+from ..models.config import check_decision_weights, decide
 
 __all__ = ["ClassifierPredictor", "prepare_crop", "normalize_crops", "member_proba"]
 
@@ -104,6 +105,9 @@ class ClassifierPredictor:
     temperature : float, default 1
         The ensemble's temperature, applied to the mean probabilities
         (:func:`skinseg.metrics.calibration.apply_temperature`).
+    decision_weights : sequence of float, optional
+        The ensemble's decision rule: the predicted class is ``argmax(p * w)``
+        (:func:`skinseg.models.config.decide`); the probabilities are not changed.
     tta : bool, default False
         Average each member's probabilities over the four flips of its crop.
     fingerprint : str, optional
@@ -128,7 +132,7 @@ class ClassifierPredictor:
 
     def __init__(self, members: Sequence[Any], *, temperature: float = 1.0, tta: bool = False,
                  fingerprint: str | None = None, source: str | os.PathLike | None = None,
-                 batch_size: int = 16) -> None:
+                 batch_size: int = 16, decision_weights: Sequence[float] | None = None) -> None:
         self.members = [as_backend(m) for m in members]
         if not self.members:
             raise ConfigError("A ClassifierPredictor needs at least one member.")
@@ -142,6 +146,7 @@ class ClassifierPredictor:
         if not isinstance(tta, bool | np.bool_):
             raise ConfigError(f"`tta` must be True or False; got {tta!r}.")
         self.temperature = float(temperature)
+        self.decision_weights = check_decision_weights(decision_weights, len(self.members[0].config.class_names))
         self.tta = bool(tta)
         self.fingerprint = fingerprint if fingerprint is not None else self.members[0].fingerprint
         self.source = os.fspath(source) if source is not None else None
@@ -173,7 +178,8 @@ class ClassifierPredictor:
         backends = [load_backend(m, kind="classifier", backend=backend, device=device, precision=precision,
                                  threads=threads, cache_dir=cache_dir) for m in members]
         return cls(backends, temperature=temperature, tta=tta, source=path_or_name,
-                   fingerprint=checkpoint_fingerprint(folder, "classifier"))
+                   fingerprint=checkpoint_fingerprint(folder, "classifier"),
+                   decision_weights=payload.get("decision_weights"))
 
     @classmethod
     def of(cls, model: Any, *, tta: bool | None = None, **load: Any) -> ClassifierPredictor:
@@ -183,7 +189,7 @@ class ClassifierPredictor:
             if tta is None or bool(tta) == model.tta:
                 return model
             return cls(model.members, temperature=model.temperature, tta=bool(tta), fingerprint=model.fingerprint,
-                       source=model.source, batch_size=model.batch_size)
+                       source=model.source, batch_size=model.batch_size, decision_weights=model.decision_weights)
         if isinstance(model, str | os.PathLike):
             return cls.load(model, tta=bool(tta), **load)
         members = getattr(model, "members", None)
@@ -196,7 +202,7 @@ class ClassifierPredictor:
         from ..models.checkpoint import model_fingerprint
 
         made = cls(members, temperature=float(getattr(model, "temperature", 1.0)), tta=bool(tta),
-                   fingerprint=model_fingerprint(model))
+                   fingerprint=model_fingerprint(model), decision_weights=getattr(model, "decision_weights", None))
         made._torch = model
         return made
 
@@ -272,3 +278,11 @@ class ClassifierPredictor:
         """Class probabilities (K,) of one image and its lesion mask (None: no mask); they sum to 1."""
         check_rgb_image(image, "image")
         return self.predict_proba_batch([image], [mask])[0]
+
+    def decide(self, probs: np.ndarray) -> Any:
+        """The predicted class index of (K,) or (N, K) probabilities (with the ensemble's decision weights)."""
+        return decide(probs, self.decision_weights)
+
+    def predict_label(self, image: np.ndarray, mask: np.ndarray | None = None) -> str:
+        """The predicted class code of one image and its lesion mask."""
+        return str(self.class_names[int(self.decide(self.predict_proba(image, mask)))])

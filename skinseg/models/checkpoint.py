@@ -339,7 +339,9 @@ def save_classifier(model: Any, path: str | os.PathLike, *, metadata: dict[str, 
 
     single, ensemble, _ = _KINDS["classifier"]
     if isinstance(model, ClassifierEnsemble):
-        extra = {"temperature": model.temperature}
+        extra: dict[str, Any] = {"temperature": model.temperature}
+        if model.decision_weights is not None:
+            extra["decision_weights"] = list(model.decision_weights)
         return _save_ensemble(model.members, save_classifier, Path(path), ensemble, extra, metadata, weights_dtype)
     if not isinstance(model, Classifier):
         raise ConfigError("`model` must be a skinseg Classifier or ClassifierEnsemble.")
@@ -445,7 +447,8 @@ def load_classifier(path_or_name: str | os.PathLike = "default", *, device: str 
             temperature = float(payload.get("temperature", 1.0))
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"Cannot read '{d / ENSEMBLE_FILE}': bad temperature ({exc}).") from exc
-        ens = ClassifierEnsemble([load_classifier(d / n, device=device) for n in names], temperature=temperature)
+        ens = ClassifierEnsemble([load_classifier(d / n, device=device) for n in names], temperature=temperature,
+                                 decision_weights=payload.get("decision_weights"))
         ens.metadata = payload.get("metadata", {})
         return ens.eval()
     return _load_single(d, "classifier", ClassifierConfig, build_classifier_network, Classifier, device)
@@ -559,6 +562,8 @@ def model_fingerprint(model: Any) -> str:
         extra = {"threshold": model.config.threshold, "tta": model.config.tta} if hasattr(model, "config") else {}
         if getattr(model, "temperature", 1.0) != 1.0:
             extra["temperature"] = float(model.temperature)
+        if getattr(model, "decision_weights", None) is not None:
+            extra["decision_weights"] = list(model.decision_weights)
         return _combine(type(model).__name__, [model_fingerprint(m) for m in members], extra)
     state = {k: v.detach().cpu().contiguous().numpy() for k, v in model.network.state_dict().items()}
     return _hash(model.config.to_dict(), state)
@@ -581,7 +586,10 @@ def checkpoint_fingerprint(path_or_name: str | os.PathLike, kind: str = "segment
             }
             return _combine("SegmenterEnsemble", fps, extra)
         temperature = float(payload.get("temperature", 1.0))
-        return _combine("ClassifierEnsemble", fps, {"temperature": temperature} if temperature != 1.0 else {})
+        extra = {"temperature": temperature} if temperature != 1.0 else {}
+        if payload.get("decision_weights") is not None:
+            extra["decision_weights"] = [float(v) for v in payload["decision_weights"]]
+        return _combine("ClassifierEnsemble", fps, extra)
     payload = _single_payload(d, kind)
     from .config import ClassifierConfig, SegmenterConfig
 

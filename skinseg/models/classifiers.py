@@ -15,7 +15,7 @@ from torch import nn
 
 from .._checks import did_you_mean
 from ..errors import CheckpointError, ConfigError
-from .config import CLASS_NAMES, ClassifierConfig
+from .config import CLASS_NAMES, ClassifierConfig, check_decision_weights
 
 __all__ = ["Classifier", "ClassifierEnsemble", "create_classifier", "build_classifier_network"]
 
@@ -59,10 +59,14 @@ class ClassifierEnsemble(nn.Module):
     ``class_names`` (same classes, same order). ``temperature`` (default 1: none)
     rescales the averaged probabilities as ``softmax(log(p) / T)``
     (:func:`skinseg.metrics.calibration.apply_temperature`) to calibrate them; it is
-    fitted on validation data and never changes the predicted class.
+    fitted on validation data and never changes the predicted class. ``decision_weights``
+    (default None: argmax) make the predicted class ``argmax(p * w)`` without changing the
+    probabilities: a class-prior correction (logit adjustment) chosen on validation data so the
+    label serves the balanced accuracy while the probabilities stay calibrated.
     """
 
-    def __init__(self, members: list[Classifier], *, temperature: float = 1.0) -> None:
+    def __init__(self, members: list[Classifier], *, temperature: float = 1.0,
+                 decision_weights: Any = None) -> None:
         super().__init__()
         if not members:
             raise ConfigError("An ensemble needs at least one member.")
@@ -76,6 +80,7 @@ class ClassifierEnsemble(nn.Module):
             raise ConfigError(f"`temperature` must be a number > 0 (1: no rescaling); got {temperature!r}.")
         self._members = nn.ModuleList(members)
         self.temperature = float(temperature)
+        self.decision_weights = check_decision_weights(decision_weights, len(members[0].config.class_names))
         self.metadata: dict[str, Any] = {}
 
     @property

@@ -9,6 +9,8 @@ inference path can read a model's settings without it.
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -18,7 +20,7 @@ from ..errors import ConfigError
 from .registry import check_segmenter_name
 
 __all__ = ["SegmenterConfig", "ClassifierConfig", "ClassInfo", "KNOWN_CLASSES", "IMAGENET_MEAN", "IMAGENET_STD",
-           "CLASS_NAMES"]
+           "CLASS_NAMES", "check_decision_weights", "decide"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 """ImageNet RGB mean (of values scaled to [0, 1]): the input normalisation of every bundled model."""
@@ -257,3 +259,30 @@ class ClassifierConfig:
                 f"Unknown classifier config keys {sorted(unknown)}; valid keys: {sorted(known)}."
             )
         return cls(**d)
+
+
+def check_decision_weights(weights: Any, num_classes: int) -> tuple[float, ...] | None:
+    """A classifier's decision weights checked (None, or one finite number > 0 per class); all ones -> None."""
+    if weights is None:
+        return None
+    try:
+        w = tuple(float(v) for v in weights)
+    except (TypeError, ValueError):
+        raise ConfigError(f"`decision_weights` must be one number per class; got {weights!r}.") from None
+    if len(w) != num_classes or not all(math.isfinite(v) and v > 0 for v in w):
+        raise ConfigError(f"`decision_weights` must be {num_classes} finite numbers > 0 (one per class); got {w!r}.")
+    return None if all(v == 1.0 for v in w) else w
+
+
+def decide(probs: Any, weights: Sequence[float] | None = None) -> Any:
+    """The predicted class index of (K,) or (N, K) probabilities: ``argmax(p * w)`` (plain argmax without weights).
+
+    >>> int(decide([0.6, 0.4])), int(decide([0.6, 0.4], (1.0, 2.0)))
+    (0, 1)
+    """
+    import numpy as np
+
+    p = np.asarray(probs, dtype=np.float64)
+    if weights is not None:
+        p = p * np.asarray(weights, dtype=np.float64)
+    return p.argmax(axis=-1)

@@ -106,7 +106,7 @@ class _ClassifyRunner:
         image = res.image
         mask, source, files = self._mask(item, res)
         p = self.classifier.predict_proba(image, mask)
-        best = int(np.argmax(p))
+        best = int(self.classifier.decide(p))  # the ensemble's decision rule (its decision weights, if any)
         row = {"file": item.key, "status": "ok", "error_type": "", "error": "", "mask_source": source,
                "mask_empty": number_cell(int(not mask.any()))}
         row.update({f"p_{c}": number_cell(v) for c, v in zip(self.codes, p, strict=True)})

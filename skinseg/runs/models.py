@@ -118,7 +118,8 @@ def _onnx_classifier(members: list[bytes], threads: int | None, device: str, kwa
 def _ship_classifier(threads: int | None) -> Callable[[ClassifierPredictor], Callable[[], Any] | None]:
     def ship(classifier: ClassifierPredictor) -> Callable[[], ClassifierPredictor] | None:
         kwargs = {"temperature": classifier.temperature, "tta": classifier.tta, "fingerprint": classifier.fingerprint,
-                  "source": classifier.source, "batch_size": classifier.batch_size}
+                  "source": classifier.source, "batch_size": classifier.batch_size,
+                  "decision_weights": classifier.decision_weights}
         if any(m.name != "onnx" for m in classifier.members):
             return functools.partial(_same, classifier)  # torch members: pickled
         members = [_onnx_bytes(m, in_memory=True) for m in classifier.members]
