@@ -102,10 +102,9 @@ def to_ham(names: list[str], p: np.ndarray) -> tuple[list[str], np.ndarray]:
 
 
 def score(y: np.ndarray, p: np.ndarray, present: list[str], groups: list[str], n_boot: int) -> dict:
+    from skinseg.errors import ConfigError
     from skinseg.metrics import balanced_accuracy, bootstrap_ci, per_class_report, roc_auc
     from skinseg.metrics.calibration import expected_calibration_error
-
-    from skinseg.errors import ConfigError
 
     def ci(fn):
         try:

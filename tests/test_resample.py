@@ -46,7 +46,7 @@ def test_copies_grouped_give_the_interval_of_the_originals():
 def test_summarize_groups_widen_intervals_of_copies_and_keep_means():
     rng = np.random.default_rng(1)
     rows = []
-    for i in range(30):
+    for _ in range(30):
         truth = np.zeros((20, 20), bool)
         truth[5:15, 5:15] = True
         pred = np.zeros_like(truth)

@@ -23,9 +23,9 @@ the simple front door: they build a Predictor for the call.
 
 from __future__ import annotations
 
-import os
 import hashlib
 import json
+import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
