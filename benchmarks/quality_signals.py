@@ -27,7 +27,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from _common import banner, data_dir
+from _common import banner, command_line, data_dir
 
 FAILURE_IOU = 0.65
 FOLDERS = {"ISIC 2017": ("lesions", "lesion-classes"), "HAM10000": ("ham10000",)}
@@ -107,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fit-out", help="write the estimate fitted on all images here (JSON)")
     ap.add_argument("--fit-features", nargs="+", default=None, help="signals of --fit-out (default: all self signals)")
     ap.add_argument("--review-share", type=float, default=0.15)
+    ap.add_argument("--segmenter", help="with --fit-out: the segmenter (name or folder) the estimate is fitted for; "
+                                        "its fingerprint is recorded, so the estimate is used only with it")
+    ap.add_argument("--apply", help="score this fitted estimate (a quality.json, or a segmenter folder holding one) "
+                                    "on the split instead of fitting (e.g. on test, once)")
     ap.add_argument("--json", help="write the tables here")
     args = ap.parse_args(argv)
     banner(libraries=("numpy",))
@@ -119,6 +123,12 @@ def main(argv: list[str] | None = None) -> int:
         combos["self + agreement (fitted)"] = (*self_feats, "agreement")
         combos["soft Dice + agreement (fitted)"] = ("soft_dice", "agreement")
     estimates = {name: cross_fit(rows, feats, args.l2) for name, feats in combos.items()}
+    if args.apply:
+        from skinseg.quality import QualityModel
+
+        path = Path(args.apply)
+        shipped = QualityModel.from_dict(json.loads((path / "quality.json" if path.is_dir() else path).read_text()))
+        estimates = {f"shipped estimate ({args.apply})": shipped.estimate_many(rows)}
     signals = ["soft_dice", *[f for f in self_feats if f != "soft_dice"]] + (["agreement"] if args.second else [])
     tables = {}
     for set_name in FOLDERS:
@@ -152,7 +162,13 @@ def main(argv: list[str] | None = None) -> int:
         cross = estimates[name] if name else cross_fit(rows, feats, args.l2)
         review_below = float(np.quantile(cross, args.review_share))
         record = {"fitted_on": f"{len(rows)} images of {args.main} (both dev sets' split)", "l2": args.l2,
-                  "review_share": args.review_share, "cross_fitted": tables}
+                  "review_share": args.review_share, "cross_fitted": tables,
+                  "command": command_line()}
+        if args.segmenter:
+            from skinseg.models.checkpoint import checkpoint_fingerprint
+
+            record["segmenter_fingerprint"] = checkpoint_fingerprint(args.segmenter)
+            record["segmenter"] = args.segmenter
         model = fit_quality_model(rows, [r["iou"] for r in rows], feats, l2=args.l2, review_below=review_below,
                                   record=record)
         Path(args.fit_out).write_text(json.dumps(model.to_dict(), indent=1))

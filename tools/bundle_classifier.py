@@ -25,13 +25,22 @@ def main() -> int:
     ap.add_argument("--scores-json", action="append", default=[], help="KEY=PATH of a JSON with scores")
     ap.add_argument("--temperature", type=float, default=1.0,
                     help="temperature of the mean probabilities, fit on val (benchmarks/classifier_val.py)")
+    ap.add_argument("--logit-adjust", type=float, default=0.0, metavar="TAU",
+                    help="decision weights (training prior)^-TAU from the first member's recorded training counts: "
+                         "the predicted class becomes argmax(p / prior^TAU) (choose TAU on val; 0: plain argmax)")
     ap.add_argument("--note", default="")
     ap.add_argument("--listing", help="JSON file of the model's `skinseg models` entry: title, training_data, "
                                       "licence, headline, card (stored as metadata['bundle'])")
     args = ap.parse_args()
     members = [C.load_classifier(p) for p in args.checkpoints]
-    ens = C.ClassifierEnsemble(members, temperature=args.temperature)
-    meta: dict = {"members": args.checkpoints, "note": args.note, "temperature": args.temperature}
+    weights = None
+    if args.logit_adjust:
+        counts = members[0].metadata["training_data"]["counts"]
+        total = sum(counts.values())
+        weights = [(counts[c] / total) ** -args.logit_adjust for c in members[0].class_names]
+    ens = C.ClassifierEnsemble(members, temperature=args.temperature, decision_weights=weights)
+    meta: dict = {"members": args.checkpoints, "note": args.note, "temperature": args.temperature,
+                  "logit_adjust": args.logit_adjust}
     if args.listing:
         meta["bundle"] = json.loads(Path(args.listing).read_text())
     for item in args.scores_json:
