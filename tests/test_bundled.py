@@ -16,12 +16,12 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 WEIGHTS = Path(ss.__file__).resolve().parent / "weights"
 
 
-def test_bundled_weights_fit_the_40_mb_budget_and_hold_no_code():
+def test_bundled_weights_fit_the_60_mb_budget_and_hold_no_code():
     files = list(WEIGHTS.rglob("*"))
     weights = [f for f in files if f.is_file() and f.suffix != ".json"]
     # safetensors (torch) and ONNX protobufs (ONNX Runtime): neither format runs code when loaded
     assert weights and all(f.suffix in (".safetensors", ".onnx") for f in weights)
-    assert sum(f.stat().st_size for f in weights) <= 40 * 2**20
+    assert sum(f.stat().st_size for f in weights) <= 60_000_000  # every shipped model together, 60 MB
 
 
 def test_bundled_int8_export_is_within_the_accuracy_gate_on_the_examples():
