@@ -98,6 +98,31 @@ def cross_fit(rows: list[dict], features: tuple[str, ...], l2: float) -> np.ndar
     return out
 
 
+def plot_review_curves(curves: dict, path: Path) -> None:
+    """One panel per dev set: the share of failures caught when the lowest-scored images are reviewed first."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from skinseg.metrics.review import review_curve
+
+    fig = Figure(figsize=(5.2 * len(curves), 4.6), dpi=110)
+    FigureCanvasAgg(fig)
+    for k, (set_name, (iou, scores)) in enumerate(curves.items()):
+        ax = fig.add_subplot(1, len(curves), k + 1)
+        for name, score in {**scores, "oracle (true IoU)": iou}.items():
+            x, y = review_curve(np.where(np.isfinite(score), score, -1e9), iou, failure_iou=FAILURE_IOU)
+            ax.plot(x, y, label=name, lw=1.6, ls=":" if name.startswith("oracle") else "-")
+        ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="chance")
+        ax.axvline(0.2, color="0.8", lw=0.8)
+        ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="share of images reviewed (lowest score first)",
+               ylabel="share of failures caught (IoU < 0.65)",
+               title=f"{set_name}: {len(iou)} images, {int((iou < FAILURE_IOU).sum())} failures")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=7.5)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -112,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--apply", help="score this fitted estimate (a quality.json, or a segmenter folder holding one) "
                                     "on the split instead of fitting (e.g. on test, once)")
     ap.add_argument("--json", help="write the tables here")
+    ap.add_argument("--plot", help="write the review curves (share reviewed -> share of failures caught) per dev "
+                                   "set as this PNG: the soft-Dice baseline, each estimate, chance and the oracle")
     args = ap.parse_args(argv)
     banner(libraries=("numpy",))
     from skinseg.quality import SELF_FEATURES
@@ -130,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         shipped = QualityModel.from_dict(json.loads((path / "quality.json" if path.is_dir() else path).read_text()))
         estimates = {f"shipped estimate ({args.apply})": shipped.estimate_many(rows)}
     signals = ["soft_dice", *[f for f in self_feats if f != "soft_dice"]] + (["agreement"] if args.second else [])
-    tables = {}
+    tables, curves = {}, {}
     for set_name in FOLDERS:
         idx = np.array([i for i, r in enumerate(rows) if r["set"] == set_name])
         iou = np.array([rows[i]["iou"] for i in idx])
@@ -154,6 +181,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {name}{' (baseline)' if name == 'soft_dice' else ''} | {au} | {row['spearman']:.3f} | "
                   f"{row['capture_10']:.2f} | {row['capture_20']:.2f} | {row['capture_30']:.2f} |")
         tables[set_name] = table
+        curves[set_name] = (iou, {"soft Dice (baseline)": candidates["soft_dice"],
+                                  **{n: e[idx] for n, e in estimates.items()}})
+    if args.plot:
+        plot_review_curves(curves, Path(args.plot))
+        print(f"\nwrote {args.plot}")
     if args.fit_out:
         from skinseg.quality import fit_quality_model
 
