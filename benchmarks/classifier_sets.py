@@ -101,7 +101,27 @@ def to_ham(names: list[str], p: np.ndarray) -> tuple[list[str], np.ndarray]:
     return [n for n in HAM_CODES if n in names], out
 
 
-def score(y: np.ndarray, p: np.ndarray, present: list[str], groups: list[str], n_boot: int) -> dict:
+def ham_weights(names: list[str], weights) -> np.ndarray | None:
+    """Decision weights in HAM order (classes the model lacks get 1; their probability is 0 anyway)."""
+    if weights is None:
+        return None
+    out = np.ones(len(HAM_CODES))
+    for n, v in zip(names, weights, strict=True):
+        out[HAM_CODES.index(TO_HAM.get(n, n))] = float(v)
+    return out
+
+
+def prior_weights(model, tau: float) -> list[float]:
+    """(training prior)^-tau from the (first member's) recorded training counts, as tools/bundle_classifier.py."""
+    first = getattr(model, "members", [model])[0]
+    counts = first.metadata["training_data"]["counts"]
+    total = sum(counts.values())
+    return [(counts[c] / total) ** -tau for c in first.class_names]
+
+
+def score(y: np.ndarray, p: np.ndarray, present: list[str], groups: list[str], n_boot: int,
+          w: np.ndarray | None = None) -> dict:
+    """Scores of one set; ``w``: the model's decision weights in HAM order (predicted class argmax(p * w))."""
     from skinseg.errors import ConfigError
     from skinseg.metrics import balanced_accuracy, bootstrap_ci, per_class_report, roc_auc
     from skinseg.metrics.calibration import expected_calibration_error
@@ -118,9 +138,10 @@ def score(y: np.ndarray, p: np.ndarray, present: list[str], groups: list[str], n
     mel, malignant = HAM_CODES.index("mel"), [HAM_CODES.index(c) for c in MALIGNANT]
     out = {"n": len(y), "n_lesions": len(set(groups)),
            "counts": {HAM_CODES[c]: int((y == c).sum()) for c in labels}}
-    pred = p.argmax(1)
+    w = np.ones(k) if w is None else np.asarray(w, float)
+    pred = (p * w).argmax(1)
     # balanced accuracy: mean recall over the classes present in the set, as Task 3
-    out["balanced_accuracy"] = ci(lambda a, b: balanced_accuracy(a, b.argmax(1), k))
+    out["balanced_accuracy"] = ci(lambda a, b: balanced_accuracy(a, (b * w).argmax(1), k))
     out["accuracy"] = float((pred == y).mean())
     majority = max(labels, key=lambda c: (y == c).sum())
     out["majority_baseline"] = {"class": HAM_CODES[majority], "accuracy": float((y == majority).mean())}
@@ -143,12 +164,16 @@ def score(y: np.ndarray, p: np.ndarray, present: list[str], groups: list[str], n
     return out
 
 
-def plots(y: np.ndarray, p: np.ndarray, title: str, out: Path) -> None:
+def plots(y: np.ndarray, p: np.ndarray, title: str, out: Path, w: np.ndarray | None = None) -> None:
     from skinseg.metrics import classification_metrics
     from skinseg.report import write_classification_report
 
     out.mkdir(parents=True, exist_ok=True)
     m = classification_metrics(y, p, list(HAM_CODES), positive="mel")
+    if w is not None:  # the confusion matrix of the model's decision, argmax(p * w)
+        pred = (p * w).argmax(1)
+        m["confusion_matrix"] = [[int(((y == a) & (pred == b)).sum()) for b in range(len(HAM_CODES))]
+                                 for a in range(len(HAM_CODES))]
     write_classification_report(m, y, p, list(HAM_CODES), out)
     import matplotlib
 
@@ -174,6 +199,22 @@ def plots(y: np.ndarray, p: np.ndarray, title: str, out: Path) -> None:
     plt.close(fig)
 
 
+def sweep(name: str, model, y_all: np.ndarray, p_all: np.ndarray, items: list[dict], taus) -> None:
+    """Balanced accuracy per set for decision weights prior^-tau, and the NLL-optimal temperature."""
+    from skinseg.metrics import balanced_accuracy
+    from skinseg.metrics.calibration import fit_temperature
+
+    print(f"\n{name}: decision weights (training prior)^-tau; balanced accuracy per set")
+    for tau in taus:
+        w = ham_weights(list(model.class_names), prior_weights(model, tau))
+        cells = []
+        for set_name in SETS:
+            idx = [i for i, it in enumerate(items) if it["set"] == set_name]
+            cells.append(f"{set_name} {balanced_accuracy(y_all[idx], (p_all[idx] * w).argmax(1), len(HAM_CODES)):.4f}")
+        print(f"  tau {tau:.2f}: " + ", ".join(cells))
+    print(f"  NLL-optimal temperature on this split (both sets): {fit_temperature(y_all, p_all):.4f}")
+
+
 def fmt(d: dict | None) -> str:
     if d is None or d.get("estimate") is None:
         return "n/a"
@@ -193,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", default=None, help="npz of the predicted masks (made if missing)")
     ap.add_argument("--report", default=None, help="folder: per model and set, metrics.json and PNG plots")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--logit-adjust", nargs="+", type=float, default=None, metavar="TAU",
+                    help="also print, per model, balanced accuracy with decision weights (training prior)^-TAU "
+                         "for each TAU, and the NLL-optimal temperature on the split (choose both on val)")
     args = ap.parse_args(argv)
     import torch
 
@@ -210,16 +254,19 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.model:
         model = C.load_classifier(name)
         present, p_all = to_ham(list(model.class_names), probabilities(model, items, masks, args.tta))
+        w_all = ham_weights(list(model.class_names), getattr(model, "decision_weights", None))
         results[name] = {"classes": present, "sets": {}}
+        if args.logit_adjust:
+            sweep(name, model, y_all, p_all, items, args.logit_adjust)
         for set_name in SETS:
             idx = [i for i, it in enumerate(items) if it["set"] == set_name]
             y, p = y_all[idx], p_all[idx]
             groups = [items[i]["group"] for i in idx]
-            results[name]["sets"][set_name] = score(y, p, present, groups, args.n_boot)
+            results[name]["sets"][set_name] = score(y, p, present, groups, args.n_boot, w_all)
             if args.report and len(present) == len(HAM_CODES):
                 tag = name.rstrip("/").removesuffix("/best").replace("/", "_")
                 plots(y, p, f"{name}, {set_name} {args.split} ({args.masks} masks)",
-                      Path(args.report) / tag / set_name.replace(" ", "_"))
+                      Path(args.report) / tag / set_name.replace(" ", "_"), w_all)
     print(f"\nsplit '{args.split}', {args.masks} masks; 95 % bootstrap intervals resampled by lesion")
     for set_name in SETS:
         print(f"\n### {set_name}\n")
