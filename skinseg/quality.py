@@ -101,14 +101,19 @@ def quality_features(prob: np.ndarray, mask: np.ndarray, image: np.ndarray | Non
         raise ConfigError(f"`mask` {m.shape} and `prob` {prob.shape} must have the same (H, W).")
     if image is not None and image.shape[:2] != m.shape:
         raise ConfigError(f"`image` {image.shape[:2]} and `mask` {m.shape} must have the same (H, W).")
+    q = None
+    if second_prob is not None:
+        q = check_prob_map(second_prob, "second_prob")
+        if q.shape != m.shape:
+            raise ConfigError(f"`second_prob` {q.shape} and `mask` {m.shape} must have the same (H, W).")
+        q = _small(q, m, None)[0]  # scaled as the mask is, before the mask itself is
     p, m, im = _small(prob, m, image)
     area = float(m.sum())
     out = dict.fromkeys(SELF_FEATURES, math.nan)
     out["area"] = area / m.size
     above = p >= threshold
     out["outside_mass"] = float((above & ~m).sum() / max(above.sum(), 1))
-    if second_prob is not None:
-        q = _small(check_prob_map(second_prob, "second_prob"), m, None)[0]
+    if q is not None:
         other = q >= threshold
         union = float((other | m).sum())
         out["agreement"] = float((other & m).sum() / union) if union else 1.0

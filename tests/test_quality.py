@@ -55,6 +55,16 @@ def test_agreement_with_a_second_model_is_the_iou_of_the_masks():
     assert f["agreement"] == pytest.approx((a & b).sum() / (a | b).sum())
 
 
+def test_agreement_on_a_large_image_is_measured_on_the_same_small_copy():
+    # a second map larger than FEATURE_SIDE used to be scaled by the already scaled mask's size
+    a = _disc((341, 512), (170, 250), 100)
+    b = _disc((341, 512), (170, 290), 100)
+    f = quality_features(a.astype(np.float32), a, second_prob=b.astype(np.float32))
+    assert f["agreement"] == pytest.approx((a & b).sum() / (a | b).sum(), abs=0.02)
+    with pytest.raises(ConfigError):
+        quality_features(a.astype(np.float32), a, second_prob=b[:100].astype(np.float32))
+
+
 def test_an_empty_mask_is_estimated_zero():
     model = QualityModel(("soft_dice",), (0.9,), (0.1,), (2.0,), 1.0)
     f = quality_features(np.zeros((40, 50), np.float32), np.zeros((40, 50), bool))
