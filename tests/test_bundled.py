@@ -24,14 +24,15 @@ def test_bundled_weights_fit_the_60_mb_budget_and_hold_no_code():
     assert sum(f.stat().st_size for f in weights) <= 60_000_000  # every shipped model together, 60 MB
 
 
-def test_bundled_int8_export_is_within_the_accuracy_gate_on_the_examples():
-    """The shipped int8 model (the default on the CPU) against fp32 ONNX Runtime, same TTA, on the
-    bundled example images with expert masks; the gate on both val splits is benchmarks/backend_accuracy.py."""
+@pytest.mark.parametrize("name", ["default", "deeplabv3plus"])
+def test_bundled_int8_export_is_within_the_accuracy_gate_on_the_examples(name):
+    """A shipped int8 model (the default on the CPU) against fp32 torch, same TTA, on the bundled
+    example images with expert masks; the gate on the val splits is benchmarks/backend_accuracy.py."""
     from skinseg.inference import Predictor, load_backend
     from skinseg.metrics import thresholded_jaccard
 
-    int8 = Predictor(load_backend("default", backend="onnx", precision="int8"))
-    fp32 = Predictor(load_backend("default", backend="torch"))
+    int8 = Predictor(load_backend(name, backend="onnx", precision="int8"))
+    fp32 = Predictor(load_backend(name, backend="torch"))
     assert int8.backend.precision == "int8" and int8.tta and fp32.tta
     d8, d32, j8, j32 = [], [], [], []
     for image_path in sorted((EXAMPLES / "images").glob("*.jpg")):
@@ -59,6 +60,17 @@ def test_default_segmenter_segments_the_example_images():
         assert mask.shape == image.shape[:2] and mask.dtype == bool
         scores.append(dice_score(mask, truth))
     assert len(scores) == 4 and np.mean(scores) >= 0.8, scores
+
+
+def test_deeplabv3plus_is_bundled_and_segments_the_example_images():
+    model = ss.load_segmenter("deeplabv3plus")
+    assert model.config.arch == "deeplabv3plus"
+    scores = []
+    for image_path in sorted((EXAMPLES / "images").glob("*.jpg")):
+        image = ss.read_image(image_path)
+        truth = ss.read_mask(EXAMPLES / "masks" / f"{image_path.stem}_segmentation.png", shape=image.shape[:2])
+        scores.append(dice_score(ss.segment(model, image), truth))
+    assert np.mean(scores) >= 0.8, scores
 
 
 def test_default_classifier_predicts_the_three_diagnoses():

@@ -63,9 +63,11 @@ BUNDLED_ROOT = Path(__file__).resolve().parent.parent / "weights"
 # kind -> (format of one model, format of an ensemble, bundled name -> folder in BUNDLED_ROOT)
 _KINDS: dict[str, tuple[str, str, dict[str, str]]] = {
     "segmenter": ("skinseg-segmenter", "skinseg-segmenter-ensemble",
-                  {"default": "unet_lite0", "unet-isic2017-cc0": "unet_lite0"}),
+                  {"default": "unet_lite0_v3", "unet-ham10000-isic2017": "unet_lite0_v3",
+                   "unet-isic2017-cc0": "unet_lite0", "deeplabv3plus": "deeplabv3plus_lite0"}),
     "classifier": ("skinseg-classifier", "skinseg-classifier-ensemble",
-                   {"default": "classifier_lite0", "classifier-isic2017-cc0": "classifier_lite0"}),
+                   {"default": "classifier_lite0", "classifier-isic2017-cc0": "classifier_lite0",
+                    "classifier-ham10000-7class": "classifier7_lite0"}),
 }
 BUNDLE_KEY = "bundle"
 """Metadata key of a bundled model's listing entry (:func:`bundled_models`): ``title``, ``training_data``,
