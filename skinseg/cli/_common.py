@@ -15,6 +15,15 @@ from ..errors import SkinsegError
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
+def model_help(kind: str, what: str) -> str:
+    """``--model`` / ``--classifier`` help: a checkpoint folder or one of the bundled names (read from the
+    package's weights folder, without torch)."""
+    from ..models.checkpoint import list_bundled_models
+
+    names = ", ".join(list_bundled_models(kind))
+    return f"{what}: a checkpoint folder or a bundled name ({names}; `skinseg models` describes each)"
+
+
 def gpu_visible() -> bool:
     """A cheap look for an NVIDIA GPU (device files or nvidia-smi) that does not import torch."""
     import shutil

@@ -16,6 +16,7 @@ from ._common import (
     add_engine_arguments,
     cache_dir,
     engine_device,
+    model_help,
     ray_engine_options,
     report_run,
 )
@@ -69,9 +70,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("in_dir", metavar="IN_DIR")
     p.add_argument("-o", "--out", dest="out_dir", metavar="OUT_DIR", required=True)
-    p.add_argument("--classifier", default="default", help="classifier checkpoint directory or 'default'")
+    p.add_argument("--classifier", default="default", help=model_help("classifier", "classifier (default: 'default')"))
     p.add_argument(
-        "--segmenter", default="default", help="segmenter for the masks (default: the bundled one)"
+        "--segmenter", default="default", help=model_help("segmenter", "segmenter for the masks (default: 'default')")
     )
     p.add_argument(
         "--masks",

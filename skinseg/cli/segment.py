@@ -15,6 +15,7 @@ from ._common import (
     add_engine_arguments,
     cache_dir,
     engine_device,
+    model_help,
     ray_engine_options,
     report_run,
 )
@@ -98,7 +99,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--model",
         default="default",
         metavar="PATH_OR_NAME",
-        help="checkpoint folder or bundled model name (default: the bundled 'default' model)",
+        help=model_help("segmenter", "segmenter (default: 'default')"),
     )
     p.add_argument(
         "--threshold",
