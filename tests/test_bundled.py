@@ -83,6 +83,30 @@ def test_default_classifier_predicts_the_three_diagnoses():
     assert set(out) == set(clf.class_names) and abs(sum(out.values()) - 1) < 1e-5
 
 
+def test_the_seven_diagnosis_classifier_is_bundled_with_its_class_metadata_and_decision_weights():
+    import json
+
+    import skinseg.classify as C
+
+    clf = ss.load_classifier("classifier-ham10000-7class")
+    assert tuple(clf.class_names) == ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
+    info = {c.code: c for c in clf.members[0].config.classes}
+    assert {c for c, i in info.items() if i.malignant} == {"akiec", "bcc", "mel"} and info["mel"].melanoma
+    # the metadata is stored with the model, not supplied by the library's table of known codes
+    stored = json.loads((WEIGHTS / "classifier7_lite0" / "member0" / "config.json").read_text())["config"]
+    assert [c["code"] for c in stored["class_info"]] == list(clf.class_names)
+    # decision weights (prior^-tau) favour the rare classes and leave the probabilities alone
+    w = np.asarray(clf.decision_weights)
+    assert w[clf.class_names.index("df")] > w[clf.class_names.index("nv")] > 0
+    images = [ss.read_image(p) for p in sorted((EXAMPLES / "images").glob("*.jpg"))]
+    masks = [ss.read_mask(EXAMPLES / "masks" / f"{p.stem}_segmentation.png", shape=im.shape[:2])
+             for p, im in zip(sorted((EXAMPLES / "images").glob("*.jpg")), images, strict=True)]
+    probs = np.array([C.predict_proba(clf, im, m) for im, m in zip(images, masks, strict=True)])
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    labels = [C.predict_label(clf, im, m) for im, m in zip(images, masks, strict=True)]
+    assert labels == [clf.class_names[int(np.argmax(p * w))] for p in probs]
+
+
 def test_default_classifier_ships_its_val_temperature():
     """The bundled ensemble is under-confident on val (ECE 0.114): it ships the temperature fitted there.
 
