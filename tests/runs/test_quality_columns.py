@@ -152,3 +152,19 @@ def test_evaluate_report_shows_the_estimate_against_the_true_iou(ckpt, tmp_path)
     page = write_html_report(result, tmp_path / "report").read_text(encoding="utf-8")
     assert "Which masks to check" in page and page.count("<circle") == len(result.rows)
     assert "lowest 20 %" in page
+
+
+def test_the_cli_summary_counts_reviews_only_when_the_model_has_an_estimate(ckpt, tiny_checkpoint, folder,
+                                                                            tmp_path, capsys):
+    from skinseg.cli import main
+
+    assert main(["segment", str(folder), "-o", str(tmp_path / "with"), "--model", str(ckpt), "--quiet",
+                 "--backend", "torch"]) == 0
+    err = capsys.readouterr().err
+    assert "need review" in err and "no quality estimate" not in err
+    assert main(["segment", str(folder), "-o", str(tmp_path / "without"), "--model", str(tiny_checkpoint), "--quiet",
+                 "--backend", "torch"]) == 0
+    captured = capsys.readouterr()
+    # without an estimate nothing was flagged because nothing was estimated: say so, count nothing
+    assert "no quality estimate ships with" in captured.err and "need review" not in captured.err
+    assert "needs_review" not in json.loads(captured.out.strip().splitlines()[-1])
