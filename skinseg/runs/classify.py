@@ -113,8 +113,9 @@ class _ClassifyRunner:
         if self.melanoma is not None:
             row.setdefault(MELANOMA_COLUMN, number_cell(p[self.melanoma]))
         row.update(predicted_label=self.codes[best], confidence=number_cell(p[best]))
-        if self.options.measure:
-            row.update(feature_cells(image, mask, self.options.pixel_size_mm))  # type: ignore[arg-type]
+        if self.options.measure:  # on the image the segmenter saw, as skinseg segment --measure does
+            measured = res.preprocessed if res.preprocessed is not None else image
+            row.update(feature_cells(measured, mask, self.options.pixel_size_mm))  # type: ignore[arg-type]
         if self.torch_model is not None:
             from ..classify.gradcam import gradcam, gradcam_overlay
 
