@@ -102,6 +102,7 @@ class SplitCalls:
         self.inner = inner
         self.name, self.device, self.precision = inner.name, inner.device, inner.precision
         self.concurrency = getattr(inner, "concurrency", 1)
+        self.threads, self.path = getattr(inner, "threads", None), getattr(inner, "path", None)  # the Backend protocol
 
     @property
     def config(self):
