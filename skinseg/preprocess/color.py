@@ -23,6 +23,7 @@ COLOR_METHODS: tuple[str, ...] = ("shades_of_gray",)
 """Colour-normalisation methods of :func:`normalize_color`."""
 
 _PARAMS = {"shades_of_gray": ("p",)}
+_CHUNK_PIXELS = 1 << 16
 
 
 def _check_p(p: object) -> float:
@@ -66,8 +67,17 @@ def illuminant_shades_of_gray(image: RGBImage, *, p: float = 6) -> np.ndarray:
     """
     check_rgb_image(image)
     p = _check_p(p)
-    x = image.reshape(-1, 3).astype(np.float64) / 255.0
-    e = np.power(np.mean(np.power(x, p), axis=0), 1.0 / p)
+    x = image.reshape(-1, 3)
+    # the mean of x**p over the pixels, in chunks (a whole float64 copy of a large image is several
+    # copies of the image in memory); each chunk is reduced after the running sum, row by row, which is
+    # the order np.mean(axis=0) adds the rows in, so the result is bitwise the same
+    total = np.zeros((1, 3))
+    for start in range(0, x.shape[0], _CHUNK_PIXELS):
+        part = x[start:start + _CHUNK_PIXELS].astype(np.float64)
+        part /= 255.0
+        np.power(part, p, out=part)
+        total = np.add.reduce(np.concatenate([total, part]), axis=0, keepdims=True)
+    e = np.power(total[0] / x.shape[0], 1.0 / p)
     norm = float(np.linalg.norm(e))
     if norm == 0.0:  # an all-black image: nothing to estimate
         return np.full(3, 1.0 / np.sqrt(3.0))
@@ -131,5 +141,8 @@ def normalize_color(image: RGBImage, *, method: str = "shades_of_gray", p: float
     _check_method(method)
     e = illuminant_shades_of_gray(image, p=p)
     gains = 1.0 / (np.sqrt(3.0) * np.maximum(e, 1e-6))
-    out = image.astype(np.float32) * gains.astype(np.float32)
-    return np.rint(np.clip(out, 0.0, 255.0)).astype(np.uint8)
+    out = image.astype(np.float32)
+    out *= gains.astype(np.float32)  # in place: one float32 copy of the image, not three
+    np.clip(out, 0.0, 255.0, out=out)
+    np.rint(out, out=out)
+    return out.astype(np.uint8)

@@ -125,3 +125,14 @@ def test_pipeline_normalises_colour_before_hair_removal(lesion_image):
     np.testing.assert_array_equal(hairy, before)
     assert "color_norm='shades_of_gray'" in repr(both)
     assert Preprocess.from_dict(both.to_dict()) == both
+
+
+def test_a_large_image_is_estimated_in_chunks_bitwise_as_the_plain_formula():
+    """The chunked power mean (memory) adds the rows in np.mean's order: the same bits, so the same images."""
+    image = np.random.default_rng(1).integers(0, 256, (701, 500, 3), dtype=np.uint8)  # 350,500 px: several chunks
+    x = image.reshape(-1, 3).astype(np.float64) / 255.0
+    e = np.power(np.mean(np.power(x, 6), axis=0), 1.0 / 6)
+    assert np.array_equal(illuminant_shades_of_gray(image, p=6), e / np.linalg.norm(e))
+    gains = (1.0 / (np.sqrt(3.0) * e / np.linalg.norm(e))).astype(np.float32)
+    plain = np.rint(np.clip(image.astype(np.float32) * gains, 0.0, 255.0)).astype(np.uint8)
+    assert np.array_equal(normalize_color(image), plain)
