@@ -113,10 +113,10 @@ def ham_weights(names: list[str], weights) -> np.ndarray | None:
 
 def prior_weights(model, tau: float) -> list[float]:
     """(training prior)^-tau from the (first member's) recorded training counts, as tools/bundle_classifier.py."""
+    from skinseg.models.config import prior_decision_weights
+
     first = getattr(model, "members", [model])[0]
-    counts = first.metadata["training_data"]["counts"]
-    total = sum(counts.values())
-    return [(counts[c] / total) ** -tau for c in first.class_names]
+    return prior_decision_weights(first.metadata["training_data"]["counts"], first.class_names, tau)
 
 
 def score(y: np.ndarray, p: np.ndarray, present: list[str], groups: list[str], n_boot: int,

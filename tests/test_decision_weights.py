@@ -72,3 +72,13 @@ def test_bad_weights_are_refused(member):
     for bad in ((1.0, 2.0), (1.0, 0.0, 1.0), (1.0, float("nan"), 1.0), "abc"):
         with pytest.raises(ConfigError, match="decision_weights"):
             C.ClassifierEnsemble([member], decision_weights=bad)
+
+
+def test_prior_weights_are_the_inverse_prior_to_the_power_tau_and_need_every_count():
+    from skinseg.models.config import prior_decision_weights
+
+    w = prior_decision_weights({"nv": 6, "mel": 3, "df": 1}, ["df", "mel", "nv"], 0.5)
+    assert w == pytest.approx([10 ** 0.5, (10 / 3) ** 0.5, (10 / 6) ** 0.5])
+    assert prior_decision_weights({"a": 1, "b": 9}, ["a", "b"], 0.0) == [1.0, 1.0]
+    with pytest.raises(ConfigError, match="training count"):
+        prior_decision_weights({"a": 1}, ["a", "b"], 0.5)

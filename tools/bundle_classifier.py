@@ -16,6 +16,7 @@ from pathlib import Path
 
 import skinseg.classify as C
 from skinseg.models.checkpoint import BUNDLED_ROOT, bundled_folder
+from skinseg.models.config import prior_decision_weights
 
 
 def main() -> int:
@@ -35,9 +36,8 @@ def main() -> int:
     members = [C.load_classifier(p) for p in args.checkpoints]
     weights = None
     if args.logit_adjust:
-        counts = members[0].metadata["training_data"]["counts"]
-        total = sum(counts.values())
-        weights = [(counts[c] / total) ** -args.logit_adjust for c in members[0].class_names]
+        weights = prior_decision_weights(members[0].metadata["training_data"]["counts"], members[0].class_names,
+                                         args.logit_adjust)
     ens = C.ClassifierEnsemble(members, temperature=args.temperature, decision_weights=weights)
     meta: dict = {"members": args.checkpoints, "note": args.note, "temperature": args.temperature,
                   "logit_adjust": args.logit_adjust}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from .registry import check_segmenter_name
 
 __all__ = ["SegmenterConfig", "ClassifierConfig", "ClassInfo", "KNOWN_CLASSES", "IMAGENET_MEAN", "IMAGENET_STD",
-           "CLASS_NAMES", "check_decision_weights", "decide"]
+           "CLASS_NAMES", "check_decision_weights", "decide", "prior_decision_weights"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 """ImageNet RGB mean (of values scaled to [0, 1]): the input normalisation of every bundled model."""
@@ -272,6 +272,20 @@ def check_decision_weights(weights: Any, num_classes: int) -> tuple[float, ...] 
     if len(w) != num_classes or not all(math.isfinite(v) and v > 0 for v in w):
         raise ConfigError(f"`decision_weights` must be {num_classes} finite numbers > 0 (one per class); got {w!r}.")
     return None if all(v == 1.0 for v in w) else w
+
+
+def prior_decision_weights(counts: Mapping[str, int], class_names: Sequence[str], tau: float) -> list[float]:
+    """Logit-adjustment decision weights ``(training prior of each class) ** -tau`` (``counts``: training images per
+    class, e.g. a classifier's ``metadata["training_data"]["counts"]``); ``tau`` 0 gives plain argmax.
+
+    >>> [round(w, 2) for w in prior_decision_weights({"a": 3, "b": 1}, ["a", "b"], 1.0)]
+    [1.33, 4.0]
+    """
+    missing = [c for c in class_names if not counts.get(c)]
+    if missing:
+        raise ConfigError(f"No training count for classes {missing}: cannot weigh them by their prior.")
+    total = sum(counts[c] for c in class_names)
+    return [(counts[c] / total) ** -float(tau) for c in class_names]
 
 
 def decide(probs: Any, weights: Sequence[float] | None = None) -> Any:
