@@ -152,7 +152,8 @@ def start_training_run(args: Any, kind: str, settings: dict[str, Any], config_cl
 def report_run(result: Any, verb: str, extra: dict[str, Any] | None = None, flagged: str | None = None) -> None:
     """Print a folder run's summary on stderr and its JSON on stdout (shared by segment and classify).
 
-    ``flagged``: what the flagged rows mean (segment: masks to review); their count is printed and in the JSON.
+    ``flagged``: what the flagged rows mean (segment: masks to review); their count is printed and in the JSON
+    when the flag was decided for some row.
     """
     import json
 
@@ -168,7 +169,7 @@ def report_run(result: Any, verb: str, extra: dict[str, Any] | None = None, flag
     if result.not_taken:
         kinds = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in result.not_taken.items())
         print(f"  not taken as images: {kinds}", file=sys.stderr)
-    if flagged is not None and result.n_ok:
+    if flagged is not None and result.n_flag_decided:
         shown = ", ".join(result.flagged[:5]) + (" ..." if len(result.flagged) > 5 else "")
         print(f"  {len(result.flagged)} of {result.n_ok} {flagged}{': ' + shown if shown else ''}", file=sys.stderr)
         extra = {**(extra or {}), "needs_review": len(result.flagged)}

@@ -289,13 +289,9 @@ def _run_folder(args: argparse.Namespace, model: Any, options: Any) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: finished images are saved; rerun the same command to resume.", file=sys.stderr)
         return EXIT_INTERRUPTED
-    from ..models.checkpoint import load_quality_model
-
-    if load_quality_model(args.model) is None:  # nothing was estimated: no count of masks to review
-        print(f"  no quality estimate ships with '{args.model}': the quality and needs_review columns are empty "
-              "(`skinseg models` lists the models that have one)", file=sys.stderr)
-        report_run(result, "segmented")
-    else:
-        report_run(result, "segmented", flagged="mask(s) need review (quality estimate below the review threshold; "
-                                                "needs_review = 1 in results.csv, orange-red overlays)")
+    report_run(result, "segmented", flagged="mask(s) need review (quality estimate below the review threshold; "
+                                            "needs_review = 1 in results.csv, orange-red overlays)")
+    if result.n_ok and not result.n_flag_decided:  # nothing was estimated: no count of masks to review
+        print(f"  no quality estimate ships with '{args.model}' (or it was fitted for other weights): the quality "
+              "and needs_review columns are empty (`skinseg models` lists the models that have one)", file=sys.stderr)
     return EXIT_SOME_FAILED if result.n_failed else EXIT_OK

@@ -150,6 +150,9 @@ class FolderRunResult:
     not_taken: dict[str, int] = field(default_factory=dict)
     flagged: tuple[str, ...] = field(default_factory=tuple)
     """Files whose row is flagged (:attr:`ResultsFile.flag`; ``skinseg segment``: masks that need review)."""
+    n_flag_decided: int = 0
+    """Rows whose flag column holds a decision (0 or 1); 0 when nothing was decided (``skinseg segment``: no
+    quality estimate was used, so no mask was checked for review)."""
 
 
 def progress_bar(progress: bool, total: int, initial: int, desc: str) -> Any:
@@ -435,10 +438,11 @@ class RunJournal:
         skipped = len(keys) - n_processed
         flag = self.results.flag
         flagged = tuple(str(r["file"]) for r in finals if flag is not None and r.get(flag) == "1")
+        decided = sum(1 for r in finals if flag is not None and r.get(flag) in ("0", "1"))
         summary = {"images": len(keys), "processed": n_processed, "skipped_complete": skipped,
                    "ok": len(finals) - len(failed), "failed": len(failed), "gone": len(gone), "not_taken": not_taken}
-        if flag is not None:
+        if decided:  # a count of flagged rows only where the flag was decided for some
             summary[flag] = len(flagged)
         self.write_run_json(summary)
         return FolderRunResult(self.out, self.results_path, len(keys), n_processed, skipped, len(finals) - len(failed),
-                               len(failed), failed, tuple(gone), dict(not_taken), flagged)
+                               len(failed), failed, tuple(gone), dict(not_taken), flagged, decided)

@@ -168,3 +168,5 @@ def test_the_cli_summary_counts_reviews_only_when_the_model_has_an_estimate(ckpt
     # without an estimate nothing was flagged because nothing was estimated: say so, count nothing
     assert "no quality estimate ships with" in captured.err and "need review" not in captured.err
     assert "needs_review" not in json.loads(captured.out.strip().splitlines()[-1])
+    assert "needs_review" not in json.loads((tmp_path / "without" / "run.json").read_text())["last_run"]
+    assert json.loads((tmp_path / "with" / "run.json").read_text())["last_run"]["needs_review"] >= 0
