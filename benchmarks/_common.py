@@ -87,6 +87,15 @@ def manifest_items(
     return items
 
 
+def link_images(paths: Iterable[Path], folder: Path) -> Path:
+    """``folder`` (created) holding a symbolic link to each of ``paths`` under its own name: a benchmark's input
+    folder without copying the images."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for p in paths:
+        os.symlink(Path(p).resolve(), folder / Path(p).name)
+    return folder
+
+
 def read_rgb(path: str | os.PathLike) -> Any:
     """(H, W, 3) uint8 RGB of a file (:func:`skinseg.read_image`); exits with a message if unreadable."""
     import skinseg as ss

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import banner, data_dir
+from _common import banner, data_dir, link_images
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,10 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         : args.n - half]
     tmp = Path(tempfile.mkdtemp(prefix="skinseg-qcost-"))
     try:
-        folder = tmp / "images"
-        folder.mkdir()
-        for p in paths:
-            os.symlink(p.resolve(), folder / p.name)
+        folder = link_images(paths, tmp / "images")
         with_q = Predictor.load(args.model)
         if with_q.quality is None:
             raise SystemExit(f"error: '{args.model}' has no fitted quality estimate.")

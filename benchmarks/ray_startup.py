@@ -32,7 +32,7 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from _common import DATA_HELP, banner, data_dir, processes  # noqa: E402
+from _common import DATA_HELP, banner, data_dir, link_images, processes  # noqa: E402
 
 
 def _tree_cpu(root: int) -> list[tuple[float, int, str]]:
@@ -63,10 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     images = sorted((lesions / "images").glob("*.jpg"))[: args.n]
     work = Path(tempfile.mkdtemp(prefix="skinseg-bench-raystart-"))
     try:
-        src = work / "in"
-        src.mkdir()
-        for p in images:
-            os.symlink(p.resolve(), src / p.name)
+        src = link_images(images, work / "in")
         print(f"input: {len(images)} dev images in {src}", flush=True)
         t_ray = time.perf_counter()
         import ray

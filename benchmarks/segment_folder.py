@@ -42,7 +42,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from _common import DATA_HELP, banner, data_dir
+from _common import DATA_HELP, banner, data_dir, link_images
 
 
 def _cpu_seconds() -> tuple[float, float]:
@@ -210,9 +210,7 @@ def main() -> int:
           f"from {data}; model {args.model}", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="skinseg-bench-"))
     subset = tmp / "images"
-    subset.mkdir()
-    for p in paths:
-        os.symlink(p.resolve(), subset / p.name)
+    link_images(paths, subset)
     model = ss.load_segmenter(args.model)
     cfg = model.config
     network = getattr(model, "network", model)
@@ -292,10 +290,7 @@ def main() -> int:
     print("\npeak RSS of the default `skinseg segment` (child process, its VmHWM):")
     for k in args.rss_sizes:
         k = min(k, n)
-        sub = tmp / f"rss_in_{k}"
-        sub.mkdir()
-        for p in paths[:k]:
-            os.symlink(p.resolve(), sub / p.name)
+        sub = link_images(paths[:k], tmp / f"rss_in_{k}")
         rss, secs, torch_loaded = peak_rss(["segment", str(sub), "-o", str(tmp / f"rss_out_{k}"), "--quiet"])
         print(f"  {k:5d} images: peak RSS {rss:7.1f} MiB ({secs:.1f} s incl. start-up; torch imported: "
               f"{torch_loaded})", flush=True)

@@ -42,7 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import DATA_HELP, REPO_ROOT, banner, data_dir, processes
+from _common import DATA_HELP, REPO_ROOT, banner, data_dir, link_images, processes
 
 RATIO_TARGET = 0.8
 BAD_FILES = ("empty.jpg", "notes.png", "truncated.jpg", "grey.png", "transparent.png")
@@ -84,9 +84,7 @@ def make_input(images: list[Path], folder: Path) -> None:
     import cv2
     import numpy as np
 
-    folder.mkdir(parents=True)
-    for p in images:
-        os.symlink(p.resolve(), folder / p.name)
+    link_images(images, folder)
     (folder / "empty.jpg").write_bytes(b"")
     (folder / "notes.png").write_bytes(b"lesion notes, not an image\n")
     data = images[0].read_bytes()
