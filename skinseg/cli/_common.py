@@ -24,6 +24,33 @@ def model_help(kind: str, what: str) -> str:
     return f"{what}: a checkpoint folder or a bundled name ({names}; `skinseg models` describes each)"
 
 
+_M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8  # glibc mallopt parameters (malloc.h)
+
+
+def tune_allocator() -> bool:
+    """Keep a folder run's memory flat: on glibc, at most two malloc arenas and a fixed 1 MiB mmap threshold.
+
+    A folder run frees and reallocates the same large buffers from several threads (readers,
+    two backend calls side by side, the writer). glibc's defaults give each thread its own
+    arena and raise the mmap threshold after the first large free, so freed buffers stay in
+    the heap, fragmented, and the resident size grows with the number of threads; with these
+    two settings large buffers go back to the system when freed. This changes where memory
+    comes from, never what is computed (outputs are byte-identical). The CLI calls it for its
+    own process before any thread starts; other allocators (macOS, musl) are left alone.
+    Returns whether the settings took effect.
+    """
+    import ctypes
+    import platform
+
+    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_ARENA_MAX, 2)) and bool(libc.mallopt(_M_MMAP_THRESHOLD, 1 << 20))
+    except (OSError, AttributeError):
+        return False
+
+
 def gpu_visible() -> bool:
     """A cheap look for an NVIDIA GPU (device files or nvidia-smi) that does not import torch."""
     import shutil

@@ -19,6 +19,7 @@ from ._common import (
     model_help,
     ray_engine_options,
     report_run,
+    tune_allocator,
 )
 
 CSV_FILE = "classification.csv"
@@ -114,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
     from ..inference import Predictor
     from ..runs import check_output_dir, classify_folder
 
+    tune_allocator()  # before any thread starts: a flat peak memory
     if (args.workers is not None and args.workers < 1) or (args.threads is not None and args.threads < 1):
         raise SkinsegError("--workers and --threads must be integers >= 1.")
     options = ray_engine_options(args)

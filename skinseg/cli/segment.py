@@ -18,6 +18,7 @@ from ._common import (
     model_help,
     ray_engine_options,
     report_run,
+    tune_allocator,
 )
 
 EPILOG = """\
@@ -229,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
     from ..inference import Predictor
     from ..runs import check_output_dir
 
+    tune_allocator()  # before any thread starts: a flat peak memory
     if args.batch_size < 1 or (args.workers is not None and args.workers < 1) or (
             args.threads is not None and args.threads < 1):
         raise SkinsegError("--batch-size, --workers and --threads must be integers >= 1.")
