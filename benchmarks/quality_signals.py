@@ -12,9 +12,11 @@ prediction (and the agreement with the ``--second`` model's mask), then prints p
 AUROC of each signal for a failure (IoU < 0.65), its Spearman correlation with the true IoU,
 and the share of the failures among the 10 / 20 / 30 % of images it ranks lowest. The
 fitted estimates (:func:`skinseg.quality.fit_quality_model`) are **cross-fitted**: 5 folds
-grouped by lesion, each image scored by a model fitted on the other folds. ``--fit-out``
-writes the estimate fitted on all images (what ships) with its record; ``--review-share``
-sets its review threshold at that share of the images flagged.
+grouped by lesion, each image scored by a model fitted on the other folds; each fitted
+combination is scored with the signals as they are and on a log scale
+(:data:`skinseg.quality.LOG_SCALE`). ``--fit-out`` writes the estimate fitted on all images
+(what ships; log scale unless ``--fit-scale raw``) with its record; ``--review-share`` sets
+its review threshold at that share of the images flagged.
 """
 
 from __future__ import annotations
@@ -85,14 +87,15 @@ def folds(groups: list[str], k: int = 5, seed: int = 0) -> np.ndarray:
     return np.array([fold_of[g] for g in groups])
 
 
-def cross_fit(rows: list[dict], features: tuple[str, ...], l2: float) -> np.ndarray:
+def cross_fit(rows: list[dict], features: tuple[str, ...], l2: float, transforms: dict | None = None) -> np.ndarray:
+    """Each image's estimate from a model fitted on the other folds (``transforms``: e.g. ``LOG_SCALE``)."""
     from skinseg.quality import fit_quality_model
 
     f = folds([r["group"] for r in rows])
     out = np.zeros(len(rows))
     for k in range(f.max() + 1):
         train = [r for r, fi in zip(rows, f, strict=True) if fi != k]
-        model = fit_quality_model(train, [r["iou"] for r in train], features, l2=l2)
+        model = fit_quality_model(train, [r["iou"] for r in train], features, l2=l2, transforms=transforms)
         idx = np.flatnonzero(f == k)
         out[idx] = model.estimate_many([rows[i] for i in idx])
     return out
@@ -131,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--l2", type=float, default=1.0)
     ap.add_argument("--fit-out", help="write the estimate fitted on all images here (JSON)")
     ap.add_argument("--fit-features", nargs="+", default=None, help="signals of --fit-out (default: all self signals)")
+    ap.add_argument("--fit-scale", choices=["log", "raw"], default="log",
+                    help="--fit-out's signals on a log scale (skinseg.quality.LOG_SCALE, default) or as they are")
     ap.add_argument("--review-share", type=float, default=0.15)
     ap.add_argument("--segmenter", help="with --fit-out: the segmenter (name or folder) the estimate is fitted for; "
                                         "its fingerprint is recorded, so the estimate is used only with it")
@@ -141,15 +146,16 @@ def main(argv: list[str] | None = None) -> int:
                                    "set as this PNG: the soft-Dice baseline, each estimate, chance and the oracle")
     args = ap.parse_args(argv)
     banner(libraries=("numpy",))
-    from skinseg.quality import SELF_FEATURES
+    from skinseg.quality import LOG_SCALE, SELF_FEATURES
 
     rows = load_rows(Path(args.main), Path(args.second) if args.second else None)
     self_feats = SELF_FEATURES
-    combos = {"self signals (fitted)": self_feats}
+    combos = {"self signals (fitted)": (self_feats, None), "self signals, log scale (fitted)": (self_feats, LOG_SCALE)}
     if args.second:
-        combos["self + agreement (fitted)"] = (*self_feats, "agreement")
-        combos["soft Dice + agreement (fitted)"] = ("soft_dice", "agreement")
-    estimates = {name: cross_fit(rows, feats, args.l2) for name, feats in combos.items()}
+        combos["self + agreement (fitted)"] = ((*self_feats, "agreement"), None)
+        combos["self + agreement, log scale (fitted)"] = ((*self_feats, "agreement"), LOG_SCALE)
+        combos["soft Dice + agreement (fitted)"] = (("soft_dice", "agreement"), None)
+    estimates = {name: cross_fit(rows, feats, args.l2, tf) for name, (feats, tf) in combos.items()}
     if args.apply:
         from skinseg.quality import QualityModel
 
@@ -190,10 +196,12 @@ def main(argv: list[str] | None = None) -> int:
         from skinseg.quality import fit_quality_model
 
         feats = tuple(args.fit_features or self_feats)
-        name = next((n for n, f in combos.items() if f == feats), None)
-        cross = estimates[name] if name else cross_fit(rows, feats, args.l2)
+        scale = LOG_SCALE if args.fit_scale == "log" else None
+        name = next((n for n, f in combos.items() if f == (feats, scale)), None)
+        cross = estimates[name] if name else cross_fit(rows, feats, args.l2, scale)
         review_below = float(np.quantile(cross, args.review_share))
         record = {"fitted_on": f"{len(rows)} images of {args.main} (both dev sets' split)", "l2": args.l2,
+                  "scale": args.fit_scale,
                   "review_share": args.review_share, "cross_fitted": tables,
                   "command": command_line()}
         if args.segmenter:
@@ -202,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             record["segmenter_fingerprint"] = checkpoint_fingerprint(args.segmenter)
             record["segmenter"] = args.segmenter
         model = fit_quality_model(rows, [r["iou"] for r in rows], feats, l2=args.l2, review_below=review_below,
-                                  record=record)
+                                  record=record, transforms=scale)
         Path(args.fit_out).write_text(json.dumps(model.to_dict(), indent=1))
         print(f"\nwrote {args.fit_out}: signals {list(feats)}, review below {review_below:.4f} "
               f"({args.review_share:.0%} of the cross-fitted estimates)")

@@ -19,7 +19,10 @@ probability map, the final mask and the image (numpy only, on a copy scaled to a
 
 A :class:`QualityModel` turns the signals into one number in [0, 1]: a logistic model of
 the IoU (fitted by :func:`fit_quality_model` on validation images, where the true IoU is
-known) with a review threshold. An empty mask gets 0. The bundled segmenter ships its
+known) with a review threshold. Each signal may enter on a log scale first
+(:data:`LOG_SCALE`: ``log(x + c)``, or ``log(1 - x + c)`` for signals that crowd near 1 such
+as ``soft_dice``), which spreads out the differences among good masks that a linear model
+of the raw signals cannot tell apart. An empty mask gets 0. The bundled segmenter ships its
 fitted model (``quality.json`` beside its weights, with the record of how it was fitted).
 """
 
@@ -41,6 +44,8 @@ __all__ = [
     "FEATURE_SIDE",
     "SELF_FEATURES",
     "SECOND_MODEL_FEATURES",
+    "LOG_SCALE",
+    "TRANSFORMS",
     "quality_features",
     "QualityModel",
     "fit_quality_model",
@@ -55,6 +60,23 @@ SELF_FEATURES = ("soft_dice", "mean_prob_in", "ring_prob", "fuzzy", "outside_mas
 
 SECOND_MODEL_FEATURES = ("agreement",)
 """Signals that need a second model's probability map."""
+
+TRANSFORMS = ("identity", "log", "log1m")
+"""How a signal enters a :class:`QualityModel`: as it is, ``log(x + c)``, or ``log(1 - x + c)``."""
+
+LOG_SCALE: dict[str, tuple[str, float]] = {
+    "soft_dice": ("log1m", 1e-4),
+    "mean_prob_in": ("log1m", 1e-4),
+    "ring_prob": ("log", 1e-3),
+    "fuzzy": ("log", 1e-3),
+    "outside_mass": ("log", 1e-3),
+    "area": ("log", 1e-4),
+    "border": ("log", 1e-3),
+    "compactness": ("identity", 0.0),
+    "contrast": ("log", 0.05),
+    "agreement": ("log1m", 1e-3),
+}
+"""The transform (and its offset ``c``) of each signal on a log scale, as the bundled estimates use them."""
 
 _EPS = 1e-6
 
@@ -137,9 +159,38 @@ def quality_features(prob: np.ndarray, mask: np.ndarray, image: np.ndarray | Non
     return out
 
 
+def _transformed(x: np.ndarray, transforms: Sequence[tuple[str, float]]) -> np.ndarray:
+    """The columns of ``x`` through their transforms (none given: all as they are); NaN stays NaN."""
+    if not transforms:
+        return x
+    out = x.copy()
+    with np.errstate(invalid="ignore"):
+        for j, (kind, c) in enumerate(transforms):
+            if kind == "log":
+                out[:, j] = np.log(np.maximum(x[:, j], 0.0) + c)
+            elif kind == "log1m":
+                out[:, j] = np.log(np.maximum(1.0 - x[:, j], 0.0) + c)
+    return out
+
+
+def _check_transforms(transforms: Sequence[Sequence[Any]], names: Sequence[str]) -> tuple[tuple[str, float], ...]:
+    try:
+        out = tuple((str(kind), float(c)) for kind, c in transforms)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"Quality model transforms must be (kind, offset) pairs; got {transforms!r}.") from exc
+    if out and len(out) != len(names):
+        raise ConfigError(f"Quality model: {len(out)} transforms for {len(names)} signals; give one per signal.")
+    for kind, c in out:
+        if kind not in TRANSFORMS or not (math.isfinite(c) and (c > 0 or kind == "identity")):
+            raise ConfigError(f"Quality model transform ({kind!r}, {c}) is not one of {TRANSFORMS} with an offset > 0.")
+    return out
+
+
 def _design(rows: Sequence[Mapping[str, float]], names: Sequence[str], center: np.ndarray | None = None,
-            scale: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            scale: np.ndarray | None = None, transforms: Sequence[tuple[str, float]] = (),
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x = np.array([[float(r.get(n, math.nan)) for n in names] for r in rows], np.float64).reshape(len(rows), len(names))
+    x = _transformed(x, transforms)
     if center is None:
         center = np.nanmedian(x, axis=0) if len(x) else np.zeros(len(names))
         center = np.where(np.isfinite(center), center, 0.0)
@@ -154,10 +205,12 @@ def _design(rows: Sequence[Mapping[str, float]], names: Sequence[str], center: n
 class QualityModel:
     """A fitted quality estimate: a logistic model of the IoU on standardised signals.
 
-    ``estimate = sigmoid(intercept + sum(coef * (x - center) / scale))``, with a missing
-    (NaN) signal replaced by its ``center``; an empty mask is 0. ``review_below``: images
-    whose estimate is below it are flagged for review. ``record`` says how it was fitted
-    (segmenter fingerprint, data, cross-fitted scores).
+    ``estimate = sigmoid(intercept + sum(coef * (t(x) - center) / scale))``, where ``t`` is
+    each signal's transform (``transforms``: one ``(kind, offset)`` per signal, kinds
+    :data:`TRANSFORMS`; empty: every signal as it is), with a missing (NaN) signal replaced
+    by its ``center``; an empty mask is 0. ``review_below``: images whose estimate is below
+    it are flagged for review. ``record`` says how it was fitted (segmenter fingerprint,
+    data, cross-fitted scores).
     """
 
     features: tuple[str, ...]
@@ -167,6 +220,7 @@ class QualityModel:
     intercept: float
     review_below: float = 0.75
     record: dict = field(default_factory=dict)
+    transforms: tuple[tuple[str, float], ...] = ()
 
     @property
     def needs_second_model(self) -> bool:
@@ -177,16 +231,19 @@ class QualityModel:
         return float(self.estimate_many([features])[0])
 
     def estimate_many(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
-        x, _, _ = _design(rows, self.features, np.asarray(self.center), np.asarray(self.scale))
+        x, _, _ = _design(rows, self.features, np.asarray(self.center), np.asarray(self.scale), self.transforms)
         z = self.intercept + x @ np.asarray(self.coef)
         q = 1.0 / (1.0 + np.exp(-z))
         empty = np.array([float(r.get("area", 1.0)) == 0 for r in rows], bool)
         return np.where(empty, 0.0, q)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": "skinseg-quality", "features": list(self.features), "center": list(self.center),
-                "scale": list(self.scale), "coef": list(self.coef), "intercept": self.intercept,
-                "review_below": self.review_below, "record": self.record}
+        d = {"format": "skinseg-quality", "features": list(self.features), "center": list(self.center),
+             "scale": list(self.scale), "coef": list(self.coef), "intercept": self.intercept,
+             "review_below": self.review_below, "record": self.record}
+        if self.transforms:
+            d["transforms"] = [list(t) for t in self.transforms]
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> QualityModel:
@@ -200,37 +257,55 @@ class QualityModel:
         if any(len(a) != len(names) for a in arrays):
             raise ConfigError("Quality model: center, scale and coef need one value per signal.")
         return cls(names, *arrays, float(d["intercept"]), float(d.get("review_below", 0.75)),
-                   dict(d.get("record") or {}))
+                   dict(d.get("record") or {}), _check_transforms(d.get("transforms") or (), names))
 
 
 def fit_quality_model(rows: Sequence[Mapping[str, float]], iou: Sequence[float], features: Sequence[str], *,
                       l2: float = 1.0, review_below: float = 0.75, record: Mapping[str, Any] | None = None,
+                      transforms: Sequence[tuple[str, float]] | Mapping[str, tuple[str, float]] | None = None,
                       ) -> QualityModel:
     """Fit a :class:`QualityModel`: logistic regression of the true IoU (a fraction in [0, 1]) on ``features``.
 
     Minimises the binary cross-entropy between ``sigmoid(x . w + b)`` and the IoU plus
-    ``l2 / 2 * |w|^2`` by Newton's method (a convex problem: the solution is unique).
-    Images with an empty mask are left out (their estimate is 0 by definition).
+    ``l2 / 2 * |w|^2`` by Newton's method with step halving (a convex problem: the solution
+    is unique). Images with an empty mask are left out (their estimate is 0 by definition).
+    ``transforms``: one ``(kind, offset)`` per feature, or a mapping such as
+    :data:`LOG_SCALE` (features it does not name enter as they are); None: all as they are.
     """
+    if isinstance(transforms, Mapping):
+        transforms = [transforms.get(f, ("identity", 0.0)) for f in features]
+    transforms = _check_transforms(transforms or (), features)
     y_all = np.asarray(iou, np.float64)
     if len(rows) != len(y_all) or not len(rows):
         raise ConfigError(f"Need one IoU per row; got {len(rows)} rows and {len(y_all)} IoUs.")
     keep = [i for i, r in enumerate(rows) if float(r.get("area", 1.0)) > 0]
     rows = [rows[i] for i in keep]
     y = np.clip(y_all[keep], 0.0, 1.0)
-    x, center, scale = _design(rows, features)
+    x, center, scale = _design(rows, features, transforms=transforms)
     n, k = x.shape
     a = np.hstack([np.ones((n, 1)), x])
     w = np.zeros(k + 1)
     w[0] = math.log((y.mean() + 1e-3) / (1 - y.mean() + 1e-3))
     reg = np.diag([0.0] + [l2] * k)
+
+    def objective(v: np.ndarray) -> float:  # cross-entropy (logaddexp: no overflow) + penalty
+        z = a @ v
+        return float(np.sum(y * np.logaddexp(0, -z) + (1 - y) * np.logaddexp(0, z)) + 0.5 * v @ reg @ v)
+
+    current = objective(w)
     for _ in range(100):
-        pr = 1 / (1 + np.exp(-(a @ w)))
+        pr = 0.5 * (1 + np.tanh(0.5 * (a @ w)))  # the sigmoid, without overflow
         grad = a.T @ (pr - y) + reg @ w
         hess = (a * (pr * (1 - pr))[:, None]).T @ a + reg + 1e-9 * np.eye(k + 1)
         step = np.linalg.solve(hess, grad)
+        for _ in range(40):  # a full Newton step can overshoot from far away: halve it until the objective falls
+            trial = objective(w - step)
+            if trial <= current or not np.isfinite(current):
+                break
+            step = step / 2
         w -= step
+        current = objective(w)
         if np.abs(step).max() < 1e-10:
             break
     return QualityModel(tuple(features), tuple(center.tolist()), tuple(scale.tolist()), tuple(w[1:].tolist()),
-                        float(w[0]), float(review_below), dict(record or {}))
+                        float(w[0]), float(review_below), dict(record or {}), transforms)

@@ -57,3 +57,16 @@ def test_a_lesion_cut_by_the_border_gets_a_lower_estimate_and_is_flagged(predict
     part = predictor.segment(cut, return_quality=True)
     assert part.quality < whole.quality
     assert part.needs_review
+
+
+@pytest.mark.parametrize("name", ["default", "deeplabv3plus"])
+def test_the_bundled_estimates_are_fitted_on_a_log_scale_for_their_own_weights(name):
+    from skinseg.models.checkpoint import checkpoint_fingerprint, load_quality_model
+    from skinseg.quality import LOG_SCALE
+
+    model = load_quality_model(name)
+    assert model.transforms == tuple(LOG_SCALE[f] for f in model.features)
+    assert model.record["scale"] == "log"
+    assert model.record["segmenter_fingerprint"] == checkpoint_fingerprint(name)
+    # the review threshold flags about 15 % of the validation images (a quantile of the cross-fitted estimates)
+    assert model.record["review_share"] == 0.15 and 0.5 < model.review_below < 0.95

@@ -8,7 +8,7 @@ import pytest
 from scipy.optimize import minimize
 
 from skinseg.errors import ConfigError
-from skinseg.quality import SELF_FEATURES, QualityModel, fit_quality_model, quality_features
+from skinseg.quality import LOG_SCALE, SELF_FEATURES, QualityModel, fit_quality_model, quality_features
 from skinseg.testing import synthetic_lesion
 
 
@@ -103,3 +103,53 @@ def test_a_quality_model_round_trips_through_json_and_refuses_unknown_signals():
         QualityModel.from_dict(bad)
     with pytest.raises(ConfigError, match="skinseg quality"):
         QualityModel.from_dict({"format": "other"})
+
+
+def test_log_scale_transforms_enter_the_model_as_documented():
+    model = QualityModel(("soft_dice", "fuzzy", "compactness"), (-3.0, -2.0, 0.5), (1.5, 0.8, 0.2), (0.7, -0.4, 0.1),
+                         0.3, transforms=(("log1m", 1e-4), ("log", 1e-3), ("identity", 0.0)))
+    f = {"soft_dice": 0.97, "fuzzy": 0.05, "compactness": 0.8, "area": 0.2}
+    z = (0.3 + 0.7 * (math.log(1 - 0.97 + 1e-4) + 3.0) / 1.5 - 0.4 * (math.log(0.05 + 1e-3) + 2.0) / 0.8
+         + 0.1 * (0.8 - 0.5) / 0.2)
+    assert model.estimate(f) == pytest.approx(1 / (1 + math.exp(-z)), rel=1e-12)
+    # a soft Dice above 1 (rounding) is clipped, not a NaN; a missing signal is its centre
+    assert math.isfinite(model.estimate({**f, "soft_dice": 1.0 + 1e-9}))
+    assert model.estimate({**f, "soft_dice": math.nan}) == pytest.approx(
+        1 / (1 + math.exp(-(z - 0.7 * (math.log(1 - 0.97 + 1e-4) + 3.0) / 1.5))), rel=1e-12)
+
+
+def test_fit_on_a_log_scale_matches_a_direct_minimisation_on_the_transformed_signals():
+    rng = np.random.default_rng(1)
+    sd = 1 - rng.beta(1, 12, 400)  # crowded near 1, like soft Dice
+    fz = rng.beta(1, 8, 400)
+    iou = np.clip(sd ** 4 - 0.5 * fz + rng.normal(0, 0.04, 400), 0, 1)
+    rows = [{"soft_dice": a, "fuzzy": b, "area": 0.2} for a, b in zip(sd, fz, strict=True)]
+    model = fit_quality_model(rows, iou, ("soft_dice", "fuzzy"), l2=0.5, transforms=LOG_SCALE)
+    assert model.transforms == (LOG_SCALE["soft_dice"], LOG_SCALE["fuzzy"])
+    t = np.column_stack([np.log(1 - sd + LOG_SCALE["soft_dice"][1]), np.log(fz + LOG_SCALE["fuzzy"][1])])
+    z = (t - np.asarray(model.center)) / np.asarray(model.scale)
+    np.testing.assert_allclose(model.center, np.median(t, axis=0), rtol=1e-12)
+
+    def objective(w):
+        p = np.clip(1 / (1 + np.exp(-(w[0] + z @ w[1:]))), 1e-12, 1 - 1e-12)
+        return -np.sum(iou * np.log(p) + (1 - iou) * np.log(1 - p)) + 0.25 * np.sum(w[1:] ** 2)
+
+    ref = minimize(objective, np.zeros(3), method="BFGS", options={"gtol": 1e-9}).x
+    np.testing.assert_allclose([model.intercept, *model.coef], ref, atol=1e-4)
+    raw = fit_quality_model(rows, iou, ("soft_dice", "fuzzy"), l2=0.5)
+    assert raw.transforms == () and raw.coef != model.coef
+
+
+def test_transforms_round_trip_and_bad_ones_are_refused():
+    rows = [{"soft_dice": v, "area": 0.3} for v in np.linspace(0.5, 0.99, 20)]
+    model = fit_quality_model(rows, np.linspace(0.3, 0.95, 20), ("soft_dice",), transforms=LOG_SCALE)
+    d = json.loads(json.dumps(model.to_dict()))
+    assert d["transforms"] == [["log1m", 1e-4]]
+    back = QualityModel.from_dict(d)
+    assert back == model and back.estimate(rows[3]) == model.estimate(rows[3])
+    for bad in ([["cube", 1.0]], [["log", 0.0]], [["log", 1e-3], ["log", 1e-3]], ["log"]):
+        with pytest.raises(ConfigError, match="transform"):
+            QualityModel.from_dict(dict(d, transforms=bad))
+    old = dict(d)
+    del old["transforms"]  # estimates written before transforms existed: every signal as it is
+    assert QualityModel.from_dict(old).transforms == ()
