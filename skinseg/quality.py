@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage
+from scipy.special import expit
 
 from ._checks import as_bool_mask, check_prob_map
 from ._geometry import fit_size, resize_image
@@ -232,8 +233,7 @@ class QualityModel:
 
     def estimate_many(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
         x, _, _ = _design(rows, self.features, np.asarray(self.center), np.asarray(self.scale), self.transforms)
-        z = self.intercept + x @ np.asarray(self.coef)
-        q = 1.0 / (1.0 + np.exp(-z))
+        q = expit(self.intercept + x @ np.asarray(self.coef))
         empty = np.array([float(r.get("area", 1.0)) == 0 for r in rows], bool)
         return np.where(empty, 0.0, q)
 
@@ -294,17 +294,18 @@ def fit_quality_model(rows: Sequence[Mapping[str, float]], iou: Sequence[float],
 
     current = objective(w)
     for _ in range(100):
-        pr = 0.5 * (1 + np.tanh(0.5 * (a @ w)))  # the sigmoid, without overflow
+        pr = expit(a @ w)
         grad = a.T @ (pr - y) + reg @ w
         hess = (a * (pr * (1 - pr))[:, None]).T @ a + reg + 1e-9 * np.eye(k + 1)
         step = np.linalg.solve(hess, grad)
+        trial = objective(w - step)
         for _ in range(40):  # a full Newton step can overshoot from far away: halve it until the objective falls
-            trial = objective(w - step)
-            if trial <= current or not np.isfinite(current):
+            if trial <= current:
                 break
             step = step / 2
+            trial = objective(w - step)
         w -= step
-        current = objective(w)
+        current = trial
         if np.abs(step).max() < 1e-10:
             break
     return QualityModel(tuple(features), tuple(center.tolist()), tuple(scale.tolist()), tuple(w[1:].tolist()),

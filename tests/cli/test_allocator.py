@@ -6,11 +6,11 @@ most 500 MiB on 200 images of 512x384); these tests pin the settings that keep i
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import skinseg.cli._common as common
@@ -72,4 +72,4 @@ def test_onnx_sessions_have_no_memory_pattern() -> None:
     options = session_options(ort, None)
     assert options.enable_mem_pattern is False
     assert options.inter_op_num_threads == 1
-    assert np.isclose(options.intra_op_num_threads, max(1, (__import__("os").cpu_count() or 2) // 2))
+    assert options.intra_op_num_threads == max(1, (os.cpu_count() or 2) // 2)
