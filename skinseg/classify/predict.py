@@ -80,7 +80,7 @@ def predict_proba_batch(
     images: Sequence[np.ndarray],
     masks: Sequence[np.ndarray | None] | None = None,
     *,
-    tta: bool = False,
+    tta: bool | None = None,
     batch_size: int = 16,
 ) -> np.ndarray:
     """Class probabilities (N, K) for lists of images and their lesion masks (None: no mask).
@@ -91,8 +91,9 @@ def predict_proba_batch(
     images : list of (H, W, 3) uint8 RGB
     masks : list of (H, W) bool masks or None, optional
         An empty or missing mask falls back to the whole image as the lesion box.
-    tta : bool
-        Also average over horizontal and vertical flips.
+    tta : bool or None
+        Also average over horizontal and vertical flips; None (default): the model's own default
+        (an ensemble's stored ``tta``; False for a single classifier).
     batch_size : int
         Crops per forward pass.
     """
@@ -107,7 +108,7 @@ def predict_proba(
     image: np.ndarray,
     mask: np.ndarray | None = None,
     *,
-    tta: bool = False,
+    tta: bool | None = None,
     batch_size: int = 16,
 ) -> np.ndarray:
     """Class probabilities (K,) of one image and its lesion mask (None: no mask); they sum to 1.
@@ -124,7 +125,8 @@ def predict_proba(
 
 
 def predict_label(
-    model: Classifier | ClassifierEnsemble, image: np.ndarray, mask: np.ndarray | None = None, *, tta: bool = False
+    model: Classifier | ClassifierEnsemble, image: np.ndarray, mask: np.ndarray | None = None, *,
+    tta: bool | None = None
 ) -> str:
     """The predicted class code of one image and its lesion mask: the most probable one, or with an ensemble's
     ``decision_weights`` the class of ``argmax(p * w)`` (:func:`skinseg.models.config.decide`)."""
@@ -139,7 +141,7 @@ def predict(
     image: np.ndarray,
     mask: np.ndarray | None = None,
     *,
-    tta: bool = False,
+    tta: bool | None = None,
 ) -> dict[str, float]:
     """``{code: probability}`` of every class for one image and its lesion mask (probabilities sum to 1)."""
     p = predict_proba(model, image, mask, tta=tta)

@@ -158,8 +158,11 @@ class ClassifierPredictor:
     @classmethod
     def load(cls, path_or_name: str | os.PathLike = "default", *, backend: str = DEFAULT_BACKEND, device: str = "cpu",
              precision: str = DEFAULT_PRECISION, threads: int | None = None, cache_dir: Any = None,
-             tta: bool = False) -> ClassifierPredictor:
+             tta: bool | None = None) -> ClassifierPredictor:
         """A ClassifierPredictor for a classifier checkpoint folder (single or ensemble) or bundled name.
+
+        ``tta`` None: the ensemble's stored default (``"tta"`` in its ensemble.json; a single
+        checkpoint: False).
 
         Each member gets :func:`~skinseg.inference.load_backend` (``kind="classifier"``) with the
         loaders' defaults: ONNX Runtime where it is installed (the member's ``model.onnx``, an
@@ -168,9 +171,11 @@ class ClassifierPredictor:
         the checkpoint ships one made from its weights (a gated export), else fp32.
         Without torch when every export is at hand.
         """
-        from ..models.checkpoint import checkpoint_fingerprint, read_ensemble
+        from ..models.checkpoint import ENSEMBLE_FILE, checkpoint_fingerprint, ensemble_tta, read_ensemble
 
         folder, members, payload = read_ensemble(path_or_name, "classifier")
+        if tta is None:
+            tta = ensemble_tta(payload, folder / ENSEMBLE_FILE)
         try:
             temperature = float(payload.get("temperature", 1.0))
         except (TypeError, ValueError) as exc:
@@ -184,14 +189,17 @@ class ClassifierPredictor:
     @classmethod
     def of(cls, model: Any, *, tta: bool | None = None, **load: Any) -> ClassifierPredictor:
         """``model`` as a ClassifierPredictor: itself (``tta`` replaces its own), a checkpoint folder or bundled
-        name (:meth:`load`), or a torch :class:`~skinseg.models.Classifier` / ``ClassifierEnsemble``."""
+        name (:meth:`load`), or a torch :class:`~skinseg.models.Classifier` / ``ClassifierEnsemble``.
+
+        ``tta`` None keeps the model's own default (a ``ClassifierEnsemble``'s or an ensemble.json's
+        ``tta``; False for a single classifier)."""
         if isinstance(model, ClassifierPredictor):
             if tta is None or bool(tta) == model.tta:
                 return model
             return cls(model.members, temperature=model.temperature, tta=bool(tta), fingerprint=model.fingerprint,
                        source=model.source, batch_size=model.batch_size, decision_weights=model.decision_weights)
         if isinstance(model, str | os.PathLike):
-            return cls.load(model, tta=bool(tta), **load)
+            return cls.load(model, tta=None if tta is None else bool(tta), **load)
         members = getattr(model, "members", None)
         if not isinstance(members, list) or not all(model_kind(getattr(m, "config", None)) == "classifier"
                                                     for m in members):
@@ -201,6 +209,8 @@ class ClassifierPredictor:
             )
         from ..models.checkpoint import model_fingerprint
 
+        if tta is None:
+            tta = getattr(model, "tta", False)
         made = cls(members, temperature=float(getattr(model, "temperature", 1.0)), tta=bool(tta),
                    fingerprint=model_fingerprint(model), decision_weights=getattr(model, "decision_weights", None))
         made._torch = model

@@ -87,7 +87,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--pixel-size-mm", type=float, default=None, help="mm per pixel, for diameter_mm / area_mm2"
     )
-    p.add_argument("--tta", action="store_true", help="average the classifier over flips")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="average the classifier over 4 flips; default: as stored in the model (on for "
+                   "classifier-ham10000-7class, off for classifier-isic2017-cc0)")
     p.add_argument(
         "--convert", action="store_true", help="convert grayscale / 16-bit inputs instead of failing"
     )

@@ -344,6 +344,8 @@ def save_classifier(model: Any, path: str | os.PathLike, *, metadata: dict[str, 
         extra: dict[str, Any] = {"temperature": model.temperature}
         if model.decision_weights is not None:
             extra["decision_weights"] = list(model.decision_weights)
+        if model.tta:
+            extra["tta"] = True
         return _save_ensemble(model.members, save_classifier, Path(path), ensemble, extra, metadata, weights_dtype)
     if not isinstance(model, Classifier):
         raise ConfigError("`model` must be a skinseg Classifier or ClassifierEnsemble.")
@@ -433,6 +435,14 @@ def load_quality_model(path_or_name: str | os.PathLike = "default") -> Any:
                               "--fit-out) or delete the file.") from exc
 
 
+def ensemble_tta(payload: dict[str, Any], where: Any) -> bool:
+    """A classifier ensemble's stored default for flip TTA (``"tta"`` in ensemble.json; absent: False)."""
+    tta = payload.get("tta", False)
+    if not isinstance(tta, bool):
+        raise CheckpointError(f"Cannot read '{where}': \"tta\" must be true or false; got {tta!r}.")
+    return tta
+
+
 def load_classifier(path_or_name: str | os.PathLike = "default", *, device: str = "cpu") -> Any:
     """Load a classifier or ensemble saved by :func:`save_classifier` (or ``"default"``, the bundled one).
 
@@ -450,7 +460,8 @@ def load_classifier(path_or_name: str | os.PathLike = "default", *, device: str 
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"Cannot read '{d / ENSEMBLE_FILE}': bad temperature ({exc}).") from exc
         ens = ClassifierEnsemble([load_classifier(d / n, device=device) for n in names], temperature=temperature,
-                                 decision_weights=payload.get("decision_weights"))
+                                 decision_weights=payload.get("decision_weights"),
+                                 tta=ensemble_tta(payload, d / ENSEMBLE_FILE))
         ens.metadata = payload.get("metadata", {})
         return ens.eval()
     return _load_single(d, "classifier", ClassifierConfig, build_classifier_network, Classifier, device)
@@ -566,6 +577,8 @@ def model_fingerprint(model: Any) -> str:
             extra["temperature"] = float(model.temperature)
         if getattr(model, "decision_weights", None) is not None:
             extra["decision_weights"] = list(model.decision_weights)
+        if not hasattr(model, "config") and getattr(model, "tta", False) is True:  # a classifier ensemble's default
+            extra["tta"] = True
         return _combine(type(model).__name__, [model_fingerprint(m) for m in members], extra)
     state = {k: v.detach().cpu().contiguous().numpy() for k, v in model.network.state_dict().items()}
     return _hash(model.config.to_dict(), state)
@@ -591,6 +604,8 @@ def checkpoint_fingerprint(path_or_name: str | os.PathLike, kind: str = "segment
         extra = {"temperature": temperature} if temperature != 1.0 else {}
         if payload.get("decision_weights") is not None:
             extra["decision_weights"] = [float(v) for v in payload["decision_weights"]]
+        if ensemble_tta(payload, d / ENSEMBLE_FILE):
+            extra["tta"] = True
         return _combine("ClassifierEnsemble", fps, extra)
     payload = _single_payload(d, kind)
     from .config import ClassifierConfig, SegmenterConfig

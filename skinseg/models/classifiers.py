@@ -62,11 +62,13 @@ class ClassifierEnsemble(nn.Module):
     fitted on validation data and never changes the predicted class. ``decision_weights``
     (default None: argmax) make the predicted class ``argmax(p * w)`` without changing the
     probabilities: a class-prior correction (logit adjustment) chosen on validation data so the
-    label serves the balanced accuracy while the probabilities stay calibrated.
+    label serves the balanced accuracy while the probabilities stay calibrated. ``tta`` (default
+    False) is the ensemble's own default for flip test-time augmentation: the predictors use it
+    unless a caller passes ``tta`` explicitly.
     """
 
     def __init__(self, members: list[Classifier], *, temperature: float = 1.0,
-                 decision_weights: Any = None) -> None:
+                 decision_weights: Any = None, tta: bool = False) -> None:
         super().__init__()
         if not members:
             raise ConfigError("An ensemble needs at least one member.")
@@ -78,8 +80,11 @@ class ClassifierEnsemble(nn.Module):
         number = isinstance(temperature, int | float) and not isinstance(temperature, bool)
         if not number or not 0 < temperature < 1e3:
             raise ConfigError(f"`temperature` must be a number > 0 (1: no rescaling); got {temperature!r}.")
+        if not isinstance(tta, bool):
+            raise ConfigError(f"`tta` must be True or False; got {tta!r}.")
         self._members = nn.ModuleList(members)
         self.temperature = float(temperature)
+        self.tta = tta
         self.decision_weights = check_decision_weights(decision_weights, len(members[0].config.class_names))
         self.metadata: dict[str, Any] = {}
 

@@ -183,7 +183,7 @@ def classify_folder(
     save_gradcam: bool = False,
     measure: bool = True,
     pixel_size_mm: float | None = None,
-    tta: bool = False,
+    tta: bool | None = None,
     progress: bool = True,
     convert: bool = False,
     overwrite: bool = False,
@@ -212,8 +212,9 @@ def classify_folder(
     save_gradcam, measure, pixel_size_mm
         Grad-CAM overlays of the predicted class (needs torch); the ABCD measurements and
         millimetres per pixel for them.
-    tta : bool
-        The classifier's flip TTA (the segmenter uses its own default).
+    tta : bool or None
+        The classifier's flip TTA; None (default): the classifier's own default (its ensemble.json's
+        ``tta``; False for a single checkpoint). The segmenter uses its own default.
     progress, convert, overwrite, wait, include_runs, verify_inputs
         As for :func:`~skinseg.runs.segment_folder` (``overwrite`` never replaces files that no
         skinseg run wrote; folders holding an earlier skinseg run are skipped unless
