@@ -43,7 +43,8 @@ def dev_items(split: str) -> list[dict]:
                 for row in csv.DictReader(fh):
                     if row["split"] == split:
                         group = row.get("lesion_id") or row.get("same_lesion_group") or row["id"]
-                        items.append({"id": row["id"], "set": set_name, "folder": folder,
+                        meta = {k: row.get(k, "") for k in ("age", "sex", "localization")} if "age" in row else None
+                        items.append({"id": row["id"], "set": set_name, "folder": folder, "meta": meta,
                                       "image": root / "images" / f"{row['id']}.jpg",
                                       "mask": root / "masks" / f"{row['id']}.png",
                                       "label": TO_HAM.get(row["label"], row["label"]), "group": f"{folder}:{group}"})
@@ -78,7 +79,10 @@ def masks_for(items: list[dict], kind: str, cache: Path | None) -> dict[str, np.
     return out
 
 
-def probabilities(model, items: list[dict], masks: dict[str, np.ndarray], tta: bool) -> np.ndarray:
+def probabilities(model, items: list[dict], masks: dict[str, np.ndarray], tta: bool | None,
+                  metadata: bool = False) -> np.ndarray:
+    """Per-image probabilities; ``metadata``: pass each HAM10000 image's age, sex and site (the manifest's) to a
+    model with a metadata model (ISIC 2017 images have none)."""
     import skinseg as ss
     import skinseg.classify as C
 
@@ -88,7 +92,8 @@ def probabilities(model, items: list[dict], masks: dict[str, np.ndarray], tta: b
         mask = masks.get(it["id"])
         if mask is None:
             mask = ss.read_mask(it["mask"], shape=image.shape[:2])
-        probs.append(C.predict_proba(model, image, mask, tta=tta))
+        meta = it["meta"] if metadata and getattr(model, "metadata_model", None) is not None else None
+        probs.append(C.predict_proba(model, image, mask, tta=tta, metadata=meta))
     return np.array(probs, np.float64)
 
 
@@ -227,7 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", nargs="+", default=["default"], help="classifier names or checkpoint folders")
     ap.add_argument("--split", default="val")
     ap.add_argument("--masks", choices=["expert", "predicted"], default="predicted")
-    ap.add_argument("--tta", action="store_true", help="the classifier's flip TTA")
+    ap.add_argument("--metadata", action="store_true",
+                    help="give each HAM10000 image's age, sex and site to the models that take metadata")
+    ap.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                    help="flip TTA on (--tta) or off (--no-tta) for every model; default: each model's own default")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--limit", type=int, default=None, help="first N images of each set (a quick check)")
@@ -253,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for name in args.model:
         model = C.load_classifier(name)
-        present, p_all = to_ham(list(model.class_names), probabilities(model, items, masks, args.tta))
+        present, p_all = to_ham(list(model.class_names), probabilities(model, items, masks, args.tta, args.metadata))
         w_all = ham_weights(list(model.class_names), getattr(model, "decision_weights", None))
         results[name] = {"classes": present, "sets": {}}
         if args.logit_adjust:

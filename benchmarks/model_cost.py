@@ -6,7 +6,8 @@ multiply-add) and the forward passes its TTA default makes per image, and the me
 milliseconds per image of ``predict_proba`` (with the model's TTA default and with one
 forward) over real ``val`` images. The models are timed in turns (A, B, A, B, ...) so
 machine load affects all of them alike. Classifiers (``--classifier``) get parameters,
-bytes, GFLOPs per member and ms per image of ``predict_proba``.
+bytes, GFLOPs per image (times 4 with an ensemble's stored flip-TTA default) and ms per image of
+``predict_proba`` with the model's own TTA default and with one forward per member.
 
     python benchmarks/model_cost.py --model runs/default_v1 default --classifier runs/classifier_v1 default \
         --threads 1 --n 40
@@ -81,11 +82,12 @@ def main() -> int:
             "gflops_per_forward": gflops(model, torch.zeros(1, 3, h, w)), "forwards_per_image": passes,
             "preprocess": model.config.preprocess, "ms": {"default": [], "one_forward": []}}
     for name, model in clfs.items():
+        passes = 4 if getattr(model, "tta", False) else 1  # an ensemble's stored flip-TTA default
         out["classifiers"][name] = {
             "params": n_params(model), "weight_bytes": classifier_bytes(name),
-            "gflops_per_image": sum(gflops(m, torch.zeros(1, m.config.in_chans, m.config.input_size,
-                                                          m.config.input_size)) for m in model.members),
-            "members": len(model.members), "ms": []}
+            "gflops_per_image": passes * sum(gflops(m, torch.zeros(1, m.config.in_chans, m.config.input_size,
+                                                                   m.config.input_size)) for m in model.members),
+            "members": len(model.members), "forwards_per_member": passes, "ms": {"default": [], "one_forward": []}}
     for image, mask in zip(images, masks, strict=True):  # models in turns, so load drifts hit all alike
         for name, model in segs.items():
             for key, tta in (("default", None), ("one_forward", False)):
@@ -93,9 +95,10 @@ def main() -> int:
                 ss.predict_proba(model, image, tta=tta)
                 out["segmenters"][name]["ms"][key].append(1000 * (time.perf_counter() - t0))
         for name, model in clfs.items():
-            t0 = time.perf_counter()
-            C.predict_proba(model, image, mask)
-            out["classifiers"][name]["ms"].append(1000 * (time.perf_counter() - t0))
+            for key, tta in (("default", None), ("one_forward", False)):
+                t0 = time.perf_counter()
+                C.predict_proba(model, image, mask, tta=tta)
+                out["classifiers"][name]["ms"][key].append(1000 * (time.perf_counter() - t0))
     print(f"{len(images)} val images of {args.data}, {args.threads} thread(s); medians")
     for name, r in out["segmenters"].items():
         r["ms_median"] = {k: float(np.median(v)) for k, v in r.pop("ms").items()}
@@ -105,10 +108,11 @@ def main() -> int:
               f"x {r['forwards_per_image']} forward(s): {r['ms_median']['default']:.0f} ms per image "
               f"({r['ms_median']['one_forward']:.0f} ms with one forward)")
     for name, r in out["classifiers"].items():
-        r["ms_median"] = float(np.median(r.pop("ms")))
-        print(f"classifier {name}: {r['members']} member(s), {r['params'] / 1e6:.2f} M params, "
-              f"{r['weight_bytes'] / 1e6:.1f} MB weights, {r['gflops_per_image']:.2f} GFLOPs per image: "
-              f"{r['ms_median']:.0f} ms per image")
+        r["ms_median"] = {k: float(np.median(v)) for k, v in r.pop("ms").items()}
+        print(f"classifier {name}: {r['members']} member(s) x {r['forwards_per_member']} forward(s), "
+              f"{r['params'] / 1e6:.2f} M params, {r['weight_bytes'] / 1e6:.1f} MB weights, "
+              f"{r['gflops_per_image']:.2f} GFLOPs per image: {r['ms_median']['default']:.0f} ms per image "
+              f"({r['ms_median']['one_forward']:.0f} ms with one forward per member)")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"command": "python " + " ".join(sys.argv), **out}, indent=1))

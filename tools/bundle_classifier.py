@@ -29,6 +29,13 @@ def main() -> int:
     ap.add_argument("--logit-adjust", type=float, default=0.0, metavar="TAU",
                     help="decision weights (training prior)^-TAU from the first member's recorded training counts: "
                          "the predicted class becomes argmax(p / prior^TAU) (choose TAU on val; 0: plain argmax)")
+    ap.add_argument("--tta", action="store_true",
+                    help="store flip TTA as the ensemble's default (chosen on val; users can still pass --no-tta)")
+    ap.add_argument("--metadata-alpha", type=float, default=None, metavar="ALPHA",
+                    help="also store a metadata model (age, sex, site) fitted on the 'train' split of --metadata-data, "
+                         "fused with weight ALPHA (choose it on val: benchmarks/classifier_metadata.py)")
+    ap.add_argument("--metadata-data", default="../shared/data/ham10000",
+                    help="dev-set folder whose manifest.csv has age, sex, localization and label columns")
     ap.add_argument("--note", default="")
     ap.add_argument("--listing", help="JSON file of the model's `skinseg models` entry: title, training_data, "
                                       "licence, headline, card (stored as metadata['bundle'])")
@@ -38,8 +45,19 @@ def main() -> int:
     if args.logit_adjust:
         weights = prior_decision_weights(members[0].metadata["training_data"]["counts"], members[0].class_names,
                                          args.logit_adjust)
-    ens = C.ClassifierEnsemble(members, temperature=args.temperature, decision_weights=weights)
-    meta: dict = {"members": args.checkpoints, "note": args.note, "temperature": args.temperature,
+    metadata_model = None
+    if args.metadata_alpha is not None:
+        import csv
+
+        from skinseg.models.metadata import fit_metadata_model
+
+        with open(Path(args.metadata_data) / "manifest.csv", newline="", encoding="utf-8") as fh:
+            train = [r for r in csv.DictReader(fh) if r["split"] == "train"]
+        metadata_model = fit_metadata_model(train, [r["label"] for r in train], members[0].class_names,
+                                            alpha=args.metadata_alpha)
+    ens = C.ClassifierEnsemble(members, temperature=args.temperature, decision_weights=weights, tta=args.tta,
+                               metadata_model=metadata_model)
+    meta: dict = {"members": args.checkpoints, "note": args.note, "temperature": args.temperature, "tta": args.tta, "metadata_alpha": args.metadata_alpha,
                   "logit_adjust": args.logit_adjust}
     if args.listing:
         meta["bundle"] = json.loads(Path(args.listing).read_text())

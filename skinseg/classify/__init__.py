@@ -21,6 +21,7 @@ from __future__ import annotations
 from .._lazy import lazy_attributes
 from ..models.checkpoint import load_classifier, save_classifier
 from ..models.config import CLASS_NAMES, KNOWN_CLASSES, ClassifierConfig, ClassInfo
+from ..models.metadata import METADATA_FIELDS, MetadataModel
 from .gradcam import gradcam, gradcam_overlay
 from .predict import (
     crops_to_tensor,
@@ -54,6 +55,8 @@ __all__ = [
     "ClassifierConfig",
     "ClassifierEnsemble",
     "ClassifierPredictor",
+    "METADATA_FIELDS",
+    "MetadataModel",
     "create_classifier",
     "load_classifier",
     "save_classifier",

@@ -14,7 +14,7 @@ Importing this module does not import torch (the functions do, through the model
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -82,6 +82,7 @@ def predict_proba_batch(
     *,
     tta: bool | None = None,
     batch_size: int = 16,
+    metadata: Sequence[Any] | None = None,
 ) -> np.ndarray:
     """Class probabilities (N, K) for lists of images and their lesion masks (None: no mask).
 
@@ -96,11 +97,16 @@ def predict_proba_batch(
         (an ensemble's stored ``tta``; False for a single classifier).
     batch_size : int
         Crops per forward pass.
+    metadata : list of mappings or None, optional
+        The patients' ``{"age": years, "sex": "male"/"female", "site": body site}``, one per
+        image (None, or a missing field: unknown), for a classifier with a metadata model
+        (:class:`~skinseg.models.metadata.MetadataModel`; ``classifier-ham10000-7class``). An
+        image without metadata gets the image-only probabilities.
     """
     _check_classifier(model)
     predictor = ClassifierPredictor.of(model, tta=tta)
     predictor.batch_size = batch_size
-    return predictor.predict_proba_batch(images, masks)
+    return predictor.predict_proba_batch(images, masks, metadata)
 
 
 def predict_proba(
@@ -110,8 +116,12 @@ def predict_proba(
     *,
     tta: bool | None = None,
     batch_size: int = 16,
+    metadata: Mapping[str, Any] | None = None,
 ) -> np.ndarray:
     """Class probabilities (K,) of one image and its lesion mask (None: no mask); they sum to 1.
+
+    ``metadata``: the patient's ``{"age": ..., "sex": ..., "site": ...}`` for a classifier with a
+    metadata model (see :func:`predict_proba_batch`), or None.
 
     Passing a list of images still works but is deprecated: use :func:`predict_proba_batch`.
     """
@@ -119,20 +129,22 @@ def predict_proba(
         if isinstance(image, list | tuple) or (isinstance(image, np.ndarray) and image.ndim == 4):
             warnings.warn("predict_proba() with a list of images is deprecated; use predict_proba_batch().",
                           FutureWarning, stacklevel=2)
-            return predict_proba_batch(model, list(image), mask, tta=tta, batch_size=batch_size)
+            return predict_proba_batch(model, list(image), mask, tta=tta, batch_size=batch_size,
+                                       metadata=metadata)  # type: ignore[arg-type]
         check_rgb_image(image, "image")
-    return predict_proba_batch(model, [image], [mask], tta=tta, batch_size=batch_size)[0]
+    return predict_proba_batch(model, [image], [mask], tta=tta, batch_size=batch_size,
+                               metadata=None if metadata is None else [metadata])[0]
 
 
 def predict_label(
     model: Classifier | ClassifierEnsemble, image: np.ndarray, mask: np.ndarray | None = None, *,
-    tta: bool | None = None
+    tta: bool | None = None, metadata: Mapping[str, Any] | None = None
 ) -> str:
     """The predicted class code of one image and its lesion mask: the most probable one, or with an ensemble's
     ``decision_weights`` the class of ``argmax(p * w)`` (:func:`skinseg.models.config.decide`)."""
     from ..models.config import decide
 
-    p = predict_proba(model, image, mask, tta=tta)
+    p = predict_proba(model, image, mask, tta=tta, metadata=metadata)
     return str(model.class_names[int(decide(p, getattr(model, "decision_weights", None)))])
 
 
@@ -142,7 +154,8 @@ def predict(
     mask: np.ndarray | None = None,
     *,
     tta: bool | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> dict[str, float]:
     """``{code: probability}`` of every class for one image and its lesion mask (probabilities sum to 1)."""
-    p = predict_proba(model, image, mask, tta=tta)
+    p = predict_proba(model, image, mask, tta=tta, metadata=metadata)
     return {name: float(v) for name, v in zip(model.class_names, p, strict=True)}

@@ -132,7 +132,8 @@ class ClassifierPredictor:
 
     def __init__(self, members: Sequence[Any], *, temperature: float = 1.0, tta: bool = False,
                  fingerprint: str | None = None, source: str | os.PathLike | None = None,
-                 batch_size: int = 16, decision_weights: Sequence[float] | None = None) -> None:
+                 batch_size: int = 16, decision_weights: Sequence[float] | None = None,
+                 metadata_model: Any = None) -> None:
         self.members = [as_backend(m) for m in members]
         if not self.members:
             raise ConfigError("A ClassifierPredictor needs at least one member.")
@@ -148,6 +149,10 @@ class ClassifierPredictor:
         self.temperature = float(temperature)
         self.decision_weights = check_decision_weights(decision_weights, len(self.members[0].config.class_names))
         self.tta = bool(tta)
+        if metadata_model is not None and tuple(metadata_model.class_names) != tuple(self.class_names):
+            raise ConfigError(f"The metadata model's classes {list(metadata_model.class_names)} are not the "
+                              f"classifier's {list(self.class_names)}.")
+        self.metadata_model = metadata_model
         self.fingerprint = fingerprint if fingerprint is not None else self.members[0].fingerprint
         self.source = os.fspath(source) if source is not None else None
         self.batch_size = check_positive_int(batch_size, "batch_size")
@@ -171,7 +176,13 @@ class ClassifierPredictor:
         the checkpoint ships one made from its weights (a gated export), else fp32.
         Without torch when every export is at hand.
         """
-        from ..models.checkpoint import ENSEMBLE_FILE, checkpoint_fingerprint, ensemble_tta, read_ensemble
+        from ..models.checkpoint import (
+            ENSEMBLE_FILE,
+            checkpoint_fingerprint,
+            ensemble_metadata_model,
+            ensemble_tta,
+            read_ensemble,
+        )
 
         folder, members, payload = read_ensemble(path_or_name, "classifier")
         if tta is None:
@@ -184,7 +195,8 @@ class ClassifierPredictor:
                                  threads=threads, cache_dir=cache_dir) for m in members]
         return cls(backends, temperature=temperature, tta=tta, source=path_or_name,
                    fingerprint=checkpoint_fingerprint(folder, "classifier"),
-                   decision_weights=payload.get("decision_weights"))
+                   decision_weights=payload.get("decision_weights"),
+                   metadata_model=ensemble_metadata_model(payload, folder / ENSEMBLE_FILE))
 
     @classmethod
     def of(cls, model: Any, *, tta: bool | None = None, **load: Any) -> ClassifierPredictor:
@@ -197,7 +209,8 @@ class ClassifierPredictor:
             if tta is None or bool(tta) == model.tta:
                 return model
             return cls(model.members, temperature=model.temperature, tta=bool(tta), fingerprint=model.fingerprint,
-                       source=model.source, batch_size=model.batch_size, decision_weights=model.decision_weights)
+                       source=model.source, batch_size=model.batch_size, decision_weights=model.decision_weights,
+                       metadata_model=model.metadata_model)
         if isinstance(model, str | os.PathLike):
             return cls.load(model, tta=None if tta is None else bool(tta), **load)
         members = getattr(model, "members", None)
@@ -212,7 +225,8 @@ class ClassifierPredictor:
         if tta is None:
             tta = getattr(model, "tta", False)
         made = cls(members, temperature=float(getattr(model, "temperature", 1.0)), tta=bool(tta),
-                   fingerprint=model_fingerprint(model), decision_weights=getattr(model, "decision_weights", None))
+                   fingerprint=model_fingerprint(model), decision_weights=getattr(model, "decision_weights", None),
+                   metadata_model=getattr(model, "metadata_model", None))
         made._torch = model
         return made
 
@@ -261,9 +275,14 @@ class ClassifierPredictor:
 
     # ------------------------------------------------------------------ prediction
 
-    def predict_proba_batch(self, images: Sequence[np.ndarray],
-                            masks: Sequence[np.ndarray | None] | None = None) -> np.ndarray:
-        """Class probabilities (N, K) for lists of images and their lesion masks (None: no mask)."""
+    def predict_proba_batch(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray | None] | None = None,
+                            metadata: Sequence[Any] | None = None) -> np.ndarray:
+        """Class probabilities (N, K) for lists of images and their lesion masks (None: no mask).
+
+        ``metadata`` (optional): one mapping per image with its patient's ``age``, ``sex`` and body
+        ``site`` (or None), fused in by the classifier's metadata model
+        (:class:`~skinseg.models.metadata.MetadataModel`); only for a classifier that has one.
+        """
         if isinstance(images, np.ndarray):
             raise ConfigError("`images` must be a list of (H, W, 3) arrays; for one image use predict_proba().")
         imgs = list(images)
@@ -271,6 +290,16 @@ class ClassifierPredictor:
         if len(msks) != len(imgs):
             raise ConfigError(f"{len(imgs)} images but {len(msks)} masks were given; pass one mask (or None) per "
                               "image.")
+        if metadata is not None:
+            if self.metadata_model is None:
+                raise ConfigError("This classifier has no metadata model: it cannot use age, sex or body site. Leave "
+                                  "`metadata` out, or use a classifier that lists a metadata input (`skinseg models`).")
+            metadata = list(metadata)
+            if len(metadata) != len(imgs):
+                raise ConfigError(f"{len(imgs)} images but {len(metadata)} metadata entries were given; pass one "
+                                  "(or None) per image.")
+            for m in metadata:  # refuse bad values before any model runs
+                self.metadata_model.features(m)
         if not imgs:
             return np.zeros((0, len(self.class_names)), np.float32)
         probs = []
@@ -282,17 +311,23 @@ class ClassifierPredictor:
             from ..metrics.calibration import apply_temperature
 
             p = apply_temperature(p, self.temperature).astype(np.float32)
+        if metadata is not None and self.metadata_model is not None:
+            p = self.metadata_model.fuse(p, metadata).astype(np.float32)
         return p
 
-    def predict_proba(self, image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        """Class probabilities (K,) of one image and its lesion mask (None: no mask); they sum to 1."""
+    def predict_proba(self, image: np.ndarray, mask: np.ndarray | None = None, metadata: Any = None) -> np.ndarray:
+        """Class probabilities (K,) of one image and its lesion mask (None: no mask); they sum to 1.
+
+        ``metadata``: the patient's ``{"age": ..., "sex": ..., "site": ...}`` (see
+        :meth:`predict_proba_batch`), or None.
+        """
         check_rgb_image(image, "image")
-        return self.predict_proba_batch([image], [mask])[0]
+        return self.predict_proba_batch([image], [mask], None if metadata is None else [metadata])[0]
 
     def decide(self, probs: np.ndarray) -> Any:
         """The predicted class index of (K,) or (N, K) probabilities (with the ensemble's decision weights)."""
         return decide(probs, self.decision_weights)
 
-    def predict_label(self, image: np.ndarray, mask: np.ndarray | None = None) -> str:
-        """The predicted class code of one image and its lesion mask."""
-        return str(self.class_names[int(self.decide(self.predict_proba(image, mask)))])
+    def predict_label(self, image: np.ndarray, mask: np.ndarray | None = None, metadata: Any = None) -> str:
+        """The predicted class code of one image and its lesion mask (and optional metadata)."""
+        return str(self.class_names[int(self.decide(self.predict_proba(image, mask, metadata)))])

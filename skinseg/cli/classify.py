@@ -29,7 +29,8 @@ outputs (in OUT_DIR):
   classification.csv        one row per image: file, status (ok/error), error_type, error,
                             mask_source, mask_empty, p_<code> for each class of the model,
                             p_melanoma (the melanoma class's probability, whatever its code),
-                            predicted_label (a class code), confidence, then the ABCD measurements
+                            predicted_label (a class code), confidence, metadata_used (with
+                            --metadata: 1 where the image's row was fused in), then the ABCD measurements
                             (asymmetry_*, border_*, color_*, diameter_*; see docs/measurements.md)
                             unless --no-measure. Numbers have six significant digits; a missing
                             value is an empty cell (as in skinseg segment's results.csv)
@@ -87,6 +88,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--pixel-size-mm", type=float, default=None, help="mm per pixel, for diameter_mm / area_mm2"
     )
+    p.add_argument("--metadata", metavar="CSV", default=None,
+                   help="patient metadata for a classifier that takes it (classifier-ham10000-7class): a CSV with "
+                   "columns file (path relative to IN_DIR, file name or stem), age, sex, site (or localization); "
+                   "empty or 'unknown' cells are not known; images without a row are classified from the image "
+                   "alone (column metadata_used)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="average the classifier over 4 flips; default: as stored in the model (on for "
                    "classifier-ham10000-7class, off for classifier-isic2017-cc0)")
@@ -156,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             engine=args.engine,
             ray_options=options,
+            metadata=args.metadata,
         )
     except KeyboardInterrupt:
         print("\ninterrupted: finished images are saved; rerun the same command to resume.", file=sys.stderr)

@@ -45,6 +45,7 @@ _LAZY: dict[str, str] = {
     "bundled_models": "checkpoint",
     "model_fingerprint": "checkpoint",
     "checkpoint_fingerprint": "checkpoint",
+    "MetadataModel": "metadata",
 }
 
 __all__ = sorted(_LAZY)

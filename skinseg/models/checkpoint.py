@@ -127,7 +127,10 @@ def bundled_models(kind: str | None = None) -> list[dict[str, Any]]:
             info = meta.get(BUNDLE_KEY) or {}
             out.append({"name": name, "kind": k, "folder": d.name, "aliases": aliases,
                         "architecture": _architecture(first.get("config", {}), k,
-                                                      None if single else len(_ensemble_members(d)[1])),
+                                                      None if single else len(_ensemble_members(d)[1]))
+                        + (", flip TTA" if k == "classifier" and payload.get("tta") is True else "")
+                        + (", optional metadata input (age, sex, body site)"
+                           if k == "classifier" and payload.get("metadata_model") else ""),
                         **{key: info.get(key, "") for key in ("title", "training_data", "licence", "headline", "card")}})
     return out
 
@@ -346,6 +349,8 @@ def save_classifier(model: Any, path: str | os.PathLike, *, metadata: dict[str, 
             extra["decision_weights"] = list(model.decision_weights)
         if model.tta:
             extra["tta"] = True
+        if getattr(model, "metadata_model", None) is not None:
+            extra["metadata_model"] = model.metadata_model.to_dict()
         return _save_ensemble(model.members, save_classifier, Path(path), ensemble, extra, metadata, weights_dtype)
     if not isinstance(model, Classifier):
         raise ConfigError("`model` must be a skinseg Classifier or ClassifierEnsemble.")
@@ -443,6 +448,22 @@ def ensemble_tta(payload: dict[str, Any], where: Any) -> bool:
     return tta
 
 
+def ensemble_metadata_model(payload: dict[str, Any], where: Any) -> Any:
+    """A classifier ensemble's :class:`~skinseg.models.metadata.MetadataModel` (``"metadata_model"`` in
+    ensemble.json), or None."""
+    from .metadata import MetadataModel
+
+    stored = payload.get("metadata_model")
+    if stored is None:
+        return None
+    try:
+        if not isinstance(stored, dict):
+            raise ConfigError(f"expected an object, got {type(stored).__name__}")
+        return MetadataModel.from_dict(stored)
+    except ConfigError as exc:
+        raise CheckpointError(f"Cannot read '{where}': bad \"metadata_model\" ({exc}).") from exc
+
+
 def load_classifier(path_or_name: str | os.PathLike = "default", *, device: str = "cpu") -> Any:
     """Load a classifier or ensemble saved by :func:`save_classifier` (or ``"default"``, the bundled one).
 
@@ -461,7 +482,8 @@ def load_classifier(path_or_name: str | os.PathLike = "default", *, device: str 
             raise CheckpointError(f"Cannot read '{d / ENSEMBLE_FILE}': bad temperature ({exc}).") from exc
         ens = ClassifierEnsemble([load_classifier(d / n, device=device) for n in names], temperature=temperature,
                                  decision_weights=payload.get("decision_weights"),
-                                 tta=ensemble_tta(payload, d / ENSEMBLE_FILE))
+                                 tta=ensemble_tta(payload, d / ENSEMBLE_FILE),
+                                 metadata_model=ensemble_metadata_model(payload, d / ENSEMBLE_FILE))
         ens.metadata = payload.get("metadata", {})
         return ens.eval()
     return _load_single(d, "classifier", ClassifierConfig, build_classifier_network, Classifier, device)
@@ -579,6 +601,8 @@ def model_fingerprint(model: Any) -> str:
             extra["decision_weights"] = list(model.decision_weights)
         if not hasattr(model, "config") and getattr(model, "tta", False) is True:  # a classifier ensemble's default
             extra["tta"] = True
+        if getattr(model, "metadata_model", None) is not None:
+            extra["metadata_model"] = model.metadata_model.to_dict()
         return _combine(type(model).__name__, [model_fingerprint(m) for m in members], extra)
     state = {k: v.detach().cpu().contiguous().numpy() for k, v in model.network.state_dict().items()}
     return _hash(model.config.to_dict(), state)
@@ -606,6 +630,9 @@ def checkpoint_fingerprint(path_or_name: str | os.PathLike, kind: str = "segment
             extra["decision_weights"] = [float(v) for v in payload["decision_weights"]]
         if ensemble_tta(payload, d / ENSEMBLE_FILE):
             extra["tta"] = True
+        metadata_model = ensemble_metadata_model(payload, d / ENSEMBLE_FILE)
+        if metadata_model is not None:
+            extra["metadata_model"] = metadata_model.to_dict()
         return _combine("ClassifierEnsemble", fps, extra)
     payload = _single_payload(d, kind)
     from .config import ClassifierConfig, SegmenterConfig

@@ -64,11 +64,13 @@ class ClassifierEnsemble(nn.Module):
     probabilities: a class-prior correction (logit adjustment) chosen on validation data so the
     label serves the balanced accuracy while the probabilities stay calibrated. ``tta`` (default
     False) is the ensemble's own default for flip test-time augmentation: the predictors use it
-    unless a caller passes ``tta`` explicitly.
+    unless a caller passes ``tta`` explicitly. ``metadata_model`` (optional,
+    :class:`~skinseg.models.metadata.MetadataModel`) fuses patient metadata (age, sex, body site)
+    into the probabilities of the images that come with it.
     """
 
     def __init__(self, members: list[Classifier], *, temperature: float = 1.0,
-                 decision_weights: Any = None, tta: bool = False) -> None:
+                 decision_weights: Any = None, tta: bool = False, metadata_model: Any = None) -> None:
         super().__init__()
         if not members:
             raise ConfigError("An ensemble needs at least one member.")
@@ -86,6 +88,10 @@ class ClassifierEnsemble(nn.Module):
         self.temperature = float(temperature)
         self.tta = tta
         self.decision_weights = check_decision_weights(decision_weights, len(members[0].config.class_names))
+        if metadata_model is not None and tuple(metadata_model.class_names) != members[0].config.class_names:
+            raise ConfigError(f"The metadata model's classes {list(metadata_model.class_names)} are not the "
+                              f"ensemble's {list(members[0].config.class_names)}.")
+        self.metadata_model = metadata_model
         self.metadata: dict[str, Any] = {}
 
     @property

@@ -19,8 +19,10 @@ Outputs in ``out_dir``::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -49,11 +51,12 @@ MELANOMA_COLUMN = "p_melanoma"
 in the HAM10000 vocabulary), so scripts written for the three-class model keep working."""
 
 
-def classification_columns(classes: Any, measure: bool) -> tuple[str, ...]:
+def classification_columns(classes: Any, measure: bool, metadata: bool = False) -> tuple[str, ...]:
     """``classification.csv`` columns: file, status, error_type, error, mask_source, mask_empty,
     ``p_<code>`` per class (the model's order), ``p_melanoma`` when no class has that code (the
-    melanoma class's probability), predicted_label (a code), confidence, then (``measure``) the ABCD
-    measurements.
+    melanoma class's probability), predicted_label (a code), confidence, ``metadata_used`` (1 where
+    the image's patient metadata was fused in; only in a run given metadata), then (``measure``)
+    the ABCD measurements.
 
     ``classes``: the model's :class:`~skinseg.models.config.ClassInfo` s, or plain class codes
     (described by :data:`~skinseg.models.config.KNOWN_CLASSES`).
@@ -63,14 +66,15 @@ def classification_columns(classes: Any, measure: bool) -> tuple[str, ...]:
     named = MELANOMA_COLUMN in {f"p_{c}" for c in codes}
     alias = (MELANOMA_COLUMN,) if any(c.melanoma for c in infos) and not named else ()
     cols = ("file", "status", "error_type", "error", "mask_source", "mask_empty", *[f"p_{c}" for c in codes],
-            *alias, "predicted_label", "confidence")
+            *alias, "predicted_label", "confidence", *(("metadata_used",) if metadata else ()))
     return cols + FEATURE_NAMES if measure else cols
 
 
 @dataclass(frozen=True)
 class ClassifyOptions:
     """A classify job's options: expert masks (``{input key: (mask file as given, its absolute path)}``, or None
-    to predict them), their suffix, Grad-CAM overlays, the ABCD measurements and the pixel size."""
+    to predict them), their suffix, Grad-CAM overlays, the ABCD measurements and the pixel size; patient metadata
+    (``{file, name or stem: {"age", "sex", "site"}}`` and where it came from), or None."""
 
     masks: dict[str, tuple[str, str]] | None = None
     mask_suffix: str = "_segmentation"
@@ -78,6 +82,18 @@ class ClassifyOptions:
     measure: bool = True
     pixel_size_mm: float | None = None
     masks_dir: str | None = None
+    metadata: dict[str, dict[str, str]] | None = None
+    metadata_source: str | None = None
+
+    def metadata_of(self, key: str) -> dict[str, str] | None:
+        """The metadata of the input ``key`` (matched by relative path, then file name, then stem), or None."""
+        if self.metadata is None:
+            return None
+        name = PurePosixPath(key)
+        for k in (key, name.name, name.stem):
+            if k in self.metadata:
+                return self.metadata[k]
+        return None
 
 
 class _ClassifyRunner:
@@ -105,7 +121,8 @@ class _ClassifyRunner:
     def render(self, item: InputFile, res: StreamResult) -> tuple[dict[str, str], dict[str, bytes]]:
         image = res.image
         mask, source, files = self._mask(item, res)
-        p = self.classifier.predict_proba(image, mask)
+        meta = self.options.metadata_of(item.key)
+        p = self.classifier.predict_proba(image, mask, meta)
         best = int(self.classifier.decide(p))  # the ensemble's decision rule (its decision weights, if any)
         row = {"file": item.key, "status": "ok", "error_type": "", "error": "", "mask_source": source,
                "mask_empty": number_cell(int(not mask.any()))}
@@ -113,6 +130,8 @@ class _ClassifyRunner:
         if self.melanoma is not None:
             row.setdefault(MELANOMA_COLUMN, number_cell(p[self.melanoma]))
         row.update(predicted_label=self.codes[best], confidence=number_cell(p[best]))
+        if self.options.metadata is not None:
+            row["metadata_used"] = number_cell(int(meta is not None))
         if self.options.measure:  # on the image the segmenter saw, as skinseg segment --measure does
             measured = res.preprocessed if res.preprocessed is not None else image
             row.update(feature_cells(measured, mask, self.options.pixel_size_mm))  # type: ignore[arg-type]
@@ -139,7 +158,9 @@ class ClassifyJob:
     @property
     def results(self) -> ResultsFile:
         classes = self.classes if self.classes is not None else self.classifier.get().classes
-        return ResultsFile(CSV_FILE, classification_columns(classes, self.options.measure), lineterminator="\r\n")
+        return ResultsFile(CSV_FILE, classification_columns(classes, self.options.measure,
+                                                            self.options.metadata is not None),
+                           lineterminator="\r\n")
 
     def outputs(self, rel: str) -> dict[str, str]:
         stem, files = PurePosixPath(rel).stem, {}
@@ -161,7 +182,8 @@ class ClassifyJob:
         o = self.options
         return {"in_dir": in_location, **model, "masks_dir": o.masks_dir,
                 "mask_suffix": o.mask_suffix if o.masks is not None else None, "gradcam": o.gradcam,
-                "measure": o.measure, "pixel_size_mm": o.pixel_size_mm, "convert": self.inputs.convert}
+                "measure": o.measure, "pixel_size_mm": o.pixel_size_mm, "convert": self.inputs.convert,
+                **({"metadata": o.metadata_source} if o.metadata is not None else {})}
 
     def start(self) -> _ClassifyRunner:
         segmenter = self.segmenter.get() if self.segmenter is not None else None
@@ -193,6 +215,7 @@ def classify_folder(
     ray_options: Any = None,
     include_runs: bool = False,
     verify_inputs: bool = False,
+    metadata: str | os.PathLike | Mapping[str, Mapping[str, Any]] | None = None,
 ) -> FolderRunResult:
     """Classify every image of ``in_dir`` into ``out_dir``, resuming an earlier run there.
 
@@ -222,6 +245,14 @@ def classify_folder(
     workers, engine, ray_options
         As for :func:`~skinseg.runs.segment_folder`: ``engine="ray"`` runs the same job on Ray
         Data, with the same outputs.
+    metadata : CSV file or mapping, optional
+        Patient metadata for a classifier with a metadata model (``classifier-ham10000-7class``):
+        a CSV with a ``file`` column (the image's path relative to ``in_dir`` as in
+        classification.csv, its file name, or its stem) and ``age``, ``sex`` and ``site`` columns
+        (``localization``, HAM10000's name, is read as ``site``; an empty cell or ``unknown``: not
+        known), or a mapping ``{file: {"age": ..., "sex": ..., "site": ...}}``. Every value is
+        checked before the run starts. Images without a row get the image-only probabilities;
+        the ``metadata_used`` column says which were fused.
 
     Returns
     -------
@@ -231,7 +262,8 @@ def classify_folder(
     Raises
     ------
     ConfigError
-        Neither ``masks_dir`` nor ``segmenter``; no images; two images with the same stem
+        ``metadata`` for a classifier without a metadata model, or a bad value in it (naming the
+        CSV line); neither ``masks_dir`` nor ``segmenter``; no images; two images with the same stem
         (they would share a mask file); a run with other settings in ``out_dir`` (unless it
         finished no image); the folder is in use by another run; ``verify_inputs`` with a URI input.
     OutputExistsError (a FileExistsError)
@@ -254,13 +286,88 @@ def classify_folder(
         pairs, _, _ = pair_images_and_masks(src, masks_dir, mask_suffix=mask_suffix)
         masks = {image.relative_to(src).as_posix(): (str(mask), str(mask.resolve())) for image, mask in pairs}
         exclude = mask_suffix if Path(masks_dir).resolve() == src.resolve() else None
+    meta, meta_source = (None, None) if metadata is None else _read_metadata(metadata, classifier)
     options = ClassifyOptions(masks, mask_suffix, bool(save_gradcam), bool(measure), pixel_size_mm,
-                              str(Path(masks_dir).resolve()) if masks_dir is not None else None)
+                              str(Path(masks_dir).resolve()) if masks_dir is not None else None, meta, meta_source)
     job = ClassifyJob(predictor_source(segmenter, threads=threads, device=device) if masks_dir is None else None,
                       classifier_source(classifier, tta=tta, threads=threads, device=device), options,
                       InputOptions(False, exclude, bool(convert), include_runs=bool(include_runs),
                                    verify_inputs=bool(verify_inputs)), _classes_of(classifier))
     return run_folder(job, runner, in_dir, out_dir, overwrite=overwrite, wait=wait, progress=progress)
+
+
+_METADATA_COLUMNS = {"file": ("file", "image", "image_id", "isic_id", "id"), "age": ("age", "age_approx"),
+                     "sex": ("sex",), "site": ("site", "localization", "anatom_site_general")}
+
+
+def _metadata_model_of(classifier: Any) -> Any:
+    """The classifier's metadata model (None if it has none), read from its ensemble.json where it is a name;
+    ``...`` for a function that makes the classifier (not called here: its values are checked when it runs)."""
+    if isinstance(classifier, str | os.PathLike):
+        from ..models.checkpoint import ENSEMBLE_FILE, ensemble_metadata_model, read_ensemble
+
+        folder, _, payload = read_ensemble(classifier, "classifier")
+        return ensemble_metadata_model(payload, folder / ENSEMBLE_FILE)
+    if isinstance(classifier, functools.partial) and classifier.args and isinstance(classifier.args[0],
+                                                                                   str | os.PathLike):
+        return _metadata_model_of(classifier.args[0])  # a loader bound to a name or folder (skinseg classify)
+    if callable(classifier) and not hasattr(classifier, "class_names"):
+        return ...
+    return getattr(classifier, "metadata_model", None)
+
+
+def _read_metadata(metadata: Any, classifier: Any) -> tuple[dict[str, dict[str, str]], str]:
+    """``{file: {"age", "sex", "site"}}`` from a CSV or mapping, every value checked by the classifier's metadata
+    model; and a description of the source for the run's settings (the CSV's path and content hash)."""
+    import csv
+    import hashlib
+    import json
+
+    model = _metadata_model_of(classifier)
+    if model is None:
+        raise ConfigError("This classifier has no metadata model: it cannot use age, sex or body site. Leave "
+                          "--metadata out, or choose a classifier that takes metadata (`skinseg models`).")
+    if isinstance(metadata, Mapping):
+        rows = [(f"entry '{k}'", str(k), dict(v) if isinstance(v, Mapping) else v) for k, v in metadata.items()]
+        text = json.dumps({k: v for _, k, v in rows}, sort_keys=True, default=str)
+        source = "mapping sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    else:
+        path = Path(metadata)
+        if not path.is_file():
+            raise ConfigError(f"Metadata file '{path}' does not exist (pass a CSV with columns file, age, sex, site).")
+        data = path.read_bytes()
+        try:
+            reader = csv.DictReader(data.decode("utf-8-sig").splitlines())
+            header = {h.strip().lower(): h for h in (reader.fieldnames or [])}
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise ConfigError(f"Cannot read metadata file '{path}' as UTF-8 CSV: {exc}.") from exc
+        found = {field: next((header[n] for n in names if n in header), None)
+                 for field, names in _METADATA_COLUMNS.items()}
+        if found["file"] is None or all(found[f] is None for f in ("age", "sex", "site")):
+            raise ConfigError(f"Metadata file '{path}' needs a 'file' column and at least one of 'age', 'sex', "
+                              f"'site' (or 'localization'); its columns are {reader.fieldnames}.")
+        rows = []
+        for line, r in enumerate(reader, start=2):
+            entry = {f: (r.get(c) or "").strip() for f, c in found.items() if f != "file" and c is not None}
+            rows.append((f"'{path}' line {line}", (r.get(found["file"]) or "").strip(), entry))
+        source = f"{path.resolve()} sha256:{hashlib.sha256(data).hexdigest()}"
+    out: dict[str, dict[str, str]] = {}
+    for where, key, entry in rows:
+        if not key:
+            raise ConfigError(f"Metadata {where}: the file name is empty.")
+        key = key.replace("\\", "/")
+        if key in out:
+            raise ConfigError(f"Metadata {where}: '{key}' appears twice.")
+        if not isinstance(entry, dict):
+            raise ConfigError(f"Metadata {where}: expected a mapping with 'age', 'sex', 'site'; got "
+                              f"{type(entry).__name__}.")
+        try:
+            if model is not ...:
+                model.features(entry)
+        except ConfigError as exc:
+            raise ConfigError(f"Metadata {where}: {exc}") from None
+        out[key] = entry
+    return out, source
 
 
 def _classes_of(classifier: Any) -> tuple[ClassInfo, ...] | None:

@@ -119,7 +119,7 @@ def _ship_classifier(threads: int | None) -> Callable[[ClassifierPredictor], Cal
     def ship(classifier: ClassifierPredictor) -> Callable[[], ClassifierPredictor] | None:
         kwargs = {"temperature": classifier.temperature, "tta": classifier.tta, "fingerprint": classifier.fingerprint,
                   "source": classifier.source, "batch_size": classifier.batch_size,
-                  "decision_weights": classifier.decision_weights}
+                  "decision_weights": classifier.decision_weights, "metadata_model": classifier.metadata_model}
         if any(m.name != "onnx" for m in classifier.members):
             return functools.partial(_same, classifier)  # torch members: pickled
         members = [_onnx_bytes(m, in_memory=True) for m in classifier.members]
