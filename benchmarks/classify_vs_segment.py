@@ -85,6 +85,8 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=200, help="images (default 200)")
     parser.add_argument("--size", default="512x384", help="WxH the images are resized to (default 512x384)")
     parser.add_argument("--repeats", type=int, default=1, help="rounds of each measurement (median; default 1)")
+    parser.add_argument("--classifier", default=None,
+                        help="classify with this classifier (a bundled name or folder; default: the default)")
     args = parser.parse_args()
     banner(libraries=("numpy", "onnxruntime", "cv2"))
     w, h = (int(v) for v in args.size.lower().split("x"))
@@ -99,7 +101,10 @@ def main() -> int:
         warm.mkdir()
         for p in sorted((tmp / "in").iterdir())[:2]:
             os.symlink(p, warm / p.name)
-        first = run_command(["classify", str(warm), "-o", str(tmp / "warm_out"), "--quiet"], env)
+        extra = {"segment": [], "classify": ["--classifier", str(Path(args.classifier).resolve())
+                                             if Path(args.classifier).is_dir() else args.classifier]
+                 if args.classifier else []}
+        first = run_command(["classify", str(warm), "-o", str(tmp / "warm_out"), "--quiet", *extra["classify"]], env)
         print(f"warm-up: classify of 2 images with the classifier's one-time ONNX export: {first['wall']:.1f} s "
               f"(not in the comparison)", flush=True)
         results: dict[tuple[str, str], list[dict[str, float | bool]]] = {}
@@ -110,7 +115,7 @@ def main() -> int:
                 for r in range(args.repeats):
                     for command in ("segment", "classify"):
                         out = tmp / f"out_{command}_{condition}_{r}"
-                        res = run_command([command, str(tmp / "in"), "-o", str(out), "--quiet"], env)
+                        res = run_command([command, str(tmp / "in"), "-o", str(out), "--quiet", *extra[command]], env)
                         results.setdefault((command, condition), []).append(res)
                         print(f"  {condition:6s} {command:8s} round {r + 1}: {res['wall']:7.2f} s, peak "
                               f"{res['rss']:6.1f} MiB, torch imported: {res['torch']}", flush=True)
@@ -122,7 +127,8 @@ def main() -> int:
     def med(command: str, condition: str, key: str) -> float:
         return statistics.median(float(r[key]) for r in results[(command, condition)])
 
-    print(f"\n{n} images {w}x{h}, default settings, median of {args.repeats} round(s):")
+    print(f"\n{n} images {w}x{h}, default settings (classifier: {args.classifier or 'default'}), median of "
+          f"{args.repeats} round(s):")
     print(f"  {'command':9s} {'idle s':>8s} {'loaded s':>9s} {'loaded/idle':>12s} {'peak MiB':>9s}")
     for command in ("segment", "classify"):
         idle, loaded = med(command, "idle", "wall"), med(command, "loaded", "wall")
