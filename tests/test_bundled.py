@@ -14,6 +14,7 @@ from skinseg.metrics import dice_score
 pytest.importorskip("torch")
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 WEIGHTS = Path(ss.__file__).resolve().parent / "weights"
+CC0_TEMPERATURE = 0.9791  # classifier-isic2017-cc0 (one member since the seven-class default took two)
 
 
 def test_bundled_weights_fit_the_60_mb_budget_and_hold_no_code():
@@ -73,14 +74,43 @@ def test_deeplabv3plus_is_bundled_and_segments_the_example_images():
     assert np.mean(scores) >= 0.8, scores
 
 
-def test_default_classifier_predicts_the_three_diagnoses():
+def test_default_classifier_is_the_seven_diagnosis_model_and_the_cc0_one_stays_selectable():
+    from skinseg.models.checkpoint import bundled_model_dir
+
     clf = ss.load_classifier("default")
-    assert tuple(clf.class_names) == ("melanoma", "nevus", "seborrheic_keratosis")
+    assert tuple(clf.class_names) == ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
+    assert bundled_model_dir("default", "classifier") == bundled_model_dir("classifier-ham10000-7class", "classifier")
+    cc0 = ss.load_classifier("classifier-isic2017-cc0")
+    assert tuple(cc0.class_names) == ("melanoma", "nevus", "seborrheic_keratosis")
+    assert bundled_model_dir("classifier-isic2017-cc0", "classifier") != bundled_model_dir("default", "classifier")
     image_path = sorted((EXAMPLES / "images").glob("*.jpg"))[0]
     image = ss.read_image(image_path)
     mask = ss.read_mask(EXAMPLES / "masks" / f"{image_path.stem}_segmentation.png", shape=image.shape[:2])
-    out = ss.classify.predict(clf, image, mask)
-    assert set(out) == set(clf.class_names) and abs(sum(out.values()) - 1) < 1e-5
+    for model in (clf, cc0):
+        out = ss.classify.predict(model, image, mask)
+        assert set(out) == set(model.class_names) and abs(sum(out.values()) - 1) < 1e-5
+
+
+def test_the_default_classifier_takes_optional_metadata():
+    """Two members, TTA off by default, a metadata model fitted on HAM10000 train (alpha 0.25, chosen on val)."""
+    import skinseg.classify as C
+
+    clf = ss.load_classifier("default")
+    assert len(clf.members) == 2 and clf.tta is False
+    mm = clf.metadata_model
+    assert mm is not None and mm.alpha == 0.25 and mm.class_names == clf.class_names
+    assert {"back", "face", "lower extremity", "trunk"} <= set(mm.sites) and "unknown" not in mm.sites
+    image_path = sorted((EXAMPLES / "images").glob("*.jpg"))[0]
+    image = ss.read_image(image_path)
+    mask = ss.read_mask(EXAMPLES / "masks" / f"{image_path.stem}_segmentation.png", shape=image.shape[:2])
+    alone = C.predict_proba(clf, image, mask)
+    old_face = C.predict_proba(clf, image, mask, metadata={"age": 80, "sex": "male", "site": "face"})
+    young_back = C.predict_proba(clf, image, mask, metadata={"age": 25, "sex": "female", "site": "back"})
+    np.testing.assert_allclose(C.predict_proba(clf, image, mask, metadata={"sex": "unknown"}), alone)
+    akiec, nv = clf.class_names.index("akiec"), clf.class_names.index("nv")
+    # actinic keratoses are lesions of old, sun-exposed skin; nevi of the young trunk
+    assert old_face[akiec] / alone[akiec] > 1 > young_back[akiec] / alone[akiec]
+    assert young_back[nv] / alone[nv] > old_face[nv] / alone[nv]
 
 
 def test_the_seven_diagnosis_classifier_is_bundled_with_its_class_metadata_and_decision_weights():
@@ -107,8 +137,9 @@ def test_the_seven_diagnosis_classifier_is_bundled_with_its_class_metadata_and_d
     assert labels == [clf.class_names[int(np.argmax(p * w))] for p in probs]
 
 
-def test_default_classifier_ships_its_val_temperature():
-    """The bundled ensemble is under-confident on val (ECE 0.114): it ships the temperature fitted there.
+@pytest.mark.parametrize("name, temperature", [("default", 0.8055), ("classifier-isic2017-cc0", CC0_TEMPERATURE)])
+def test_bundled_classifiers_ship_their_val_temperature(name, temperature):
+    """Each bundled classifier ships the temperature fitted on val (NLL); the card documents it.
 
     The temperature comes from ensemble.json; predictions are the members' mean probabilities
     sharpened by it (softmax(log p / T)), with the same argmax.
@@ -116,9 +147,9 @@ def test_default_classifier_ships_its_val_temperature():
     import skinseg.classify as C
     from skinseg.metrics.calibration import apply_temperature
 
-    clf = ss.load_classifier("default")
+    clf = ss.load_classifier(name)
     assert 0.5 < clf.temperature < 1.0
-    assert clf.temperature == pytest.approx(0.744)  # the value the card documents
+    assert clf.temperature == pytest.approx(temperature)
     images = [ss.read_image(p) for p in sorted((EXAMPLES / "images").glob("*.jpg"))]
     got = C.predict_proba_batch(clf, images)
     mean = np.mean([C.predict_proba_batch(m, images) for m in clf.members], axis=0)

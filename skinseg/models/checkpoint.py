@@ -66,7 +66,7 @@ _KINDS: dict[str, tuple[str, str, dict[str, str]]] = {
                   {"default": "unet_lite0_v3", "unet-ham10000-isic2017": "unet_lite0_v3",
                    "unet-isic2017-cc0": "unet_lite0", "deeplabv3plus": "deeplabv3plus_lite0"}),
     "classifier": ("skinseg-classifier", "skinseg-classifier-ensemble",
-                   {"default": "classifier_lite0", "classifier-isic2017-cc0": "classifier_lite0",
+                   {"default": "classifier7_lite0", "classifier-isic2017-cc0": "classifier_lite0",
                     "classifier-ham10000-7class": "classifier7_lite0"}),
 }
 BUNDLE_KEY = "bundle"

@@ -365,7 +365,7 @@ def _read_metadata(metadata: Any, classifier: Any) -> tuple[dict[str, dict[str, 
             if model is not ...:
                 model.features(entry)
         except ConfigError as exc:
-            raise ConfigError(f"Metadata {where}: {exc}") from None
+            raise ConfigError(f"Metadata {where}: {str(exc).removeprefix('Metadata ')}") from None
         out[key] = entry
     return out, source
 
