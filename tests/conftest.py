@@ -135,3 +135,32 @@ def seg_folder(tmp_path: Path) -> Path:
 def make_seg_folder():
     """:func:`write_seg_folder` itself, for tests that need several or labelled ones."""
     return write_seg_folder
+
+
+def write_lesion_folder(root: Path, name: str = "x{i}.png", n: int = 3) -> tuple[Path, Path]:
+    """``n`` synthetic lesions named ``name.format(i=...)`` in ``root/images`` and their masks
+    ``<stem>_segmentation.png`` in ``root/masks`` (for classify runs with ``--masks``)."""
+    from skinseg.io import write_image, write_mask
+    from skinseg.testing import synthetic_lesion
+
+    images, masks = root / "images", root / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for i in range(n):
+        image, mask = synthetic_lesion((60, 80), rng=i)
+        file = name.format(i=i)
+        write_image(images / file, image)
+        write_mask(masks / f"{Path(file).stem}_segmentation.png", mask)
+    return images, masks
+
+
+@pytest.fixture
+def lesion_folder(tmp_path: Path) -> tuple[Path, Path]:
+    """:func:`write_lesion_folder` in ``tmp_path``: ``x0.png`` … ``x2.png`` and their masks."""
+    return write_lesion_folder(tmp_path)
+
+
+@pytest.fixture
+def make_lesion_folder():
+    """:func:`write_lesion_folder` itself, for other names or counts."""
+    return write_lesion_folder

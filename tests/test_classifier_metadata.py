@@ -145,32 +145,16 @@ def test_ensemble_stores_uses_and_fingerprints_its_metadata_model(member, tmp_pa
         C.ClassifierEnsemble([member], metadata_model=other)
 
 
-@pytest.fixture()
-def folder_with_masks(tmp_path):
-    import skinseg as ss
-    from skinseg.io import write_image
-    from skinseg.testing import synthetic_lesion
-
-    images, masks = tmp_path / "images", tmp_path / "masks"
-    images.mkdir()
-    masks.mkdir()
-    for i in range(3):
-        image, mask = synthetic_lesion((60, 80), rng=i)
-        write_image(images / f"x{i}.png", image)
-        ss.write_mask(masks / f"x{i}_segmentation.png", mask)
-    return images, masks
-
-
 def _rows(out):
     with open(out / "classification.csv", newline="", encoding="utf-8") as fh:
         return {r["file"]: r for r in csv.DictReader(fh)}
 
 
-def test_skinseg_classify_reads_a_metadata_csv(member, folder_with_masks, tmp_path, capsys):
+def test_skinseg_classify_reads_a_metadata_csv(member, lesion_folder, tmp_path, capsys):
     import skinseg.classify as C
     from skinseg.cli import main
 
-    images, masks = folder_with_masks
+    images, masks = lesion_folder
     folder = C.save_classifier(C.ClassifierEnsemble([member], metadata_model=tiny_meta_model(member)),
                                tmp_path / "ens")
     table = tmp_path / "meta.csv"
@@ -192,11 +176,11 @@ def test_skinseg_classify_reads_a_metadata_csv(member, folder_with_masks, tmp_pa
     assert "other settings" in capsys.readouterr().err
 
 
-def test_bad_metadata_is_refused_before_the_run_naming_the_line(member, folder_with_masks, tmp_path):
+def test_bad_metadata_is_refused_before_the_run_naming_the_line(member, lesion_folder, tmp_path):
     import skinseg.classify as C
     from skinseg.runs import classify_folder
 
-    images, masks = folder_with_masks
+    images, masks = lesion_folder
     folder = C.save_classifier(C.ClassifierEnsemble([member], metadata_model=tiny_meta_model(member)),
                                tmp_path / "ens")
     table = tmp_path / "meta.csv"

@@ -10,10 +10,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-import skinseg as ss  # noqa: E402
 import skinseg.classify as C  # noqa: E402
 from skinseg.errors import CheckpointError, ConfigError  # noqa: E402
-from skinseg.io import write_image  # noqa: E402
 from skinseg.models.checkpoint import checkpoint_fingerprint, model_fingerprint  # noqa: E402
 from skinseg.testing import synthetic_lesion  # noqa: E402
 
@@ -78,16 +76,10 @@ def test_a_bad_stored_value_is_refused_naming_the_file(member, tmp_path):
         C.ClassifierEnsemble([member], tta="yes")
 
 
-def test_classify_uses_the_stored_default_and_records_it(member, tmp_path, capsys):
+def test_classify_uses_the_stored_default_and_records_it(member, lesion_folder, tmp_path, capsys):
     from skinseg.cli import main
 
-    images, masks = tmp_path / "images", tmp_path / "masks"
-    images.mkdir()
-    masks.mkdir()
-    for i in range(2):
-        image, mask = synthetic_lesion((60, 80), rng=i)
-        write_image(images / f"x{i}.png", image)
-        ss.write_mask(masks / f"x{i}_segmentation.png", mask)
+    images, masks = lesion_folder
     folder = C.save_classifier(C.ClassifierEnsemble([member], tta=True), tmp_path / "ens")
     probs = {}
     for name, flag in (("default", []), ("on", ["--tta"]), ("off", ["--no-tta"])):

@@ -9,10 +9,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-import skinseg as ss  # noqa: E402
 import skinseg.classify as C  # noqa: E402
 from skinseg.errors import ConfigError  # noqa: E402
-from skinseg.io import write_image  # noqa: E402
 from skinseg.models.checkpoint import checkpoint_fingerprint, model_fingerprint  # noqa: E402
 from skinseg.models.config import decide  # noqa: E402
 from skinseg.testing import synthetic_lesion  # noqa: E402
@@ -49,16 +47,10 @@ def test_weights_are_saved_loaded_fingerprinted_and_used(member, tmp_path):
     assert predictor.predict_label(image, mask) == member.class_names[int(np.argmin(p))]
 
 
-def test_classify_folder_writes_the_weighted_decision(member, tmp_path):
+def test_classify_folder_writes_the_weighted_decision(member, lesion_folder, tmp_path):
     from skinseg.runs import classify_folder
 
-    images, masks = tmp_path / "images", tmp_path / "masks"
-    images.mkdir()
-    masks.mkdir()
-    for i in range(3):
-        image, mask = synthetic_lesion((60, 80), rng=i)
-        write_image(images / f"x{i}.png", image)
-        ss.write_mask(masks / f"x{i}_segmentation.png", mask)
+    images, masks = lesion_folder
     target = member.class_names[2]
     weighted = C.ClassifierEnsemble([member], decision_weights=(1e-4, 1e-4, 1.0))
     classify_folder(images, tmp_path / "out", classifier=C.ClassifierPredictor.of(weighted), masks_dir=masks,

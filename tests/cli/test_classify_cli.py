@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from skinseg.cli import main
-from skinseg.io import write_image, write_mask
+from skinseg.io import write_image
 from skinseg.testing import synthetic_lesion
 
 torch = pytest.importorskip("torch")
@@ -36,15 +36,8 @@ def models(tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def folder(tmp_path: Path) -> tuple[Path, Path]:
-    src, masks = tmp_path / "images", tmp_path / "masks"
-    src.mkdir()
-    masks.mkdir()
-    for i in range(3):
-        image, mask = synthetic_lesion((60, 80), rng=i)
-        write_image(src / f"ISIC_{i}.jpg", image)
-        write_mask(masks / f"ISIC_{i}_segmentation.png", mask)
-    return src, masks
+def folder(tmp_path: Path, make_lesion_folder) -> tuple[Path, Path]:
+    return make_lesion_folder(tmp_path, "ISIC_{i}.jpg")
 
 
 def _rows(out: Path) -> list[dict[str, str]]:
