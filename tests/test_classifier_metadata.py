@@ -224,3 +224,18 @@ def test_fit_matches_sklearn_and_reads_rows_as_inference_does(classes):
     np.testing.assert_allclose(m.prior, np.bincount(y) / len(y))
     with pytest.raises(ConfigError, match="missing"):
         fit_metadata_model(rows, ["a"] * len(rows), classes, alpha=0.5)
+
+
+def test_a_file_cell_copied_from_classification_csv_matches_its_image(member, make_lesion_folder, tmp_path):
+    """classification.csv writes '=0.png as '\\'=0.png' (no spreadsheet formula): the metadata table reads it back."""
+    import skinseg.classify as C
+    from skinseg.runs import classify_folder
+
+    images, masks = make_lesion_folder(tmp_path, "={i}.png", n=1)
+    folder = C.save_classifier(C.ClassifierEnsemble([member], metadata_model=tiny_meta_model(member)),
+                               tmp_path / "ens")
+    table = tmp_path / "meta.csv"
+    table.write_text("file,age,site\n'=0.png,70,\"face\"\n", encoding="utf-8")
+    classify_folder(images, tmp_path / "out", classifier=str(folder), masks_dir=masks, metadata=table,
+                    progress=False, measure=False)
+    assert [r["metadata_used"] for r in _rows(tmp_path / "out").values()] == ["1"]

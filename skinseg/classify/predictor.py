@@ -294,12 +294,10 @@ class ClassifierPredictor:
             if self.metadata_model is None:
                 raise ConfigError("This classifier has no metadata model: it cannot use age, sex or body site. Leave "
                                   "`metadata` out, or use a classifier that lists a metadata input (`skinseg models`).")
-            metadata = list(metadata)
+            metadata = [self.metadata_model.features(m) for m in metadata]  # bad values refused before any run
             if len(metadata) != len(imgs):
                 raise ConfigError(f"{len(imgs)} images but {len(metadata)} metadata entries were given; pass one "
                                   "(or None) per image.")
-            for m in metadata:  # refuse bad values before any model runs
-                self.metadata_model.features(m)
         if not imgs:
             return np.zeros((0, len(self.class_names)), np.float32)
         probs = []
@@ -311,8 +309,8 @@ class ClassifierPredictor:
             from ..metrics.calibration import apply_temperature
 
             p = apply_temperature(p, self.temperature).astype(np.float32)
-        if metadata is not None and self.metadata_model is not None:
-            p = self.metadata_model.fuse(p, metadata).astype(np.float32)
+        if metadata is not None:
+            p = self.metadata_model.fuse(p, metadata).astype(np.float32)  # type: ignore[union-attr]
         return p
 
     def predict_proba(self, image: np.ndarray, mask: np.ndarray | None = None, metadata: Any = None) -> np.ndarray:

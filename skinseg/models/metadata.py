@@ -134,15 +134,18 @@ class MetadataModel:
         return e / e.sum(axis=-1, keepdims=True)
 
     def fuse(self, probs: np.ndarray, metadata: Sequence[Mapping[str, Any] | None]) -> np.ndarray:
-        """(N, K) image probabilities fused with each image's metadata; rows without metadata are unchanged."""
+        """(N, K) image probabilities fused with each image's metadata; rows without metadata are unchanged.
+
+        ``metadata`` may also be the output of :meth:`features` per image (arrays or None): a caller that
+        checked the values before running the model does not encode them twice.
+        """
         p = np.asarray(probs)
         if p.ndim != 2 or p.shape[1] != len(self.class_names):
             raise ConfigError(f"`probs` must be (N, {len(self.class_names)}); got {p.shape}.")
-        metadata = list(metadata)
-        if len(metadata) != len(p):
-            raise ConfigError(f"{len(p)} images but {len(metadata)} metadata entries; pass one (or None) per image.")
+        feats = [m if isinstance(m, np.ndarray) else self.features(m) for m in metadata]
+        if len(feats) != len(p):
+            raise ConfigError(f"{len(p)} images but {len(feats)} metadata entries; pass one (or None) per image.")
         out = p.astype(np.float64, copy=True)
-        feats = [self.features(m) for m in metadata]
         rows = [i for i, x in enumerate(feats) if x is not None]
         if rows and self.alpha:
             evidence = (self.proba(np.stack([feats[i] for i in rows])) / self.prior) ** self.alpha

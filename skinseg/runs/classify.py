@@ -19,7 +19,6 @@ Outputs in ``out_dir``::
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 from dataclasses import dataclass
 from collections.abc import Mapping
@@ -30,6 +29,7 @@ import numpy as np
 
 from ..errors import ConfigError, SkinsegError
 from ..features import FEATURE_NAMES, check_pixel_size
+from .._text import name_from_cell
 from ..inference import StreamResult
 from ..io import encode_image, encode_mask, pair_images_and_masks, read_mask
 from ..models.config import KNOWN_CLASSES, ClassInfo
@@ -286,11 +286,13 @@ def classify_folder(
         pairs, _, _ = pair_images_and_masks(src, masks_dir, mask_suffix=mask_suffix)
         masks = {image.relative_to(src).as_posix(): (str(mask), str(mask.resolve())) for image, mask in pairs}
         exclude = mask_suffix if Path(masks_dir).resolve() == src.resolve() else None
-    meta, meta_source = (None, None) if metadata is None else _read_metadata(metadata, classifier)
+    clf_source = classifier_source(classifier, tta=tta, threads=threads, device=device)
+    meta, meta_source = (None, None) if metadata is None else _read_metadata(
+        metadata, _metadata_model_of(classifier, clf_source))
     options = ClassifyOptions(masks, mask_suffix, bool(save_gradcam), bool(measure), pixel_size_mm,
                               str(Path(masks_dir).resolve()) if masks_dir is not None else None, meta, meta_source)
     job = ClassifyJob(predictor_source(segmenter, threads=threads, device=device) if masks_dir is None else None,
-                      classifier_source(classifier, tta=tta, threads=threads, device=device), options,
+                      clf_source, options,
                       InputOptions(False, exclude, bool(convert), include_runs=bool(include_runs),
                                    verify_inputs=bool(verify_inputs)), _classes_of(classifier))
     return run_folder(job, runner, in_dir, out_dir, overwrite=overwrite, wait=wait, progress=progress)
@@ -300,30 +302,26 @@ _METADATA_COLUMNS = {"file": ("file", "image", "image_id", "isic_id", "id"), "ag
                      "sex": ("sex",), "site": ("site", "localization", "anatom_site_general")}
 
 
-def _metadata_model_of(classifier: Any) -> Any:
-    """The classifier's metadata model (None if it has none), read from its ensemble.json where it is a name;
-    ``...`` for a function that makes the classifier (not called here: its values are checked when it runs)."""
+def _metadata_model_of(classifier: Any, source: ModelSource) -> Any:
+    """The classifier's metadata model (None if it has none): read from its ensemble.json where it is a name or
+    folder, else from the classifier itself (a loader function is called here, as the job does anyway to learn
+    the classes of its result columns)."""
     if isinstance(classifier, str | os.PathLike):
         from ..models.checkpoint import ENSEMBLE_FILE, ensemble_metadata_model, read_ensemble
 
         folder, _, payload = read_ensemble(classifier, "classifier")
         return ensemble_metadata_model(payload, folder / ENSEMBLE_FILE)
-    if isinstance(classifier, functools.partial) and classifier.args and isinstance(classifier.args[0],
-                                                                                   str | os.PathLike):
-        return _metadata_model_of(classifier.args[0])  # a loader bound to a name or folder (skinseg classify)
-    if callable(classifier) and not hasattr(classifier, "class_names"):
-        return ...
-    return getattr(classifier, "metadata_model", None)
+    return source.get().metadata_model
 
 
-def _read_metadata(metadata: Any, classifier: Any) -> tuple[dict[str, dict[str, str]], str]:
+def _read_metadata(metadata: Any, model: Any) -> tuple[dict[str, dict[str, str]], str]:
     """``{file: {"age", "sex", "site"}}`` from a CSV or mapping, every value checked by the classifier's metadata
-    model; and a description of the source for the run's settings (the CSV's path and content hash)."""
+    ``model``; and a description of the source for the run's settings (the CSV's path and content hash)."""
     import csv
     import hashlib
+    import io
     import json
 
-    model = _metadata_model_of(classifier)
     if model is None:
         raise ConfigError("This classifier has no metadata model: it cannot use age, sex or body site. Leave "
                           "--metadata out, or choose a classifier that takes metadata (`skinseg models`).")
@@ -336,20 +334,22 @@ def _read_metadata(metadata: Any, classifier: Any) -> tuple[dict[str, dict[str, 
         if not path.is_file():
             raise ConfigError(f"Metadata file '{path}' does not exist (pass a CSV with columns file, age, sex, site).")
         data = path.read_bytes()
+        rows = []
         try:
-            reader = csv.DictReader(data.decode("utf-8-sig").splitlines())
+            reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline=""))
             header = {h.strip().lower(): h for h in (reader.fieldnames or [])}
+            found = {field: next((header[n] for n in names if n in header), None)
+                     for field, names in _METADATA_COLUMNS.items()}
+            if found["file"] is None or all(found[f] is None for f in ("age", "sex", "site")):
+                raise ConfigError(f"Metadata file '{path}' needs a 'file' column and at least one of 'age', 'sex', "
+                                  f"'site' (or 'localization'); its columns are {reader.fieldnames}.")
+            for r in reader:
+                entry = {f: (r.get(c) or "").strip() for f, c in found.items() if f != "file" and c is not None}
+                # a file cell copied from classification.csv reads back as the name it stands for
+                name = name_from_cell((r.get(found["file"]) or "").strip())
+                rows.append((f"'{path}' line {reader.line_num}", name, entry))
         except (UnicodeDecodeError, csv.Error) as exc:
             raise ConfigError(f"Cannot read metadata file '{path}' as UTF-8 CSV: {exc}.") from exc
-        found = {field: next((header[n] for n in names if n in header), None)
-                 for field, names in _METADATA_COLUMNS.items()}
-        if found["file"] is None or all(found[f] is None for f in ("age", "sex", "site")):
-            raise ConfigError(f"Metadata file '{path}' needs a 'file' column and at least one of 'age', 'sex', "
-                              f"'site' (or 'localization'); its columns are {reader.fieldnames}.")
-        rows = []
-        for line, r in enumerate(reader, start=2):
-            entry = {f: (r.get(c) or "").strip() for f, c in found.items() if f != "file" and c is not None}
-            rows.append((f"'{path}' line {line}", (r.get(found["file"]) or "").strip(), entry))
         source = f"{path.resolve()} sha256:{hashlib.sha256(data).hexdigest()}"
     out: dict[str, dict[str, str]] = {}
     for where, key, entry in rows:
@@ -362,8 +362,7 @@ def _read_metadata(metadata: Any, classifier: Any) -> tuple[dict[str, dict[str, 
             raise ConfigError(f"Metadata {where}: expected a mapping with 'age', 'sex', 'site'; got "
                               f"{type(entry).__name__}.")
         try:
-            if model is not ...:
-                model.features(entry)
+            model.features(entry)
         except ConfigError as exc:
             raise ConfigError(f"Metadata {where}: {str(exc).removeprefix('Metadata ')}") from None
         out[key] = entry
