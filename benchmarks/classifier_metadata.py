@@ -7,7 +7,8 @@ split only (:func:`skinseg.models.metadata.fit_metadata_model`: age bins, sex, b
 one-hot; a missing value is all zeros, exactly as at inference), then combined with the
 image classifier's probabilities (its own TTA default and temperature) on the split's
 HAM10000 images as ``p(c) * (p(c | metadata) / prior(c)) ** alpha`` (the metadata's
-evidence, tempered by ``alpha``; ``alpha = 0`` is the image alone). The decision is
+evidence, tempered by ``alpha``; ``alpha = 0`` is the image alone), by the package's own
+``MetadataModel.fuse``. The decision is
 ``argmax(p / prior_train ** tau)`` with the classifier's own training prior (its members'
 recorded class counts), as ``tools/bundle_classifier.py --logit-adjust TAU`` stores it. Masks
 are the default segmenter's, as ``skinseg classify`` makes them (cached in ``--cache``).
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     from skinseg.classify import ClassifierPredictor
     from skinseg.models.checkpoint import read_ensemble
     from skinseg.models.config import prior_decision_weights
-    from skinseg.models.metadata import fit_metadata_model
+    from skinseg.models.metadata import MetadataModel, fit_metadata_model
 
     root = data_dir("ham10000")
     with open(root / "manifest.csv", newline="", encoding="utf-8") as fh:
@@ -63,9 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     _, members, _ = read_ensemble(args.model, "classifier")  # the training counts: the first member's metadata
     counts = json.loads((members[0] / "config.json").read_text(encoding="utf-8"))["metadata"]["training_data"]["counts"]
     p_image = clf.predict_proba_batch([ss.read_image(it["image"]) for it in items], [masks[it["id"]] for it in items])
-    x = [manifest[it["id"]] for it in items]
-    p_meta = np.array([meta_model.proba(f[None])[0] if (f := meta_model.features(r)) is not None else hprior
-                       for r in x])
+    feats = [meta_model.features(manifest[it["id"]]) for it in items]  # None: nothing known
+    p_meta = np.array([meta_model.proba(f[None])[0] if f is not None else hprior for f in feats])
     y = np.array([codes.index(it["label"]) for it in items])
     mel = codes.index("mel")
     shipped = np.argmax(p_image * np.asarray(clf.decision_weights if clf.decision_weights is not None else 1.0), 1)
@@ -78,8 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| alpha | tau | balanced accuracy | melanoma AUC | malignant AUC |\n|---|---|---|---|---|")
     malignant = [codes.index(c) for c in ("mel", "bcc", "akiec")]
     for alpha in args.alpha:
-        fused = p_image * (p_meta / hprior) ** alpha
-        fused /= fused.sum(axis=1, keepdims=True)
+        fused = MetadataModel.from_dict({**meta_model.to_dict(), "alpha": alpha}).fuse(p_image, feats)
         for tau in args.tau:
             w = np.asarray(prior_decision_weights(counts, codes, tau))
             print(f"| {alpha:g} | {tau:g} | {balanced_accuracy_score(y, np.argmax(fused * w, 1)):.4f} | "
