@@ -32,6 +32,7 @@ __all__ = [
     "val_transform",
     "LesionSegDataset",
     "AUGMENTATIONS",
+    "sampling_weights",
 ]
 
 AUGMENTATIONS = (
@@ -139,6 +140,63 @@ def collect_items(
             "them out, or skip them explicitly (skip_unlabelled=True, --skip-unlabelled)."
         )
     return pairs
+
+
+def sampling_weights(
+    sources: Sequence[int],
+    labels: Sequence[str | None],
+    *,
+    set_weights: Sequence[float] | None = None,
+    diagnosis_weights: dict[str, float] | None = None,
+) -> np.ndarray:
+    """Per-image sampling weights of a training set drawn from several sources.
+
+    An image's weight is ``set_weights[source] * diagnosis_weights.get(label, 1)``: with
+    ``set_weights=(2, 1)`` each image of the first source is drawn twice as often as one
+    of the second. Used with a weighted sampler (:func:`skinseg.training.fit`'s
+    ``sample_weights``), which draws ``len(images)`` images per epoch with replacement.
+
+    Parameters
+    ----------
+    sources : sequence of int
+        Index of each image's source (0-based, into ``set_weights``).
+    labels : sequence of str or None
+        Each image's diagnosis (a manifest's ``label``), None when unknown (weight 1).
+    set_weights : sequence of float, optional
+        One weight > 0 per source (default: all 1).
+    diagnosis_weights : dict, optional
+        Weight > 0 per diagnosis label (others: 1). Every key must be the label of at least
+        one image.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, one weight per image.
+
+    Raises
+    ------
+    ConfigError
+        A weight that is not a finite number > 0, one set weight too many or too few, or a
+        diagnosis that no image has (the labels present are named).
+    """
+    src = np.asarray(sources, dtype=np.int64)
+    if len(src) != len(labels):
+        raise ConfigError(f"`sources` and `labels` differ in length ({len(src)} vs {len(labels)}).")
+    n_sources = int(src.max()) + 1 if len(src) else 0
+    per_set = np.ones(n_sources) if set_weights is None else np.asarray(set_weights, dtype=np.float64)
+    if per_set.ndim != 1 or len(per_set) != n_sources:
+        raise ConfigError(f"Give one set weight per data source: {n_sources} source(s), got "
+                          f"{list(np.atleast_1d(per_set))}.")
+    wanted = dict(diagnosis_weights or {})
+    for what, value in [*(("set weight", w) for w in per_set), *wanted.items()]:
+        if not (np.isfinite(value) and value > 0):
+            raise ConfigError(f"Sampling weights must be finite numbers > 0; {what} is {value!r}.")
+    present = {lab for lab in labels if lab is not None}
+    unknown = sorted(set(wanted) - present)
+    if unknown:
+        raise ConfigError(f"No training image has the diagnosis {unknown}; the labels present are "
+                          f"{sorted(present) or 'none (no manifest label column)'}.")
+    return per_set[src] * np.array([wanted.get(lab, 1.0) if lab is not None else 1.0 for lab in labels])
 
 
 def train_augmentation(input_size: int, *, strength: float = 1.0, seed: int | None = None) -> Callable[..., dict[str, Any]]:

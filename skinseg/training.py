@@ -369,13 +369,20 @@ def run_epochs(
 class _SegmenterTask:
     monitor, monitor_label = "val_dice", "val Dice"
 
-    def __init__(self, train_set: Any, val_set: Any, config: TrainConfig, out: Path, device: str) -> None:
-        from torch.utils.data import DataLoader
+    def __init__(self, train_set: Any, val_set: Any, config: TrainConfig, out: Path, device: str,
+                 sample_weights: Any = None) -> None:
+        from torch.utils.data import DataLoader, WeightedRandomSampler
 
         self.train_set, self.config, self.out, self.device = train_set, config, out, device
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, drop_last=True,
-                                       num_workers=config.num_workers, generator=self.generator)
+        if sample_weights is None:
+            self.train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, drop_last=True,
+                                           num_workers=config.num_workers, generator=self.generator)
+        else:  # the same generator, reseeded per epoch: a resumed run draws the same images
+            sampler = WeightedRandomSampler(torch.as_tensor(sample_weights, dtype=torch.float64), len(train_set),
+                                            replacement=True, generator=self.generator)
+            self.train_loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler, drop_last=True,
+                                           num_workers=config.num_workers)
         self.val_loader = DataLoader(val_set, batch_size=config.batch_size, shuffle=False,
                                      num_workers=config.num_workers)
 
@@ -410,6 +417,7 @@ def fit(
     metadata: dict[str, Any] | None = None,
     resume: bool = True,
     progress: bool = True,
+    sample_weights: Any = None,
 ) -> list[dict[str, Any]]:
     """Train a segmenter and keep the best checkpoint on validation Dice.
 
@@ -427,6 +435,12 @@ def fit(
         ``"cpu"`` or ``"cuda"``.
     metadata : dict
         Stored in the checkpoint's config.json (training data, command, ...).
+    sample_weights : sequence of float, optional
+        One weight >= 0 per training image (e.g. :func:`skinseg.data.sampling_weights`):
+        each epoch then draws ``len(train_set)`` images with replacement, in proportion to
+        them, instead of a shuffled pass over every image. Seeded per epoch like the
+        shuffle, so a resumed run draws what the uninterrupted one would. Record them in
+        ``config.extra`` so that a run's settings say how it sampled.
 
     Returns
     -------
@@ -447,7 +461,14 @@ def fit(
         torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=2, min_lr=config.min_lr)
         if config.schedule == "plateau" else None
     )
-    task = _SegmenterTask(train_set, val_set, config, out, device)
+    if sample_weights is not None:
+        weights = np.asarray(sample_weights, dtype=np.float64)
+        if weights.shape != (len(train_set),) or not (np.isfinite(weights).all() and (weights >= 0).all()
+                                                      and weights.sum() > 0):
+            raise ConfigError(f"`sample_weights` must hold one finite weight >= 0 per training image "
+                              f"({len(train_set)}), not all 0; got shape {weights.shape}.")
+        sample_weights = weights
+    task = _SegmenterTask(train_set, val_set, config, out, device, sample_weights)
     n_batches = len(task.train_loader)
     if config.max_batches_per_epoch is not None:
         n_batches = min(n_batches, config.max_batches_per_epoch)

@@ -71,6 +71,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--failure-aug", action="store_true",
                    help="also simulate the failure kinds while training: ink rings and marker dots, pale lesion "
                         "borders, hair (skinseg.augment.FailureAugmentation)")
+    p.add_argument("--set-weights", nargs="+", type=float, default=None, metavar="W",
+                   help="sampling weight of each --data source, in order (e.g. 2 2 1: an image of the first two "
+                        "is drawn twice as often as one of the third); each epoch then draws as many images as "
+                        "the training set holds, with replacement (default: every image once per epoch)")
+    p.add_argument("--diagnosis-weights", nargs="+", default=None, metavar="LABEL=W",
+                   help="sampling weight per diagnosis, by the manifests' 'label' column (e.g. bcc=3 akiec=2; "
+                        "other diagnoses 1); multiplies --set-weights")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--max-batches", type=int, default=None, help=argparse.SUPPRESS)
@@ -102,8 +109,10 @@ def run(args: argparse.Namespace) -> int:
         skipped.extend(unlabelled)
         return pairs
 
-    for src in args.data:
+    sources: list[int] = []
+    for i, src in enumerate(args.data):
         train_items += items(src, args.train_split)
+        sources += [i] * (len(train_items) - len(sources))
     if args.val:
         for src in args.val:
             val_items += items(src, args.val_split)
@@ -159,6 +168,9 @@ def run(args: argparse.Namespace) -> int:
 
         augment = FailureAugmentation(augment, seed=args.seed)
         extra["failure_augmentation"] = augment.to_dict()
+    sample_weights = None
+    if args.set_weights is not None or args.diagnosis_weights is not None:
+        sample_weights, extra["sampling"] = _sampling(args, train_items, sources)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, loss=args.loss,
                          schedule=args.schedule, patience=args.patience, seed=args.seed,
                          max_batches_per_epoch=args.max_batches, extra=extra)
@@ -179,12 +191,50 @@ def run(args: argparse.Namespace) -> int:
                           "n_images": len(train_items)},
         "validation_data": {"n_images": len(val_items)},
     }
-    history = fit(model, train_set, val_set, config=config, out_dir=args.out, device=device, metadata=metadata)
+    history = fit(model, train_set, val_set, config=config, out_dir=args.out, device=device, metadata=metadata,
+                  sample_weights=sample_weights)
     best = max(history, key=lambda h: h["val_dice"]) if history else None
     if best:
         print(json.dumps({"best_epoch": best["epoch"], "val_dice": best["val_dice"], "val_iou": best["val_iou"],
                           "checkpoint": str(Path(args.out) / "best")}))
     return EXIT_OK
+
+
+def _sampling(args: argparse.Namespace, train_items: list, sources: list[int]) -> tuple[object, dict]:
+    """Per-image sampling weights from --set-weights / --diagnosis-weights, and their record for run.json."""
+    import numpy as np
+
+    from ..data import read_manifest, sampling_weights
+
+    diagnosis = {}
+    for spec in args.diagnosis_weights or []:
+        label, sep, value = spec.partition("=")
+        try:
+            diagnosis[label.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not label.strip():
+            raise SkinsegError(f"--diagnosis-weights takes LABEL=WEIGHT (e.g. bcc=3); got {spec!r}.")
+    labels: dict[str, str] = {}
+    if diagnosis:
+        for src in args.data:
+            if has_manifest(src):
+                try:
+                    found = read_manifest(src, args.train_split, label_column="label")
+                except SkinsegError as exc:
+                    raise SkinsegError(f"--diagnosis-weights needs a 'label' column: {exc}") from None
+                labels.update({os.path.abspath(it.image): it.label for it in found})
+    set_weights = args.set_weights
+    if set_weights is not None and len(set_weights) != len(args.data):
+        raise SkinsegError(f"--set-weights takes one weight per --data source ({len(args.data)}); got "
+                           f"{len(set_weights)}.")
+    weights = sampling_weights(sources, [labels.get(os.path.abspath(p)) for p, _ in train_items],
+                               set_weights=set_weights, diagnosis_weights=diagnosis)
+    shares = ", ".join(f"{Path(src).name} {weights[np.asarray(sources) == i].sum() / weights.sum():.1%}"
+                       for i, src in enumerate(args.data))
+    print(f"sampling: share of the draws per source: {shares}", file=sys.stderr, flush=True)
+    return weights, {"set_weights": list(set_weights) if set_weights is not None else None,
+                     "diagnosis_weights": diagnosis or None}
 
 
 def _with_color_norm(stored: dict, args: argparse.Namespace) -> dict:
