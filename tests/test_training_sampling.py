@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_training import _tiny, _write_folder
 
 import skinseg as ss
 from skinseg.data import LesionSegDataset, collect_items, sampling_weights, val_transform
 from skinseg.errors import ConfigError
 from skinseg.training import TrainConfig, fit
-from test_training import _tiny, _write_folder
 
 
 def _label_folder(root, n=6, seed=0, labels=("nv", "bcc")):
