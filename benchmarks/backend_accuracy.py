@@ -78,8 +78,10 @@ def main() -> int:
         if r["precision"] == "int8" and ref is not None:
             deltas = {k: ref[k] - r[k] for k in GATE}
             verdict = all(deltas[k] <= GATE[k] for k in GATE)
-            print(f"int8 gate (vs ONNX fp32, same TTA): Dice -{deltas['dice']:.4f} (<= {GATE['dice']}), "
-                  f"thr. Jaccard -{deltas['thresholded_jaccard']:.4f} (<= {GATE['thresholded_jaccard']}): "
+            print(f"int8 gate (int8 minus ONNX fp32, same TTA): "
+                  f"Dice {-deltas['dice']:+.4f} (loss <= {GATE['dice']}), "
+                  f"thr. Jaccard {-deltas['thresholded_jaccard']:+.4f} "
+                  f"(loss <= {GATE['thresholded_jaccard']}): "
                   f"{'PASS' if verdict else 'FAIL'}")
     if args.json:
         Path(args.json).write_text(json.dumps({"split": args.split, "n_images": len(items), "rows": rows,

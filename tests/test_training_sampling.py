@@ -86,12 +86,12 @@ def test_fit_draws_by_the_sample_weights(tmp_path):
 def test_weighted_run_resumes_with_the_same_draws(tmp_path):
     train, val = _sets(tmp_path, n=10)
     weights = [1, 2, 3, 4, 1, 2, 3, 4]
-    whole = fit(_tiny(), train, val, config=TrainConfig(epochs=2, batch_size=4, seed=5), out_dir=tmp_path / "a",
-                progress=False, sample_weights=weights)
+    whole = fit(_tiny(), train, val, config=TrainConfig(epochs=2, batch_size=4, seed=5),
+                out_dir=tmp_path / "a", progress=False, sample_weights=weights)
     fit(_tiny(), train, val, config=TrainConfig(epochs=1, batch_size=4, seed=5), out_dir=tmp_path / "b",
         progress=False, sample_weights=weights)
-    resumed = fit(_tiny(), train, val, config=TrainConfig(epochs=2, batch_size=4, seed=5), out_dir=tmp_path / "b",
-                  progress=False, sample_weights=weights)
+    resumed = fit(_tiny(), train, val, config=TrainConfig(epochs=2, batch_size=4, seed=5),
+                  out_dir=tmp_path / "b", progress=False, sample_weights=weights)
     assert [h["train_loss"] for h in resumed] == [h["train_loss"] for h in whole]
 
 
@@ -103,7 +103,8 @@ def test_train_cli_sampling_options(tmp_path, capsys):
     base = ["train", "--data", str(a), str(b), "--encoder", "resnet18", "--encoder-weights", "none",
             "--input-size", "64", "--epochs", "1", "--batch-size", "2", "--device", "cpu", "--threads", "1"]
     for extra, message in ((["--set-weights", "2"], "one weight per --data source (2); got 1"),
-                           (["--diagnosis-weights", "akiec=2"], "['akiec']; the labels present are ['bcc', 'mel', 'nv']"),
+                           (["--diagnosis-weights", "akiec=2"],
+                            "['akiec']; the labels present are ['bcc', 'mel', 'nv']"),
                            (["--diagnosis-weights", "bcc:2"], "LABEL=WEIGHT")):
         capsys.readouterr()
         assert main([*base, *extra, "--out", str(tmp_path / "r0")]) != 0
