@@ -182,10 +182,10 @@ def sampling_weights(
     src = np.asarray(sources, dtype=np.int64)
     if len(src) != len(labels):
         raise ConfigError(f"`sources` and `labels` differ in length ({len(src)} vs {len(labels)}).")
-    n_sources = int(src.max()) + 1 if len(src) else 0
+    n_sources = int(src.max()) + 1 if len(src) else 0  # at least: a last source may add no image
     per_set = np.ones(n_sources) if set_weights is None else np.asarray(set_weights, dtype=np.float64)
-    if per_set.ndim != 1 or len(per_set) != n_sources:
-        raise ConfigError(f"Give one set weight per data source: {n_sources} source(s), got "
+    if per_set.ndim != 1 or len(per_set) < n_sources or (len(src) and src.min() < 0):
+        raise ConfigError(f"Give one set weight per data source: images of {n_sources} source(s), got "
                           f"{list(np.atleast_1d(per_set))}.")
     wanted = dict(diagnosis_weights or {})
     for what, value in [*(("set weight", w) for w in per_set), *wanted.items()]:

@@ -29,10 +29,12 @@ def test_sampling_weights_multiply_set_and_diagnosis():
                          diagnosis_weights={"bcc": 3})
     np.testing.assert_allclose(w, [2 * 1, 2 * 3, 0.5 * 3, 0.5 * 1, 0.5 * 1])
     np.testing.assert_array_equal(sampling_weights([0, 1], ["a", "b"]), [1.0, 1.0])
+    # a last source that adds no training image still has its weight in the list
+    np.testing.assert_array_equal(sampling_weights([0, 0], [None, None], set_weights=[2, 1]), [2.0, 2.0])
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
-    ({"set_weights": [1]}, "one set weight per data source: 2 source"),
+    ({"set_weights": [1]}, "one set weight per data source: images of 2 source"),
     ({"set_weights": [1, 0]}, "finite numbers > 0"),
     ({"set_weights": [1, float("nan")]}, "finite numbers > 0"),
     ({"diagnosis_weights": {"nv": -1}}, "finite numbers > 0"),
